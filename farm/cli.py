@@ -1,0 +1,91 @@
+"""The `farm` command line: one subcommand per everyday job.
+
+Exit codes: 0 success; 1 a check failed or errored (or a refused sign-off);
+2 bad usage or configuration, with a one-line message naming file, line, field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from farm.errors import ConfigError, FarmError
+
+
+def say(message: str) -> None:
+    """Progress and diagnostics go to stderr; stdout carries results."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from farm import models
+
+    recipe = models.Recipe(per_channel=args.per_channel, calibration_method=args.calibration_method,
+                           calibration_samples=args.calibration_samples,
+                           exclude_op_types=tuple(args.exclude_op_types))
+    manifest = models.build(args.model, args.data, args.out, variants=args.variants, recipe=recipe,
+                            task=args.task, allow_calibration_count=args.allow_calibration_count,
+                            target_loss=args.target_loss, progress=lambda m: say(f"quantize: {m}"))
+    print(f"{'variant':<14}{'status':<8}{'size MB':>9}{'host p50 ms':>13}{'loss %':>8}")
+    for name, entry in manifest["variants"].items():
+        host = entry.get("host", {})
+        size = f"{entry['size_bytes'] / 1e6:.2f}" if entry.get("size_bytes") else "-"
+        p50 = f"{host['p50_ms']:.3f}" if host.get("p50_ms") is not None else "-"
+        loss = f"{host['loss_pct']:.2f}" if host.get("loss_pct") is not None else "-"
+        print(f"{name:<14}{entry['status']:<8}{size:>9}{p50:>13}{loss:>8}")
+        if entry["reason"]:
+            print(f"  {entry['reason']}")
+    print(f"manifest: {Path(args.out) / 'manifest.json'}")
+    return 0 if all(e["status"] == "ok" for e in manifest["variants"].values()) else 1
+
+
+def add_quantize(sub) -> None:
+    from farm.models import CALIBRATION_METHODS, VARIANTS
+
+    p = sub.add_parser("quantize", help="build fp32 / int8_dynamic / int8_static variants and a manifest")
+    p.add_argument("model", help="FP32 ONNX model")
+    p.add_argument("--data", required=True, help=".npz with calibration / evaluation arrays (see README)")
+    p.add_argument("--out", required=True, help="folder for the variants and manifest.json")
+    p.add_argument("--variants", type=_csv, default=list(VARIANTS))
+    p.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--calibration-method", choices=CALIBRATION_METHODS, default="minmax")
+    p.add_argument("--calibration-samples", type=int, help="use the first N calibration samples")
+    p.add_argument("--allow-calibration-count", action="store_true",
+                   help="build even when calibration uses fewer than 100 or more than 1000 samples")
+    p.add_argument("--exclude-op-types", type=_csv, default=[],
+                   help="op types kept in float in static INT8 (DepthwiseConv: Conv with group > 1)")
+    p.add_argument("--target-loss", type=float, help="search static recipes for the fastest within this loss %%")
+    p.add_argument("--task", choices=("classification", "regression"))
+    p.set_defaults(func=cmd_quantize)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="farm", description="edge-AI device test farm")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_quantize(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        say(f"farm: error: {exc}")
+        return 2
+    except FarmError as exc:
+        say(f"farm: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        say("farm: interrupted; results gathered so far are kept")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
