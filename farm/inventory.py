@@ -1,0 +1,313 @@
+"""Inventories: the boards of a lab, loaded strictly from YAML.
+
+Two formats are read as they are: farm's own (`defaults` + `boards` + `standins`)
+and Ansible's YAML inventories (`all` / `children` / `hosts` / `vars`, with
+`ansible_*` connection vars and `farm_*` fields; groups become pools). Every
+error names the file, the line, the board and the field.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import os
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from farm.boardclasses import BOARD_CLASSES
+from farm.errors import InventoryError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+HOST_KEY_POLICIES = ("verify", "accept-new", "off")
+
+
+@dataclass(frozen=True)
+class Board:
+    """One board of the lab: how to reach it and what it is (a resource, no behaviour)."""
+
+    name: str
+    host: str
+    port: int = 22
+    user: str | None = None
+    identity_file: str | None = None
+    known_hosts: str | None = None
+    host_key_policy: str = "verify"
+    workdir: str = "/tmp/farm"
+    python: str = "python3"
+    board_class: str | None = None
+    cpu: str | None = None
+    cores: int | None = None
+    memory_mb: int | None = None
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    threads: int = 0
+    pools: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    latency_budget_ms: float | None = None
+    memory_budget_mb: float | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    standin: bool = False
+    emulated_cpu: str | None = None  # QEMU CPU model of an emulated Arm stand-in
+
+    @property
+    def address(self) -> str:
+        return f"{self.user + '@' if self.user else ''}{self.host}:{self.port}"
+
+
+# field name -> (accepted YAML types, description for messages)
+_STR, _INT, _NUM = (str,), (int,), (int, float)
+FIELD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "name": (_STR, "a name of letters, digits, '.', '_' or '-'"),
+    "host": (_STR, "a host name or address"),
+    "port": (_INT, "a port number"),
+    "user": (_STR, "a login name"),
+    "identity_file": (_STR, "a path to a private key"),
+    "known_hosts": (_STR, "a path to a known_hosts file"),
+    "host_key_policy": (_STR, "one of " + ", ".join(HOST_KEY_POLICIES)),
+    "workdir": (_STR, "a path on the board"),
+    "python": (_STR, "the board's Python command"),
+    "class": (_STR, "a board class: " + ", ".join(BOARD_CLASSES)),
+    "cpu": (_STR, "a CPU name"),
+    "cores": (_INT, "a whole number"),
+    "memory_mb": (_INT, "a whole number of MB"),
+    "providers": ((list,), "a list of onnxruntime execution providers"),
+    "threads": (_INT, "a whole number (0: onnxruntime's default)"),
+    "pools": ((list,), "a list of pool names"),
+    "tags": ((list,), "a list of tags"),
+    "latency_budget_ms": (_NUM, "a number of milliseconds"),
+    "memory_budget_mb": (_NUM, "a number of MB"),
+    "env": ((dict,), "a mapping of environment variables"),
+}
+STANDIN_FIELDS = ("name", "class", "cpu", "cores", "memory_mb", "providers", "threads", "pools", "tags",
+                  "latency_budget_ms", "memory_budget_mb", "arch")
+ANSIBLE_VARS = {"ansible_host": "host", "ansible_port": "port", "ansible_user": "user",
+                "ansible_ssh_private_key_file": "identity_file", "ansible_python_interpreter": "python"}
+
+
+class _Map(dict):
+    """A YAML mapping that remembers the line of each key."""
+
+    line: int = 0
+    lines: dict
+
+
+class _LineLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _Map:
+    loader.flatten_mapping(node)
+    mapping = _Map()
+    mapping.line, mapping.lines = node.start_mark.line + 1, {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in mapping:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark)
+        mapping[key] = loader.construct_object(value_node, deep=True)
+        mapping.lines[key] = key_node.start_mark.line + 1
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+@dataclass
+class Inventory:
+    path: Path
+    boards: list[Board]
+    standins: list[dict] = field(default_factory=list)  # declared stand-in boards, before they start
+
+    def select(self, pools: Iterable[str] = (), tags: Iterable[str] = (), names: Iterable[str] = ()) -> list[Board]:
+        """Boards in any of `pools`, with all of `tags`, matching any name glob."""
+        pools, tags, names = set(pools), set(tags), list(names)
+        return [b for b in self.boards
+                if (not pools or pools & set(b.pools)) and tags <= set(b.tags)
+                and (not names or any(fnmatch.fnmatchcase(b.name, g) for g in names))]
+
+
+class _Reader:
+    """Turns raw mappings into Boards with precise errors."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.base = path.parent
+
+    def fail(self, line: int | None, message: str, board: str | None = None, field: str | None = None,
+             hint: str | None = None) -> InventoryError:
+        return InventoryError(str(self.path), line, message, board=board, field=field, hint=hint)
+
+    def substitute(self, value: Any, line: int, board: str | None, key: str) -> Any:
+        if isinstance(value, str):
+            def lookup(match: re.Match) -> str:
+                if match.group(1) not in os.environ:
+                    raise self.fail(line, f"environment variable ${{{match.group(1)}}} is not set", board, key)
+                return os.environ[match.group(1)]
+            return VAR_RE.sub(lookup, value)
+        if isinstance(value, list):
+            return [self.substitute(v, line, board, key) for v in value]
+        if isinstance(value, dict):
+            return {k: self.substitute(v, line, board, key) for k, v in value.items()}
+        return value
+
+    def check_field(self, key: str, value: Any, line: int, board: str | None, allowed: Iterable[str]) -> None:
+        allowed = list(allowed)
+        if key not in allowed:
+            near = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f"did you mean {near[0]!r}?" if near else "valid keys: " + ", ".join(allowed)
+            raise self.fail(line, "unknown key", board, str(key), hint)
+        types, what = FIELD_TYPES.get(key, ((str,), "text"))
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise self.fail(line, f"expected {what}, got {type(value).__name__} {value!r}", board, key)
+        if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+            raise self.fail(line, f"expected {what} (all text)", board, key)
+        if key == "class" and value not in BOARD_CLASSES:
+            near = difflib.get_close_matches(value, list(BOARD_CLASSES), n=1)
+            raise self.fail(line, f"unknown board class {value!r}", board, key,
+                            f"did you mean {near[0]!r}?" if near else "classes: " + ", ".join(BOARD_CLASSES))
+        if key == "host_key_policy" and value not in HOST_KEY_POLICIES:
+            raise self.fail(line, f"expected {what}, got {value!r}", board, key)
+        if key == "name" and not NAME_RE.match(value):
+            raise self.fail(line, f"{value!r} is not {what}", board, key)
+        if key in ("port", "cores", "memory_mb") and value <= 0 or key == "threads" and value < 0:
+            raise self.fail(line, f"expected a positive number, got {value}", board, key)
+
+    def fields_of(self, raw: dict, board: str | None, allowed: Iterable[str]) -> dict:
+        lines = getattr(raw, "lines", {})
+        values = {}
+        for key, value in raw.items():
+            line = lines.get(key, getattr(raw, "line", None))
+            value = self.substitute(value, line, board, key)
+            self.check_field(key, value, line, board, allowed)
+            values[key] = value
+        return values
+
+    def path_field(self, value: str | None) -> str | None:
+        if value is None:
+            return None
+        path = Path(os.path.expanduser(value))
+        return str(path if path.is_absolute() else (self.base / path).resolve())
+
+    def make_board(self, values: dict, line: int) -> Board:
+        name = values.get("name")
+        if "host" not in values:
+            raise self.fail(line, "missing required field", name, "host")
+        board_class = values.get("class")
+        merged = {**BOARD_CLASSES.get(board_class, {}), **values}
+        kwargs = {k: v for k, v in merged.items() if k in {f.name for f in fields(Board)}}
+        for key in ("providers", "pools", "tags"):
+            if key in kwargs:
+                kwargs[key] = tuple(kwargs[key])
+        if "env" in kwargs:
+            kwargs["env"] = tuple(sorted((str(k), str(v)) for k, v in kwargs["env"].items()))
+        kwargs["identity_file"] = self.path_field(kwargs.get("identity_file"))
+        kwargs["known_hosts"] = self.path_field(kwargs.get("known_hosts"))
+        return Board(board_class=board_class, **kwargs)
+
+
+def _load_yaml(path: Path) -> Any:
+    if not path.is_file():
+        raise InventoryError(str(path), None, "inventory file not found")
+    try:
+        return yaml.load(path.read_text(), Loader=_LineLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise InventoryError(str(path), mark.line + 1 if mark else None,
+                             f"YAML syntax: {exc.problem or exc.context}") from exc
+
+
+def _check_unique(reader: _Reader, boards: list[tuple[Board, int]]) -> list[Board]:
+    seen: dict[str, int] = {}
+    for board, line in boards:
+        if board.name in seen:
+            raise reader.fail(line, f"duplicate board name (first at line {seen[board.name]})", board.name, "name")
+        seen[board.name] = line
+    return [b for b, _ in boards]
+
+
+def _load_farm(reader: _Reader, doc: _Map) -> Inventory:
+    for key in doc:
+        reader.check_field(key, doc[key], doc.lines[key], None, ("defaults", "boards", "standins"))
+    defaults_raw = doc.get("defaults") or _Map()
+    defaults = reader.fields_of(defaults_raw, None, [k for k in FIELD_TYPES if k != "name"])
+    boards = []
+    for index, raw in enumerate(doc.get("boards") or []):
+        if not isinstance(raw, dict):
+            raise reader.fail(doc.lines["boards"], f"board #{index + 1} is not a mapping", None, "boards")
+        if "name" not in raw:
+            raise reader.fail(raw.line, "missing required field", None, "name")
+        values = reader.fields_of(raw, raw.get("name"), FIELD_TYPES)
+        boards.append((reader.make_board({**defaults, **values}, raw.line), raw.line))
+    standins = []
+    for index, raw in enumerate(doc.get("standins") or []):
+        if not isinstance(raw, dict) or "name" not in raw:
+            raise reader.fail(getattr(raw, "line", doc.lines["standins"]), "a stand-in needs a name", None, "name")
+        for key, value in raw.items():
+            if key == "arch":
+                if value not in ("native", "arm64"):
+                    raise reader.fail(raw.lines[key], "expected native or arm64", raw["name"], key)
+                continue
+            reader.check_field(key, value, raw.lines[key], raw["name"], STANDIN_FIELDS)
+        standins.append((dict(raw), raw.line))
+    names = [(Board(name=s["name"], host="127.0.0.1"), line) for s, line in standins]
+    _check_unique(reader, boards + names)
+    return Inventory(reader.path, [b for b, _ in boards], [s for s, _ in standins])
+
+
+def _ansible_hosts(reader: _Reader, group: str, node: Any, inherited: dict, pools: tuple,
+                   found: dict[str, tuple[_Map, tuple]]) -> None:
+    """Walk an Ansible group: vars flow down (keeping their lines), every group is a pool."""
+    node = node if node is not None else _Map()
+    if not isinstance(node, dict):
+        raise reader.fail(None, f"group {group!r} is not a mapping", None, group)
+    for key in node:
+        if key not in ("hosts", "children", "vars"):
+            raise reader.fail(node.lines[key], "unknown key in an Ansible group", None, str(key),
+                              "expected hosts, children or vars")
+    group_vars = node.get("vars") or _Map()
+    variables = {**inherited, **{k: (v, group_vars.lines[k]) for k, v in group_vars.items()}}
+    pools = pools + ((group,) if group not in ("all", "ungrouped") else ())
+    for host, host_vars in (node.get("hosts") or {}).items():
+        host_vars = host_vars if host_vars is not None else _Map()
+        merged = {**variables, **{k: (v, host_vars.lines[k]) for k, v in host_vars.items()}}
+        previous_vars, previous_pools = found.get(host, ({}, ()))
+        raw = _Map({**previous_vars, **merged})
+        raw.line = node["hosts"].lines[host]
+        found[host] = (raw, tuple(dict.fromkeys(previous_pools + pools)))
+    for child, child_node in (node.get("children") or {}).items():
+        _ansible_hosts(reader, child, child_node, variables, pools, found)
+
+
+def _load_ansible(reader: _Reader, doc: _Map) -> Inventory:
+    found: dict[str, tuple[_Map, tuple]] = {}
+    for group, node in doc.items():
+        _ansible_hosts(reader, group, node, {}, (), found)
+    boards = []
+    for host, (variables, pools) in found.items():
+        raw = _Map({"name": host})
+        raw.line, raw.lines = variables.line, {"name": variables.line}
+        for key, (value, line) in variables.items():
+            name = ANSIBLE_VARS.get(key) or (key[len("farm_"):] if key.startswith("farm_") else None)
+            if name:
+                raw[name], raw.lines[name] = value, line
+        raw.setdefault("host", host)
+        raw["pools"] = list(dict.fromkeys(list(raw.get("pools", [])) + list(pools)))
+        raw.lines.setdefault("pools", raw.line)
+        boards.append((reader.make_board(reader.fields_of(raw, host, FIELD_TYPES), raw.line), raw.line))
+    return Inventory(reader.path, _check_unique(reader, boards))
+
+
+def load_inventory(path: str | Path) -> Inventory:
+    """Load a farm or Ansible YAML inventory; InventoryError with file:line otherwise."""
+    path = Path(path)
+    doc = _load_yaml(path)
+    reader = _Reader(path)
+    if not isinstance(doc, dict):
+        raise reader.fail(None, "expected a mapping with 'boards' (farm) or 'all' (Ansible)")
+    if "all" in doc or any(isinstance(v, dict) and {"hosts", "children"} & set(v) for v in doc.values()):
+        return _load_ansible(reader, doc)
+    return _load_farm(reader, doc)
