@@ -230,8 +230,15 @@ def _check_unique(reader: _Reader, boards: list[tuple[Board, int]]) -> list[Boar
 
 
 def _load_farm(reader: _Reader, doc: _Map) -> Inventory:
-    for key in doc:
-        reader.check_field(key, doc[key], doc.lines[key], None, ("defaults", "boards", "standins"))
+    sections = {"defaults": dict, "boards": list, "standins": list}
+    for key, value in doc.items():
+        if key not in sections:
+            near = difflib.get_close_matches(str(key), list(sections), n=1)
+            raise reader.fail(doc.lines[key], "unknown key", None, str(key),
+                              f"did you mean {near[0]!r}?" if near else "expected defaults, boards, standins")
+        if value is not None and not isinstance(value, sections[key]):
+            raise reader.fail(doc.lines[key], f"expected a {sections[key].__name__}, got {type(value).__name__}",
+                              None, key)
     defaults_raw = doc.get("defaults") or _Map()
     defaults = reader.fields_of(defaults_raw, None, [k for k in FIELD_TYPES if k != "name"])
     boards = []

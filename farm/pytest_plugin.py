@@ -1,0 +1,224 @@
+"""pytest plugin: run suites against the boards of an inventory.
+
+A thin layer over farm.job (labgrid's way): `--farm-*` options in one group,
+state in `config.stash`, and fixtures. The session deploys to every selected
+board once and concurrently, the first time a test needs it; tests then judge
+what came back. A board that could not be measured turns its tests into
+errors (not failures), with the board's reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from farm import report as farm_report
+from farm.agent import Measurement
+from farm.checklist import Verdict
+from farm.errors import FarmError
+from farm.job import (DEFAULT_CHECKLIST, DEFAULT_DATA, DEFAULT_INVENTORY, DEFAULT_MODEL, Job, JobSettings,
+                      new_run_id)
+from farm.models import VARIANTS
+from farm.progress import BoardProgress
+from farm.transport import BoardConnection
+
+
+class BoardUnavailable(Exception):
+    """The board could not be measured: its tests are errors, not failures."""
+
+
+class CheckError(Exception):
+    """A checklist item could not be judged (the measurement itself failed)."""
+
+
+@dataclass
+class FarmState:
+    settings: JobSettings
+    job: Job | None = None
+    ran: bool = False
+    results: dict | None = None
+
+
+STATE = pytest.StashKey[FarmState]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("farm", "farm: edge-AI device test farm")
+    group.addoption("--farm-inventory", default=None, help=f"inventory YAML (default {DEFAULT_INVENTORY.name})")
+    group.addoption("--farm-pool", action="append", default=[], help="only boards of this pool (repeatable)")
+    group.addoption("--farm-tag", action="append", default=[], help="only boards with this tag (repeatable)")
+    group.addoption("--farm-board", action="append", default=[], help="only boards matching this glob (repeatable)")
+    group.addoption("--farm-model", default=None, help="FP32 ONNX model (default: the digits demo)")
+    group.addoption("--farm-data", default=None, help=".npz data file of the model")
+    group.addoption("--farm-checklist", default=None, help="checklist YAML (default dms.yaml)")
+    group.addoption("--farm-variants", default=",".join(VARIANTS), help="comma-separated variants")
+    group.addoption("--farm-runs", type=int, default=100, help="timed runs per variant")
+    group.addoption("--farm-warmup", type=int, default=10, help="warm-up runs per variant")
+    group.addoption("--farm-deadline", type=float, default=300.0, help="seconds per variant before the agent is killed")
+    group.addoption("--farm-lock-wait", type=float, default=0.0, help="seconds to wait for a busy board")
+    group.addoption("--farm-out", default="results", help="results root: <out>/<run-id>/")
+    group.addoption("--farm-run-id", default=None, help="run id (default: UTC time + random)")
+
+
+def _settings(config: pytest.Config) -> JobSettings:
+    opt = config.getoption
+    return JobSettings(
+        inventory=Path(opt("farm_inventory") or DEFAULT_INVENTORY), model=Path(opt("farm_model") or DEFAULT_MODEL),
+        data=Path(opt("farm_data") or DEFAULT_DATA), checklist=Path(opt("farm_checklist") or DEFAULT_CHECKLIST),
+        variants=[v.strip() for v in opt("farm_variants").split(",") if v.strip()],
+        pools=opt("farm_pool"), tags=opt("farm_tag"), boards=opt("farm_board"),
+        measurement=Measurement(warmup=opt("farm_warmup"), runs=opt("farm_runs")), out=Path(opt("farm_out")),
+        run_id=opt("farm_run_id") or new_run_id(), lock_wait_s=opt("farm_lock_wait"),
+        variant_deadline_s=opt("farm_deadline"))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[STATE] = FarmState(_settings(config))
+    config.addinivalue_line("markers", "farm_item(name): the checklist item a deployment test judges")
+
+
+def _job(config: pytest.Config) -> Job:
+    """The session's job, created (and its configuration validated) on first use."""
+    state = config.stash[STATE]
+    if state.job is None:
+        try:
+            state.job = Job(state.settings, say=lambda m: None)
+        except FarmError as exc:
+            raise pytest.UsageError(f"farm: {exc}") from exc
+    return state.job
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize by board x variant: ids like `a72-sim-int8_static`."""
+    if "board" not in metafunc.fixturenames:
+        return
+    job = _job(metafunc.config)
+    pairs = [(name, variant) for name in job.board_names for variant in job.settings.variants]
+    if "variant" in metafunc.fixturenames:
+        metafunc.parametrize(["board", "variant"], pairs, ids=[f"{b}-{v}" for b, v in pairs],
+                             indirect=["board"], scope="session")
+    else:
+        metafunc.parametrize("board", job.board_names, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def farm_run(request: pytest.FixtureRequest) -> Job:
+    """Deploy to every selected board once, concurrently, with live progress; then judge."""
+    config = request.config
+    state = config.stash[STATE]
+    job = _job(config)
+    if not state.ran:
+        state.ran = True
+        capture = config.pluginmanager.getplugin("capturemanager")
+        with capture.global_and_fixture_disabled():
+            progress = BoardProgress(job.board_names)
+            job.say = lambda message: progress.console.print(f"farm: {message}", highlight=False)
+            with progress:
+                job.run(progress.update)
+        state.results = job.results()
+    return job
+
+
+@pytest.fixture(scope="session")
+def board(request: pytest.FixtureRequest, farm_run: Job):
+    """The board (farm.inventory.Board) a test runs against."""
+    name = request.param
+    outcome = farm_run.outcomes.get(name)
+    if outcome is None:
+        raise BoardUnavailable(f"{name}: not deployed (the run stopped before this board)")
+    return outcome.board
+
+
+@pytest.fixture
+def board_outcome(board, farm_run: Job):
+    outcome = farm_run.outcomes[board.name]
+    if outcome.status != "ok":
+        raise BoardUnavailable(f"{board.name} is {outcome.status}: {outcome.error}")
+    return outcome
+
+
+@pytest.fixture
+def board_result(board_outcome, variant: str) -> dict:
+    """That board x variant's agent JSON document."""
+    doc = board_outcome.variants.get(variant)
+    if doc is None:
+        raise BoardUnavailable(f"{board_outcome.board.name}: variant {variant} was not built or not measured")
+    return doc
+
+
+@pytest.fixture
+def verdict(request: pytest.FixtureRequest, board_outcome, board_result, variant: str, farm_run: Job) -> Verdict:
+    """The checklist verdict named by the test's `farm_item` marker; errors and skips raised here."""
+    marker = request.node.get_closest_marker("farm_item")
+    if marker is None:
+        raise pytest.UsageError(f"{request.node.nodeid}: the verdict fixture needs @pytest.mark.farm_item('<item>')")
+    item = marker.args[0]
+    checks = {v.item: v for v in farm_run.verdicts[board_outcome.board.name][variant]}
+    if item not in checks:
+        pytest.skip(f"the checklist {farm_run.checklist.name!r} has no item {item!r}")
+    found = checks[item]
+    if found.status == "skip":
+        pytest.skip(found.why)
+    if found.status == "error":
+        raise CheckError(found.message(board_outcome.board.name, variant))
+    return found
+
+
+@pytest.fixture
+def board_connection(board_outcome):
+    """An open SSH connection to the board, for tests that run their own commands there."""
+    with BoardConnection(board_outcome.board) as connection:
+        yield connection
+
+
+# -- reporting ---------------------------------------------------------------------------------
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call):
+    rep = yield
+    if rep.when != "call" and not (rep.when == "setup" and rep.outcome != "passed"):
+        return rep
+    state = item.config.stash[STATE]
+    callspec = getattr(item, "callspec", None)
+    if state.results is None or callspec is None or "board" not in callspec.params:
+        return rep
+    boards = {b["name"]: b for b in state.results["boards"]}
+    board = boards.get(callspec.params["board"])
+    variant = callspec.params.get("variant")
+    marker = item.get_closest_marker("farm_item")
+    if board and variant:
+        checks = {c["item"]: c for c in board.get("variants", {}).get(variant, {}).get("checks", [])}
+        props = farm_report.row_properties(board, variant, checks.get(marker.args[0]) if marker else None)
+        rep.user_properties.extend(props.items())
+    return rep
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_html_results_table_header(cells: list) -> None:
+    cells[2:2] = farm_report.header_cells()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_html_results_table_row(report, cells: list) -> None:
+    cells[2:2] = farm_report.row_cells(dict(getattr(report, "user_properties", ())))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_html_results_summary(prefix: list, summary: list, postfix: list, session: pytest.Session) -> None:
+    results = session.config.stash[STATE].results
+    if results:
+        prefix.extend(farm_report.summary_sections(results))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_html_report_title(report) -> None:
+    report.title = "farm: deployment checklist"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stand-ins are stopped and results.json written by the job; keep the final copy here."""
+    state = session.config.stash.get(STATE, None)
+    if state and state.job and state.ran:
+        state.results = state.job.results()
