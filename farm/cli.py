@@ -64,10 +64,247 @@ def add_quantize(sub) -> None:
     p.set_defaults(func=cmd_quantize)
 
 
+def _job_settings(args: argparse.Namespace):
+    from farm.agent import Measurement
+    from farm.job import JobSettings
+
+    return JobSettings(inventory=Path(args.inventory), model=Path(args.model), data=Path(args.data),
+                       checklist=Path(args.checklist), variants=args.variants, pools=args.pool, tags=args.tag,
+                       boards=args.board, measurement=Measurement(warmup=args.warmup, runs=args.runs),
+                       out=Path(args.out), lock_wait_s=args.wait, variant_deadline_s=args.deadline)
+
+
+def _check_configuration(settings) -> None:
+    """Everything that can be wrong before a board is touched: exit 2 with one line."""
+    from farm.datafile import load_data
+    from farm.job import Job
+    from farm.models import VARIANTS, inspect_model
+
+    unknown = [v for v in settings.variants if v not in VARIANTS]
+    if unknown:
+        raise ConfigError(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    job = Job(settings)
+    load_data(settings.data, inspect_model(settings.model).inputs)
+    if not job.board_names:
+        raise ConfigError(f"{settings.inventory}: no board matches the selection "
+                          f"(pools {settings.pools or 'any'}, tags {settings.tags or 'any'}, boards {settings.boards or 'any'})")
+
+
+def print_summary(results: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"farm run {results['run_id']}: {results['model']['name']} on {len(results['boards'])} board(s)")
+    for column in ("board", "status", "variant", "p50 ms", "p95 ms", "peak MB", "checks"):
+        table.add_column(column)
+    for board in results["boards"]:
+        if board["status"] != "ok":
+            table.add_row(board["name"], f"[red]{board['status']}[/]", "-", "-", "-", "-", board["error"] or "")
+            continue
+        for variant, entry in board["variants"].items():
+            stats = entry.get("latency_ms") or {}
+            counts: dict[str, int] = {}
+            for check in entry["checks"]:
+                counts[check["status"]] = counts.get(check["status"], 0) + 1
+            failed = [c["item"] for c in entry["checks"] if c["status"] in ("fail", "error")]
+            text = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+            if failed:
+                text += f" [red]({', '.join(failed)})[/]"
+            fmt = lambda v: f"{v:.3f}" if isinstance(v, (int, float)) else "-"  # noqa: E731
+            table.add_row(board["name"], "ok", variant, fmt(stats.get("p50")), fmt(stats.get("p95")),
+                          fmt(entry.get("peak_rss_mb")), text)
+    Console().print(table)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import json
+
+    import pytest
+
+    from farm.job import DEFAULT_SUITE, new_run_id
+
+    settings = _job_settings(args)
+    _check_configuration(settings)
+    run_id = new_run_id()
+    run_dir = Path(args.out) / run_id
+    pytest_args = [*(args.suites or [str(DEFAULT_SUITE)]),
+                   f"--farm-inventory={settings.inventory}", f"--farm-model={settings.model}",
+                   f"--farm-data={settings.data}", f"--farm-checklist={settings.checklist}",
+                   f"--farm-variants={','.join(settings.variants)}", f"--farm-runs={args.runs}",
+                   f"--farm-warmup={args.warmup}", f"--farm-out={args.out}", f"--farm-run-id={run_id}",
+                   f"--farm-lock-wait={args.wait}", f"--farm-deadline={args.deadline}",
+                   *(f"--farm-pool={p}" for p in args.pool), *(f"--farm-tag={t}" for t in args.tag),
+                   *(f"--farm-board={b}" for b in args.board),
+                   f"--html={run_dir / 'report.html'}", "--self-contained-html",
+                   f"--junitxml={run_dir / 'junit.xml'}", "-p", "no:cacheprovider", "-q", "-rfE",
+                   *args.pytest_args]
+    code = pytest.main(pytest_args)
+    results_path = run_dir / "results.json"
+    if results_path.exists():
+        print_summary(json.loads(results_path.read_text()))
+        print(f"report: {run_dir / 'report.html'}")
+    if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.NO_TESTS_COLLECTED):
+        return 2
+    if code == pytest.ExitCode.INTERRUPTED:
+        return 130
+    return 0 if code == pytest.ExitCode.OK else 1
+
+
+def _lab(args: argparse.Namespace):
+    from farm.standins import Lab
+
+    return Lab(progress=lambda m: say(f"lab: {m}"))
+
+
+def cmd_lab_up(args: argparse.Namespace) -> int:
+    from farm.inventory import load_inventory
+    from farm.standins import StandinSpec
+
+    if args.boards:
+        specs = [StandinSpec(f"sim-{i:02d}", cores=args.cores) for i in range(1, args.boards + 1)]
+    else:
+        specs = [StandinSpec.from_inventory(s) for s in load_inventory(args.inventory).standins]
+    lab = _lab(args)
+    boards, started = lab.up(specs)
+    for board in boards:
+        print(f"{board.name:<12} {board.address}{'  (started)' if board.name in started else '  (already up)'}")
+    print(f"inventory: {lab.dir / 'inventory.yaml'}")
+    return 0
+
+
+def cmd_lab_down(args: argparse.Namespace) -> int:
+    stopped = _lab(args).down(args.names or None)
+    print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+    return 0
+
+
+def cmd_lab_status(args: argparse.Namespace) -> int:
+    lab = _lab(args)
+    running = lab.running()
+    for name, entry in running.items():
+        print(f"{name:<12} 127.0.0.1:{entry['port']}  pid {entry['pid']}  cores {entry.get('cores') or '-'}  "
+              f"memory {entry.get('memory_mb') or '-'} MB")
+    print(f"{len(running)} stand-in(s) up; inventory: {lab.dir / 'inventory.yaml'}")
+    return 0
+
+
+def cmd_inventory_check(args: argparse.Namespace) -> int:
+    from farm.inventory import load_inventory
+
+    inventory = load_inventory(args.file)
+    print(f"{args.file}: ok, {len(inventory.boards)} board(s), {len(inventory.standins)} stand-in(s)")
+    return 0
+
+
+def cmd_inventory_list(args: argparse.Namespace) -> int:
+    from farm.inventory import load_inventory
+
+    inventory = load_inventory(args.file)
+    print(f"{'name':<14}{'address':<34}{'class':<13}{'pools':<20}{'providers'}")
+    for board in inventory.select(args.pool, args.tag, args.board):
+        print(f"{board.name:<14}{board.address:<34}{board.board_class or '-':<13}{','.join(board.pools) or '-':<20}"
+              f"{','.join(board.providers)}")
+    for standin in inventory.standins:
+        print(f"{standin['name']:<14}{'(stand-in, started by farm)':<34}{standin.get('class', '-'):<13}"
+              f"{','.join(standin.get('pools', [])) or '-':<20}")
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from farm.agent import AGENT_PATH, Measurement
+    from farm.artifacts import Artifact
+    from farm.job import Job, new_run_id
+    from farm.progress import BoardProgress
+    from farm.runner import Deployment, DeployPlan
+
+    settings = _job_settings(args)
+    job = Job(settings, say=lambda m: say(f"farm: {m}"))
+    plan = DeployPlan(new_run_id(), Artifact.of(AGENT_PATH), {}, None, None, Measurement(), probe_only=True)
+    try:
+        job.start_standins()
+        job.boards.update({b.name: b for b in job.inventory.select(settings.pools, settings.tags, settings.boards)})
+        with BoardProgress(job.board_names) as progress:
+            outcomes = Deployment(plan, Path(args.out) / ".probe", progress.update).run(
+                [job.boards[n] for n in job.board_names])
+    finally:
+        job.stop_standins()
+    for outcome in outcomes:
+        facts = outcome.facts
+        detail = (f"python {facts.get('python')}, onnxruntime {facts.get('onnxruntime', '-')}, "
+                  f"{facts.get('machine', '-')}" if outcome.status == "ok" else outcome.error)
+        print(f"{outcome.board.name:<14}{outcome.status:<18}{detail}")
+    return 0 if all(o.status == "ok" for o in outcomes) else 1
+
+
+def add_selection(p: argparse.ArgumentParser) -> None:
+    from farm.job import DEFAULT_INVENTORY
+
+    p.add_argument("--inventory", default=str(DEFAULT_INVENTORY), help="inventory YAML (farm or Ansible)")
+    p.add_argument("--pool", action="append", default=[], help="only boards of this pool (repeatable)")
+    p.add_argument("--tag", action="append", default=[], help="only boards with this tag (repeatable)")
+    p.add_argument("--board", action="append", default=[], help="only boards matching this glob (repeatable)")
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    from farm.job import DEFAULT_CHECKLIST, DEFAULT_DATA, DEFAULT_MODEL
+    from farm.models import VARIANTS
+
+    add_selection(p)
+    p.add_argument("--model", default=str(DEFAULT_MODEL), help="FP32 ONNX model (default: the digits demo)")
+    p.add_argument("--data", default=str(DEFAULT_DATA), help=".npz data file of the model")
+    p.add_argument("--checklist", default=str(DEFAULT_CHECKLIST), help="checklist YAML")
+    p.add_argument("--variants", type=_csv, default=list(VARIANTS))
+    p.add_argument("--runs", type=int, default=100, help="timed runs per variant")
+    p.add_argument("--warmup", type=int, default=10, help="warm-up runs per variant")
+    p.add_argument("--deadline", type=float, default=300.0, help="seconds per variant before the agent is killed")
+    p.add_argument("--wait", type=float, default=0.0, help="seconds to wait for a busy board")
+    p.add_argument("--out", default="results", help="results root (default ./results)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="farm", description="edge-AI device test farm")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the checklist suite (or your suites) on the boards; report under results/")
+    run.add_argument("suites", nargs="*", help="pytest files or folders (default: the deployment checklist)")
+    add_run_options(run)
+    run.add_argument("--pytest-args", dest="pytest_args", nargs=argparse.REMAINDER, default=[],
+                     help="everything after this goes to pytest")
+    run.set_defaults(func=cmd_run)
+
     add_quantize(sub)
+
+    probe = sub.add_parser("probe", help="connect to the boards and report what they have")
+    add_selection(probe)
+    probe.add_argument("--out", default="results")
+    from farm.job import DEFAULT_CHECKLIST, DEFAULT_DATA, DEFAULT_MODEL
+
+    probe.set_defaults(func=cmd_probe, model=str(DEFAULT_MODEL), data=str(DEFAULT_DATA),
+                       checklist=str(DEFAULT_CHECKLIST), variants=[], runs=1, warmup=0, wait=0.0, deadline=60.0)
+
+    lab = sub.add_parser("lab", help="stand-in boards on this machine").add_subparsers(dest="lab", required=True)
+    up = lab.add_parser("up", help="start the stand-ins of an inventory (default local.yaml) or N plain ones")
+    up.add_argument("--boards", type=int, help="start N plain stand-ins sim-01..sim-N instead")
+    up.add_argument("--cores", type=int, help="with --boards: cores per stand-in")
+    from farm.job import DEFAULT_INVENTORY
+
+    up.add_argument("--inventory", default=str(DEFAULT_INVENTORY))
+    up.set_defaults(func=cmd_lab_up)
+    down = lab.add_parser("down", help="stop the stand-ins this machine's lab started")
+    down.add_argument("names", nargs="*", help="only these (default: all)")
+    down.set_defaults(func=cmd_lab_down)
+    lab.add_parser("status", help="list running stand-ins").set_defaults(func=cmd_lab_status)
+
+    inventory = sub.add_parser("inventory", help="check or list an inventory").add_subparsers(dest="inv", required=True)
+    check = inventory.add_parser("check", help="validate (exit 0 / 2)")
+    check.add_argument("file")
+    check.set_defaults(func=cmd_inventory_check)
+    listing = inventory.add_parser("list", help="list the boards")
+    listing.add_argument("file")
+    listing.add_argument("--pool", action="append", default=[])
+    listing.add_argument("--tag", action="append", default=[])
+    listing.add_argument("--board", action="append", default=[])
+    listing.set_defaults(func=cmd_inventory_list)
     return parser
 
 

@@ -8,6 +8,7 @@ fault never touches another's run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -61,6 +62,7 @@ class DeployPlan:
     lock_wait_s: float = 0.0
     connect_timeout_s: float = 10.0
     connect_attempts: int = 3
+    probe_only: bool = False  # connect and probe, nothing else (farm probe, the fan-out benchmark)
 
     @property
     def artifacts(self) -> list[Artifact]:
@@ -122,6 +124,9 @@ class Deployment:
         self._cancelled = threading.Event()
         self._active: dict[str, tuple[BoardConnection, str]] = {}
         self._lock = threading.Lock()
+        # Stand-ins share this machine's CPU: their measurements take turns, so that one
+        # board's latency is not another board's load. Real boards measure in parallel.
+        self._shared_cpu = threading.Lock()
 
     # -- per board ---------------------------------------------------------------------------
     def _save(self, outcome: BoardOutcome) -> None:
@@ -188,6 +193,11 @@ class Deployment:
         try:
             self._phase(outcome, log, f"connect {board.address}")
             connection.open()
+            if self.plan.probe_only:
+                self._phase(outcome, log, "probe")
+                self._probe(connection, outcome)
+                outcome.status = "ok"
+                return outcome
             self._phase(outcome, log, "lock")
             lease = Lease(connection, board.workdir, self.plan.run_id).acquire(self.plan.lock_ttl_s,
                                                                                  self.plan.lock_wait_s)
@@ -202,8 +212,9 @@ class Deployment:
             log(f"pushed {len(report.uploaded)} blob(s), {report.bytes_sent} bytes; "
                 f"{len(report.already_there)} already there; re-sent {len(report.resent)}")
             for variant in self.plan.variants:
-                self._phase(outcome, log, f"measure {variant}")
-                self._measure(connection, outcome, variant, log)
+                with self._shared_cpu if board.standin else contextlib.nullcontext():
+                    self._phase(outcome, log, f"measure {variant}")
+                    self._measure(connection, outcome, variant, log)
                 self._save(outcome)
             outcome.status = "ok"
         except TransportError as exc:

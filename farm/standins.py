@@ -208,9 +208,10 @@ class Lab:
                 extra[key] = tuple(extra[key])
         board_class = extra.pop("class", None)
         inherited = {k: (tuple(v) if isinstance(v, list) else v) for k, v in BOARD_CLASSES.get(board_class, {}).items()}
-        # A stand-in's CPU is this machine's: it keeps the class's budgets and providers, not its core count.
-        inherited.pop("cores", None)
-        inherited.pop("memory_mb", None)
+        # A stand-in's CPU is this machine's: it keeps the class's budgets and providers, not its
+        # cores, memory or threads (threads beyond the taskset stall onnxruntime's spinning pool).
+        for key in ("cores", "memory_mb", "threads"):
+            inherited.pop(key, None)
         fields = {**inherited, **extra}
         if entry.get("cores"):  # onnxruntime would size its pool by the host's cores, not the taskset
             fields.setdefault("threads", entry["cores"])
