@@ -83,6 +83,14 @@ def _pid_alive(pid: int, marker: str) -> bool:
     return marker in cmdline
 
 
+def _reap(pid: int) -> None:
+    """Collect a stand-in this process started (else it lingers as a zombie until we exit)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass  # started by another farm process: its parent reaps it
+
+
 @dataclass
 class StandinSpec:
     name: str
@@ -136,7 +144,7 @@ class Lab:
         """A Python with numpy and onnxruntime that the login user can run."""
         if os.geteuid() != 0:
             return sys.executable
-        venv = self.dir / "board-python"
+        venv = default_lab_dir() / "board-python"  # one per machine, shared by every lab
         python = venv / "bin" / "python"
         if not python.exists():
             import numpy
@@ -259,9 +267,11 @@ class Lab:
             if _pid_alive(entry["pid"], entry["config"]):
                 os.kill(entry["pid"], signal.SIGTERM)
                 for _ in range(100):
+                    _reap(entry["pid"])
                     if not _pid_alive(entry["pid"], entry["config"]):
                         break
                     time.sleep(0.02)
+                _reap(entry["pid"])
             shutil.rmtree(self.dir / name, ignore_errors=True)
             stopped.append(name)
         if "user" in record:

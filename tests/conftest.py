@@ -23,3 +23,50 @@ def digits_model() -> Path:
 @pytest.fixture(scope="session")
 def digits_data() -> Path:
     return REPO / "models" / "digits" / "digits.npz"
+
+
+@pytest.fixture(scope="session")
+def shared_dir(tmp_path_factory) -> Path:
+    """A folder the stand-ins' unprivileged login user can read (pytest's tmp is 0700)."""
+    import os
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="farm-test-", dir="/tmp"))
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def lab(shared_dir):
+    """Three real sshd stand-ins on 127.0.0.1, up for the whole test session."""
+    from farm.standins import Lab, StandinSpec
+
+    lab = Lab(shared_dir / "lab")
+    boards, _ = lab.up([StandinSpec("t1", cores=1), StandinSpec("t2", cores=1), StandinSpec("t3", cores=2)])
+    yield lab, {b.name: b for b in boards}
+    lab.down()
+
+
+@pytest.fixture(scope="session")
+def variants(tmp_path_factory, digits_model, digits_data):
+    """The digits variants, built once: (cache folder, manifest)."""
+    from farm import models
+
+    out = tmp_path_factory.mktemp("variants")
+    return out, models.build(digits_model, digits_data, out, host_figures=False)
+
+
+@pytest.fixture(scope="session")
+def plan(variants):
+    from farm.agent import AGENT_PATH, Measurement
+    from farm.artifacts import Artifact
+    from farm.runner import DeployPlan
+
+    out, manifest = variants
+    return DeployPlan(run_id="test-run", agent=Artifact.of(AGENT_PATH),
+                      variants={v: Artifact.of(out / e["file"]) for v, e in manifest["variants"].items()},
+                      data=Artifact.of(out / manifest["data"]["file"]),
+                      reference=Artifact.of(out / manifest["reference"]["file"]),
+                      measurement=Measurement(warmup=2, runs=20), variant_deadline_s=60, connect_attempts=2)
