@@ -175,23 +175,29 @@ def board_connection(board_outcome):
 
 
 # -- reporting ---------------------------------------------------------------------------------
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call):
-    rep = yield
-    if rep.when != "call" and not (rep.when == "setup" and rep.outcome != "passed"):
-        return rep
+def _row_properties(item: pytest.Item) -> dict | None:
     state = item.config.stash[STATE]
     callspec = getattr(item, "callspec", None)
     if state.results is None or callspec is None or "board" not in callspec.params:
-        return rep
-    boards = {b["name"]: b for b in state.results["boards"]}
-    board = boards.get(callspec.params["board"])
+        return None
+    board = next((b for b in state.results["boards"] if b["name"] == callspec.params["board"]), None)
     variant = callspec.params.get("variant")
+    if board is None or variant is None:
+        return None
     marker = item.get_closest_marker("farm_item")
-    if board and variant:
-        checks = {c["item"]: c for c in board.get("variants", {}).get(variant, {}).get("checks", [])}
-        props = farm_report.row_properties(board, variant, checks.get(marker.args[0]) if marker else None)
-        rep.user_properties.extend(props.items())
+    checks = {c["item"]: c for c in board.get("variants", {}).get(variant, {}).get("checks", [])}
+    return farm_report.row_properties(board, variant, checks.get(marker.args[0]) if marker else None)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call):
+    """Board figures on every row: in the HTML table and as JUnit properties."""
+    rep = yield
+    if rep.when == "setup":
+        props = _row_properties(item)
+        if props:
+            item.user_properties.extend(props.items())  # copied into the call and teardown reports
+            rep.user_properties.extend(props.items())
     return rep
 
 

@@ -86,10 +86,13 @@ def speedup_plot(results: dict) -> str | None:
                 bars.append((f"{board['name']}\n{variant}", fp32["p50"] / stats["p50"]))
     if not bars:
         return None
+    rule = results["checklist"]["items"].get("speedup", {"min_ratio": 1.0, "tolerance_pct": 0.0})
+    floor = rule["min_ratio"] * (1 - rule["tolerance_pct"] / 100)
     figure, axis = plt.subplots(figsize=(max(6, len(bars) * 0.9), 3.2))
     axis.bar([b[0] for b in bars], [b[1] for b in bars],
-             color=["#2e7d32" if b[1] >= 1 else "#c62828" for b in bars])
-    axis.axhline(1.0, color="black", linewidth=0.8)
+             color=["#2e7d32" if r >= rule["min_ratio"] else "#f9a825" if r >= floor else "#c62828" for _, r in bars])
+    axis.axhline(rule["min_ratio"], color="black", linewidth=0.8)
+    axis.axhline(floor, color="grey", linewidth=0.6, linestyle="--")
     axis.set_ylabel("FP32 p50 / INT8 p50")
     axis.set_title("INT8 speedup over FP32 per board")
     axis.tick_params(axis="x", labelsize=7)

@@ -32,6 +32,8 @@ from farm.inventory import Board
 SSHD = "/usr/sbin/sshd"
 LOGIN_USER = "farm-standin"
 BOARD_ROOT = "/tmp/farm-boards"
+# The stand-ins' Python (numpy + onnxruntime), built once per machine, readable by the login user.
+BOARD_PYTHON_DIR = Path("/var/tmp/farm-board-python")
 READY_TIMEOUT_S = 10.0
 
 Progress = Callable[[str], None]
@@ -144,7 +146,7 @@ class Lab:
         """A Python with numpy and onnxruntime that the login user can run."""
         if os.geteuid() != 0:
             return sys.executable
-        venv = default_lab_dir() / "board-python"  # one per machine, shared by every lab
+        venv = BOARD_PYTHON_DIR  # one per machine, shared by every lab
         python = venv / "bin" / "python"
         if not python.exists():
             import numpy
