@@ -21,7 +21,7 @@ ITEMS: dict[str, dict] = {  # item -> its settings and their defaults
     "accuracy": {"max_loss_pct": 1.0},
     "latency": {"metric": "p95", "max_ms": 50.0},
     "memory": {"max_mb": 500.0},
-    "speedup": {"min_ratio": 1.0, "tolerance_pct": 5.0},
+    "speedup": {"min_ratio": 1.0, "tolerance_pct": 10.0},
 }
 LATENCY_METRICS = ("mean", "p50", "p90", "p95", "p99", "max")
 
