@@ -13,14 +13,14 @@ from __future__ import annotations
 import os
 import shlex
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
 import tenacity
-from fabric import Config, Connection
-from invoke.exceptions import CommandTimedOut
+from fabric import Connection
 
 from farm.errors import TransportError
 from farm.inventory import Board
@@ -104,8 +104,7 @@ class BoardConnection:
         if self.board.identity_file:
             kwargs.update(key_filename=[self.board.identity_file], allow_agent=False, look_for_keys=False)
         conn = Connection(self.board.host, user=self.board.user, port=self.board.port,
-                          connect_timeout=int(self.connect_timeout), connect_kwargs=kwargs,
-                          config=Config(overrides={"run": {"in_stream": False}}))
+                          connect_timeout=int(self.connect_timeout), connect_kwargs=kwargs)
         client = conn.client
         policy = self.board.host_key_policy
         if policy == "off":
@@ -170,24 +169,40 @@ class BoardConnection:
         if pidfile:
             command = f"echo $$ > {shlex.quote(pidfile)}; exec {command}"
         started = time.monotonic()
+        # Locally, a dead link or a silent board is given up on after the deadline (plus KILL grace).
         local_timeout = deadline_s + KILL_GRACE_S + 10 if deadline_s else None
         try:
-            result = self.conn.run(command, hide=True, warn=True, timeout=local_timeout)
-        except CommandTimedOut as exc:  # the link died or the board stopped answering
-            return CommandResult(command, exc.result.stdout, exc.result.stderr, -1,
-                                 time.monotonic() - started, timed_out=True)
+            stdout, stderr, exit_code = self._exec(command, local_timeout)
+        except socket.timeout:
+            return CommandResult(command, "", "", -1, time.monotonic() - started, timed_out=True)
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise TransportError(f"{self.board.name}: connection lost while running a command ({exc})",
                                  "unreachable") from exc
         duration = time.monotonic() - started
-        timed_out = bool(deadline_s) and result.exited in (TIMED_OUT, 128 + 9)
-        return CommandResult(command, result.stdout, result.stderr, result.exited, duration, timed_out)
+        timed_out = bool(deadline_s) and exit_code in (TIMED_OUT, 128 + 9)
+        return CommandResult(command, stdout, stderr, exit_code, duration, timed_out)
+
+    def _exec(self, command: str, timeout: float | None) -> tuple[str, str, int]:
+        """One exec channel: stdout read here, stderr on a helper thread (so neither can fill up)."""
+        channel = self.conn.client.get_transport().open_session(timeout=self.connect_timeout)
+        try:
+            channel.settimeout(timeout)
+            channel.exec_command(command)
+            stderr: list[bytes] = []
+            reader = threading.Thread(target=lambda: stderr.append(channel.makefile_stderr("rb").read()),
+                                      daemon=True, name=f"farm-stderr-{self.board.name}")
+            reader.start()
+            stdout = channel.makefile("rb").read()
+            reader.join(timeout)
+            exit_code = channel.recv_exit_status()
+        finally:
+            channel.close()
+        return stdout.decode(errors="replace"), b"".join(stderr).decode(errors="replace"), exit_code
 
     def kill_group(self, pidfile: str) -> None:
         """Stop a command started with `pidfile` (and its children) on the board."""
         quoted = shlex.quote(pidfile)
-        self.conn.run(f"test -f {quoted} && kill -TERM -- -$(cat {quoted}) 2>/dev/null; rm -f {quoted}",
-                      hide=True, warn=True, timeout=15)
+        self._exec(f"test -f {quoted} && kill -TERM -- -$(cat {quoted}) 2>/dev/null; rm -f {quoted}", 15)
 
     # -- files ------------------------------------------------------------------------------
     def sftp(self) -> paramiko.SFTPClient:

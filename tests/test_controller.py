@@ -211,13 +211,12 @@ def test_remote_command_line_round_trips_any_argument(argv):
     class Sent(Exception):
         pass
 
-    class Recorder:
-        def run(self, command, **kwargs):
-            sent.append(command)
-            raise Sent
+    def record(command, timeout):
+        sent.append(command)
+        raise Sent
 
     connection = BoardConnection(Board(name="b", host="h", env=(("A", "x y;$(z)"),)))
-    connection._conn = Recorder()
+    connection._exec = record
     with pytest.raises(Sent):
         connection.run(argv)
     assert shlex.split(sent[0]) == ["env", "A=x y;$(z)", *argv]
