@@ -145,3 +145,22 @@ def test_cli_quantize_prints_a_table_and_exits_2_on_bad_input(tmp_path, digits_m
     assert "int8_static" in out and "manifest:" in out
     assert main(["quantize", str(tmp_path / "missing.onnx"), "--data", str(digits_data), "--out", str(tmp_path)]) == 2
     assert "missing.onnx: model file not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).resolve().parent.parent / "models").iterdir()
+                                        if p.is_dir()))
+def test_every_demo_model_builds_every_variant_within_the_loss_budget(name, repo, tmp_path):
+    folder = repo / "models" / name
+    manifest = models.build(folder / f"{name}.onnx", folder / f"{name}.npz", tmp_path)
+    assert manifest["model"]["opset"] >= 10 and manifest["data"]["labels"]
+    for variant, entry in manifest["variants"].items():
+        assert entry["status"] == "ok", (variant, entry["reason"])
+        assert entry["host"]["accuracy"]["top1"] > 0.95
+        assert entry["host"]["loss_pct"] < 1.0, variant
+
+
+def test_onet_is_judged_on_its_face_probability_output(repo, tmp_path):
+    manifest = models.build(repo / "models" / "onet" / "onet.onnx", repo / "models" / "onet" / "onet.npz", tmp_path,
+                            variants=["fp32"])
+    accuracy = manifest["variants"]["fp32"]["host"]["accuracy"]
+    assert accuracy["output"] == "prob" and accuracy["n"] == 100 and accuracy["top1"] == 1.0
