@@ -324,6 +324,7 @@ def measure(args, report):
     doc = report.doc
     doc["facts"] = gather_facts()
     doc["settings"] = {"warmup": args.warmup, "runs": args.runs, "duration_s": args.duration,
+                       "skip_accuracy": args.skip_accuracy,
                        "threads": args.threads, "providers_requested": args.providers}
     try:
         import numpy as np
@@ -387,7 +388,7 @@ def measure(args, report):
     except Exception as exc:
         report.error("latency", "inference failed: %s" % exc)
         return
-    if data is not None:
+    if data is not None and not args.skip_accuracy:
         try:
             measure_accuracy(np, session, data, args.reference, report)
         except Exception as exc:
@@ -406,6 +407,8 @@ def parse_args(argv):
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--duration", type=float, default=None, help="stop timed runs after this many seconds")
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0: onnxruntime's default)")
+    parser.add_argument("--skip-accuracy", action="store_true",
+                        help="latency only (the data file still gives the timed input)")
     parser.add_argument("--providers", default="CPUExecutionProvider",
                         type=lambda s: [p for p in s.split(",") if p], help="comma-separated, in order")
     args = parser.parse_args(argv)

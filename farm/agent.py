@@ -28,6 +28,7 @@ class Measurement:
     duration_s: float | None = None
     threads: int = 0
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    rounds: int = 1  # agent processes per variant: between-process noise shows only across several
 
 
 def agent_source() -> bytes:
@@ -37,7 +38,8 @@ def agent_source() -> bytes:
 
 
 def agent_argv(python: str, agent: str, model: str, measurement: Measurement, *, data: str | None = None,
-               reference: str | None = None, expect_sha256: str | None = None) -> list[str]:
+               reference: str | None = None, expect_sha256: str | None = None,
+               skip_accuracy: bool = False) -> list[str]:
     """The agent's argument list; quote it with shlex.join before it reaches a shell."""
     argv = [python, agent, "--model", model, "--warmup", str(measurement.warmup),
             "--runs", str(measurement.runs), "--threads", str(measurement.threads),
@@ -50,6 +52,8 @@ def agent_argv(python: str, agent: str, model: str, measurement: Measurement, *,
         argv += ["--reference", reference]
     if expect_sha256:
         argv += ["--expect-sha256", expect_sha256]
+    if skip_accuracy:
+        argv.append("--skip-accuracy")
     return argv
 
 

@@ -13,7 +13,7 @@ import yaml
 
 from farm.errors import ChecklistError
 from farm.inventory import Board
-from farm.stats import accuracy_loss_pct
+from farm.stats import accuracy_loss_pct, latency_change, parse_rule, round_spread
 
 ITEMS: dict[str, dict] = {  # item -> its settings and their defaults
     "opset": {"min": 10},
@@ -22,6 +22,8 @@ ITEMS: dict[str, dict] = {  # item -> its settings and their defaults
     "latency": {"metric": "p95", "max_ms": 50.0},
     "memory": {"max_mb": 500.0},
     "speedup": {"min_ratio": 1.0, "tolerance_pct": 10.0},
+    "regression": {"rule": "p95:10%", "alpha": 0.01, "max_accuracy_drop_points": 0.5,
+                   "max_memory_increase_pct": 10.0},
 }
 LATENCY_METRICS = ("mean", "p50", "p90", "p95", "p99", "max")
 
@@ -34,9 +36,12 @@ class Verdict:
     limit: float | str | None = None
     unit: str = ""
     why: str = ""
+    details: tuple = ()  # per-figure comparisons of the regression item
 
     def to_json(self) -> dict:
-        return asdict(self)
+        doc = asdict(self)
+        doc["details"] = list(self.details)
+        return doc
 
     def message(self, board: str, variant: str) -> str:
         shown = f"{self.value:.4g}" if isinstance(self.value, (int, float)) else self.value
@@ -71,11 +76,11 @@ def load_checklist(path: str | Path) -> Checklist:
         doc = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ChecklistError(f"{path}: YAML syntax: {exc}") from exc
-    unknown = set(doc) - {"name", "description", "items"}
+    unknown = set(doc) - {"name", "description", "items", "extends"}
     if unknown or not isinstance(doc.get("items"), dict):
-        raise ChecklistError(f"{path}: expected 'name', 'description' and an 'items' mapping"
+        raise ChecklistError(f"{path}: expected 'name', 'description', 'extends' and an 'items' mapping"
                              + (f" (unknown: {', '.join(sorted(unknown))})" if unknown else ""))
-    items = {}
+    items = dict(load_checklist(path.parent / doc["extends"]).items) if doc.get("extends") else {}
     for item, settings in doc["items"].items():
         if item not in ITEMS:
             raise ChecklistError(f"{path}: item {item!r}: unknown item; known items: {', '.join(ITEMS)}")
@@ -85,6 +90,11 @@ def load_checklist(path: str | Path) -> Checklist:
             raise ChecklistError(f"{path}: item {item!r}: unknown setting(s) {', '.join(sorted(bad))}; "
                                  f"settings: {', '.join(ITEMS[item])}")
         items[item] = {**ITEMS[item], **settings}
+    if "regression" in items:
+        try:
+            parse_rule(items["regression"]["rule"])
+        except ValueError as exc:
+            raise ChecklistError(f"{path}: item 'regression': {exc}") from exc
     if items.get("latency", {}).get("metric", "p95") not in LATENCY_METRICS:
         raise ChecklistError(f"{path}: item 'latency': metric must be one of {', '.join(LATENCY_METRICS)}")
     return Checklist(str(doc.get("name") or path.stem), str(path), items)
@@ -168,14 +178,62 @@ def _speedup(doc: dict, limits: dict, variant: str, manifest: dict, fp32_doc: di
                    f"latency not reduced: operators not quantized: {named}")
 
 
+def _accuracy_figure(accuracy: dict | None) -> float | None:
+    accuracy = accuracy or {}
+    return accuracy.get("top1", accuracy.get("agreement_with_reference"))
+
+
+def _regression(doc: dict, limits: dict, baseline: dict | None, **_) -> Verdict:
+    """Against the baseline run: latency (threshold and significance), accuracy, memory."""
+    if baseline is None:
+        return Verdict("regression", "skip", why="no baseline yet for this board, model and variant")
+    if not doc.get("samples_ms") or not baseline.get("samples_ms"):
+        return Verdict("regression", "error", None, limits["rule"], "", _agent_errors(doc))
+    details = []
+    for figure, threshold in parse_rule(limits["rule"]):
+        # The threshold grows to the noise seen between agent processes (rounds) of either run.
+        spreads = [x for x in (round_spread(baseline.get("rounds"), figure), round_spread(doc.get("rounds"), figure))
+                   if x is not None]
+        effective = max([threshold, *spreads])
+        change = latency_change(baseline["samples_ms"], doc["samples_ms"], figure, effective, limits["alpha"])
+        details.append({**change, "unit": "ms", "limit": f"+{effective:.1f} %",
+                        "noise_pct": max(spreads) if spreads else None})
+    base_acc, new_acc = _accuracy_figure(baseline.get("accuracy")), _accuracy_figure(doc.get("accuracy"))
+    if base_acc is not None and new_acc is not None:
+        drop = (base_acc - new_acc) * 100
+        details.append({"figure": "accuracy", "baseline": base_acc, "new": new_acc, "change_pct": -drop,
+                        "unit": "points", "limit": f"-{limits['max_accuracy_drop_points']} points",
+                        "verdict": "regression" if drop > limits["max_accuracy_drop_points"] else
+                        "improvement" if drop < -limits["max_accuracy_drop_points"] else "same"})
+    if baseline.get("peak_rss_mb") and doc.get("peak_rss_mb"):
+        growth = (doc["peak_rss_mb"] - baseline["peak_rss_mb"]) / baseline["peak_rss_mb"] * 100
+        details.append({"figure": "peak_rss_mb", "baseline": baseline["peak_rss_mb"], "new": doc["peak_rss_mb"],
+                        "change_pct": growth, "unit": "MB", "limit": f"+{limits['max_memory_increase_pct']} %",
+                        "verdict": "regression" if growth > limits["max_memory_increase_pct"] else "same"})
+    worse = [d for d in details if d["verdict"] == "regression"]
+    better = [d for d in details if d["verdict"] == "improvement"]
+    describe = lambda d: (f"{d['figure']} {d['baseline']:.4g} -> {d['new']:.4g} {d['unit']} "  # noqa: E731
+                          f"({d['change_pct']:+.1f} %{', p=%.2g' % d['p_value'] if 'p_value' in d else ''})")
+    against = f"against run {baseline['run_id']}{' (pinned)' if baseline.get('pinned') else ''}"
+    worst = max((d["change_pct"] for d in details if d["unit"] == "ms"), default=None)
+    if worse:
+        return Verdict("regression", "fail", round(worst, 2) if worst is not None else None, limits["rule"], "%",
+                       f"regressed {against}: " + "; ".join(describe(d) for d in worse), tuple(details))
+    note = f"no regression {against}" + (f"; improved: {'; '.join(describe(d) for d in better)}" if better else "")
+    return Verdict("regression", "pass", round(worst, 2) if worst is not None else None, limits["rule"], "%", note,
+                   tuple(details))
+
+
 EVALUATORS = {"opset": _opset, "calibration": _calibration, "accuracy": _accuracy, "latency": _latency,
-              "memory": _memory, "speedup": _speedup}
+              "memory": _memory, "speedup": _speedup, "regression": _regression}
 
 
-def evaluate(checklist: Checklist, board: Board, variants: dict[str, dict], manifest: dict) -> dict[str, list[Verdict]]:
-    """Verdicts for every measured variant of one board."""
+def evaluate(checklist: Checklist, board: Board, variants: dict[str, dict], manifest: dict,
+             baselines: dict[str, dict] | None = None) -> dict[str, list[Verdict]]:
+    """Verdicts for every measured variant of one board (baselines: per variant, from the history)."""
     limits = checklist.limits_for(board)
     fp32_doc = variants.get("fp32")
-    return {variant: [EVALUATORS[item](doc, limits[item], variant=variant, manifest=manifest, fp32_doc=fp32_doc)
+    return {variant: [EVALUATORS[item](doc, limits[item], variant=variant, manifest=manifest, fp32_doc=fp32_doc,
+                                       baseline=(baselines or {}).get(variant))
                       for item in checklist.items]
             for variant, doc in variants.items()}

@@ -70,8 +70,10 @@ def _job_settings(args: argparse.Namespace):
 
     return JobSettings(inventory=Path(args.inventory), model=Path(args.model), data=Path(args.data),
                        checklist=Path(args.checklist), variants=args.variants, pools=args.pool, tags=args.tag,
-                       boards=args.board, measurement=Measurement(warmup=args.warmup, runs=args.runs),
-                       out=Path(args.out), lock_wait_s=args.wait, variant_deadline_s=args.deadline)
+                       boards=args.board,
+                       measurement=Measurement(warmup=args.warmup, runs=args.runs, rounds=args.rounds),
+                       out=Path(args.out), lock_wait_s=args.wait, variant_deadline_s=args.deadline,
+                       history=None if getattr(args, "history", "") == "none" else getattr(args, "history", ""))
 
 
 def _check_configuration(settings) -> None:
@@ -131,8 +133,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                    f"--farm-inventory={settings.inventory}", f"--farm-model={settings.model}",
                    f"--farm-data={settings.data}", f"--farm-checklist={settings.checklist}",
                    f"--farm-variants={','.join(settings.variants)}", f"--farm-runs={args.runs}",
-                   f"--farm-warmup={args.warmup}", f"--farm-out={args.out}", f"--farm-run-id={run_id}",
+                   f"--farm-warmup={args.warmup}", f"--farm-rounds={args.rounds}", f"--farm-out={args.out}",
+                   f"--farm-run-id={run_id}",
                    f"--farm-lock-wait={args.wait}", f"--farm-deadline={args.deadline}",
+                   f"--farm-history={args.history}",
                    *(f"--farm-pool={p}" for p in args.pool), *(f"--farm-tag={t}" for t in args.tag),
                    *(f"--farm-board={b}" for b in args.board),
                    f"--html={run_dir / 'report.html'}", "--self-contained-html",
@@ -236,6 +240,112 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0 if all(o.status == "ok" for o in outcomes) else 1
 
 
+def _history(args: argparse.Namespace):
+    from farm.history import History
+
+    return History(args.history or str(Path(args.out) / "history.sqlite"))
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    runs = _history(args).runs(board=args.board, model=args.model, limit=args.limit)
+    print(f"{'run':<24}{'started (UTC)':<27}{'model':<12}{'passed':<8}boards")
+    for run in runs:
+        print(f"{run['run_id']:<24}{run['started']:<27}{run['model_name'] or '-':<12}"
+              f"{'yes' if run['all_passed'] else 'no':<8}{run['boards'] or '-'}")
+    return 0
+
+
+def cmd_baseline_set(args: argparse.Namespace) -> int:
+    pinned = _history(args).pin(args.run_id, args.pool)
+    for board, variant in pinned:
+        print(f"baseline of {board} {variant}: run {args.run_id}")
+    return 0 if pinned else 1
+
+
+def _load_results(args: argparse.Namespace, run_id: str) -> dict:
+    import json
+
+    path = Path(args.out) / run_id / "results.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    return _history(args).load_run(run_id)
+
+
+def compare_runs(before: dict, after: dict, rule: str, alpha: float) -> list[dict]:
+    """Board x variant x figure between two runs, each with change and verdict."""
+    from farm.stats import latency_change, parse_rule
+
+    figures = dict(parse_rule(rule))
+    figures.setdefault("p50", next(iter(figures.values())))
+    rows = []
+    old_boards = {b["name"]: b for b in before["boards"]}
+    for board in after["boards"]:
+        for variant, entry in board.get("variants", {}).items():
+            old = old_boards.get(board["name"], {}).get("variants", {}).get(variant)
+            if not old or not old.get("samples_ms") or not entry.get("samples_ms"):
+                continue
+            for figure, threshold in figures.items():
+                rows.append({"board": board["name"], "variant": variant, "unit": "ms",
+                             **latency_change(old["samples_ms"], entry["samples_ms"], figure, threshold, alpha)})
+            if old.get("peak_rss_mb") and entry.get("peak_rss_mb"):
+                change = (entry["peak_rss_mb"] - old["peak_rss_mb"]) / old["peak_rss_mb"] * 100
+                rows.append({"board": board["name"], "variant": variant, "figure": "peak_rss_mb", "unit": "MB",
+                             "baseline": old["peak_rss_mb"], "new": entry["peak_rss_mb"], "change_pct": change,
+                             "verdict": "regression" if change > 10 else "same"})
+    return rows
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    rows = compare_runs(_load_results(args, args.run_a), _load_results(args, args.run_b), args.rule, args.alpha)
+    print(f"{'board':<12}{'variant':<14}{'figure':<13}{args.run_a[:20]:>21}{args.run_b[:20]:>21}{'change':>9}  verdict")
+    for row in rows:
+        print(f"{row['board']:<12}{row['variant']:<14}{row['figure']:<13}{row['baseline']:>21.4f}{row['new']:>21.4f}"
+              f"{row['change_pct']:>+8.1f}%  {row['verdict']}")
+    if not rows:
+        print("no board x variant measured in both runs")
+    return 1 if any(r["verdict"] == "regression" for r in rows) else 0
+
+
+def cmd_nightly(args: argparse.Namespace) -> int:
+    import json
+
+    code = cmd_run(args)
+    latest = Path(args.out) / "latest" / "results.json"
+    if code in (0, 1) and latest.is_file():
+        results = json.loads(latest.read_text())
+        print("regression against each board's baseline:")
+        for board in results["boards"]:
+            for variant, entry in board.get("variants", {}).items():
+                for check in entry["checks"]:
+                    if check["item"] == "regression":
+                        print(f"  {board['name']:<12}{variant:<14}{check['status']:<6}{check['why']}")
+    return code
+
+
+def cmd_signoff(args: argparse.Namespace) -> int:
+    from farm import signoff
+    from farm.errors import SignoffError
+
+    if args.target == "verify":
+        if not args.file:
+            raise ConfigError("usage: farm signoff verify SIGNOFF.json [--model MODEL.onnx]")
+        differences = signoff.verify(Path(args.file), Path(args.model) if args.model else None)
+        for line in differences:
+            print(f"DIFFERS: {line}")
+        if not differences:
+            print(f"{args.file}: verified" + (f"; {args.model} is the signed model" if args.model else ""))
+        return 1 if differences else 0
+    if not args.by:
+        raise ConfigError("farm signoff RUN_ID needs --by NAME")
+    try:
+        path = signoff.sign(Path(args.out) / args.target, args.by, args.note)
+    except SignoffError as exc:
+        print(exc)
+        return 1
+    print(f"signed off: {path} and {path.with_suffix('.html')}")
+    return 0
+
+
 def add_selection(p: argparse.ArgumentParser) -> None:
     from farm.job import DEFAULT_INVENTORY
 
@@ -256,9 +366,11 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variants", type=_csv, default=list(VARIANTS))
     p.add_argument("--runs", type=int, default=100, help="timed runs per variant")
     p.add_argument("--warmup", type=int, default=10, help="warm-up runs per variant")
+    p.add_argument("--rounds", type=int, default=1, help="agent processes per variant (noise between processes)")
     p.add_argument("--deadline", type=float, default=300.0, help="seconds per variant before the agent is killed")
     p.add_argument("--wait", type=float, default=0.0, help="seconds to wait for a busy board")
     p.add_argument("--out", default="results", help="results root (default ./results)")
+    p.add_argument("--history", default="", help="history store (default <out>/history.sqlite; 'none': keep none)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -272,7 +384,50 @@ def build_parser() -> argparse.ArgumentParser:
                      help="everything after this goes to pytest")
     run.set_defaults(func=cmd_run)
 
+    nightly = sub.add_parser("nightly", help="run on a pool, compare with each board's baseline; exit 1 on failure "
+                                             "or regression")
+    add_run_options(nightly)
+    from farm.job import DEFAULT_NIGHTLY_CHECKLIST
+
+    nightly.set_defaults(func=cmd_nightly, suites=[], pytest_args=[], checklist=str(DEFAULT_NIGHTLY_CHECKLIST),
+                         rounds=3)
+
     add_quantize(sub)
+
+    history = sub.add_parser("history", help="list recorded runs")
+    history.add_argument("--board")
+    history.add_argument("--model")
+    history.add_argument("--limit", type=int, default=30)
+    history.add_argument("--out", default="results")
+    history.add_argument("--history", default="")
+    history.set_defaults(func=cmd_history)
+
+    baseline = sub.add_parser("baseline", help="pin baselines").add_subparsers(dest="baseline", required=True)
+    pin = baseline.add_parser("set", help="make RUN_ID the baseline of its boards")
+    pin.add_argument("run_id")
+    pin.add_argument("--pool", help="only the boards of this pool")
+    pin.add_argument("--out", default="results")
+    pin.add_argument("--history", default="")
+    pin.set_defaults(func=cmd_baseline_set)
+
+    compare = sub.add_parser("compare", help="board x variant x figure between two runs")
+    compare.add_argument("run_a")
+    compare.add_argument("run_b")
+    compare.add_argument("--rule", default="p95:10%", help="threshold, e.g. p95:10%% or p50:5%%,p95:10%%")
+    compare.add_argument("--alpha", type=float, default=0.01, help="significance level (Mann-Whitney U)")
+    compare.add_argument("--out", default="results")
+    compare.add_argument("--history", default="")
+    compare.set_defaults(func=cmd_compare)
+
+    signoff = sub.add_parser("signoff", help="sign off a run (farm signoff RUN_ID --by NAME), or verify a record "
+                                             "(farm signoff verify FILE [--model PATH])")
+    signoff.add_argument("target", help="RUN_ID, or 'verify'")
+    signoff.add_argument("file", nargs="?", help="with verify: the signoff.json")
+    signoff.add_argument("--by", help="who signs off")
+    signoff.add_argument("--note")
+    signoff.add_argument("--model", help="with verify: the model file to check against the record")
+    signoff.add_argument("--out", default="results")
+    signoff.set_defaults(func=cmd_signoff)
 
     probe = sub.add_parser("probe", help="connect to the boards and report what they have")
     add_selection(probe)
@@ -280,7 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
     from farm.job import DEFAULT_CHECKLIST, DEFAULT_DATA, DEFAULT_MODEL
 
     probe.set_defaults(func=cmd_probe, model=str(DEFAULT_MODEL), data=str(DEFAULT_DATA),
-                       checklist=str(DEFAULT_CHECKLIST), variants=[], runs=1, warmup=0, wait=0.0, deadline=60.0)
+                       checklist=str(DEFAULT_CHECKLIST), variants=[], runs=1, warmup=0, rounds=1, wait=0.0,
+                       deadline=60.0)
 
     lab = sub.add_parser("lab", help="stand-in boards on this machine").add_subparsers(dest="lab", required=True)
     up = lab.add_parser("up", help="start the stand-ins of an inventory (default local.yaml) or N plain ones")

@@ -20,6 +20,8 @@ from farm import models
 from farm.agent import AGENT_PATH, Measurement
 from farm.artifacts import Artifact
 from farm.checklist import Checklist, Verdict, evaluate, load_checklist
+from farm.errors import HistoryError
+from farm.history import History
 from farm.inventory import Board, Inventory, load_inventory
 from farm.runner import BoardOutcome, Deployment, DeployPlan, write_json_atomic
 from farm.standins import Lab, StandinSpec
@@ -29,6 +31,7 @@ DEFAULT_INVENTORY = REPO / "inventory" / "local.yaml"
 DEFAULT_MODEL = REPO / "models" / "digits" / "digits.onnx"
 DEFAULT_DATA = REPO / "models" / "digits" / "digits.npz"
 DEFAULT_CHECKLIST = REPO / "suites" / "checklists" / "dms.yaml"
+DEFAULT_NIGHTLY_CHECKLIST = REPO / "suites" / "checklists" / "dms-nightly.yaml"
 DEFAULT_SUITE = REPO / "suites" / "test_deployment_checklist.py"
 RUN_SCHEMA = "farm.run/1"
 
@@ -68,6 +71,13 @@ class JobSettings:
     lock_wait_s: float = 0.0
     variant_deadline_s: float = 300.0
     cache: Path = Path(".farm") / "variants"
+    history: str | None = ""  # "": <out>/history.sqlite; None: no history
+
+    @property
+    def history_url(self) -> str | None:
+        if self.history is None:
+            return None
+        return self.history or str(Path(self.out) / "history.sqlite")
 
 
 class Job:
@@ -137,9 +147,28 @@ class Job:
         deployment = Deployment(self.plan(), self.run_dir, progress)
         outcomes = deployment.run([self.boards[name] for name in self.board_names])
         self.outcomes = {o.board.name: o for o in outcomes}
+        history = self.history()
         for name, outcome in self.outcomes.items():
-            if outcome.status == "ok":
-                self.verdicts[name] = evaluate(self.checklist, outcome.board, outcome.variants, self.manifest)
+            if outcome.status != "ok":
+                continue
+            baselines = None
+            if history is not None and "regression" in self.checklist.items:
+                baselines = {v: history.baseline(name, self.manifest["model"]["name"], v, before=self.settings.run_id)
+                             for v in outcome.variants}
+            self.verdicts[name] = evaluate(self.checklist, outcome.board, outcome.variants, self.manifest, baselines)
+
+    def history(self) -> History | None:
+        url = self.settings.history_url
+        return History(url) if url else None
+
+    def trends(self, figure: str = "p95") -> dict[str, dict[str, list[tuple]]]:
+        """The last runs' `figure` per board and variant, for the report's trend plot."""
+        history = self.history()
+        model = self.manifest.get("model", {}).get("name")
+        if history is None or not model:
+            return {}
+        return {name: {v: history.trend(name, model, v, figure) for v in outcome.variants}
+                for name, outcome in self.outcomes.items()}
 
     def run(self, progress: Callable[[str, str], None] = lambda board, phase: None) -> dict:
         """The whole job; results.json is written even when it is interrupted."""
@@ -160,7 +189,7 @@ class Job:
         doc: dict = {"name": name, "status": outcome.status if outcome else "cancelled",
                      "error": outcome.error if outcome else "the run stopped before this board was reached",
                      "class": board.board_class if board else None, "standin": bool(board and board.standin),
-                     "address": board.address if board else None,
+                     "address": board.address if board else None, "pools": list(board.pools) if board else [],
                      "host_key_policy": board.host_key_policy if board else None,
                      "facts": outcome.facts if outcome else {}, "bytes_sent": outcome.bytes_sent if outcome else 0,
                      "lock_note": outcome.lock_note if outcome else None, "variants": {}}
@@ -197,7 +226,13 @@ class Job:
     def write_results(self) -> Path:
         self.finished = utc_now()
         path = self.run_dir / "results.json"
-        write_json_atomic(path, self.results())
+        results = self.results()
+        write_json_atomic(path, results)
+        if self.manifest and self.settings.history_url:
+            try:
+                History(self.settings.history_url).record(results)
+            except (HistoryError, OSError) as exc:  # the run's own files are already safe on disk
+                self.say(f"could not record the run in the history: {exc}")
         latest = Path(self.settings.out) / "latest"
         try:
             if latest.is_symlink() or latest.exists():

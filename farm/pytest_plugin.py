@@ -56,10 +56,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--farm-variants", default=",".join(VARIANTS), help="comma-separated variants")
     group.addoption("--farm-runs", type=int, default=100, help="timed runs per variant")
     group.addoption("--farm-warmup", type=int, default=10, help="warm-up runs per variant")
+    group.addoption("--farm-rounds", type=int, default=1, help="agent processes per variant")
     group.addoption("--farm-deadline", type=float, default=300.0, help="seconds per variant before the agent is killed")
     group.addoption("--farm-lock-wait", type=float, default=0.0, help="seconds to wait for a busy board")
     group.addoption("--farm-out", default="results", help="results root: <out>/<run-id>/")
     group.addoption("--farm-run-id", default=None, help="run id (default: UTC time + random)")
+    group.addoption("--farm-history", default="",
+                    help="history store (default <out>/history.sqlite; 'none' keeps no history)")
 
 
 def _settings(config: pytest.Config) -> JobSettings:
@@ -69,9 +72,11 @@ def _settings(config: pytest.Config) -> JobSettings:
         data=Path(opt("farm_data") or DEFAULT_DATA), checklist=Path(opt("farm_checklist") or DEFAULT_CHECKLIST),
         variants=[v.strip() for v in opt("farm_variants").split(",") if v.strip()],
         pools=opt("farm_pool"), tags=opt("farm_tag"), boards=opt("farm_board"),
-        measurement=Measurement(warmup=opt("farm_warmup"), runs=opt("farm_runs")), out=Path(opt("farm_out")),
+        measurement=Measurement(warmup=opt("farm_warmup"), runs=opt("farm_runs"), rounds=opt("farm_rounds")),
+        out=Path(opt("farm_out")),
         run_id=opt("farm_run_id") or new_run_id(), lock_wait_s=opt("farm_lock_wait"),
-        variant_deadline_s=opt("farm_deadline"))
+        variant_deadline_s=opt("farm_deadline"),
+        history=None if opt("farm_history") == "none" else opt("farm_history"))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -213,9 +218,9 @@ def pytest_html_results_table_row(report, cells: list) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_html_results_summary(prefix: list, summary: list, postfix: list, session: pytest.Session) -> None:
-    results = session.config.stash[STATE].results
-    if results:
-        prefix.extend(farm_report.summary_sections(results))
+    state = session.config.stash[STATE]
+    if state.results:
+        prefix.extend(farm_report.summary_sections(state.results, [farm_report.trend_plot(state.job.trends())]))
 
 
 @pytest.hookimpl(optionalhook=True)

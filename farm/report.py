@@ -146,3 +146,20 @@ def summary_sections(results: dict, extra_plots: list[str] = ()) -> list[str]:
         sections.append("<h2>Plots</h2>" + "".join(plots))
     sections.append(provenance(results))
     return sections
+
+
+def trend_plot(trends: dict[str, dict[str, list[tuple]]], figure: str = "p95") -> str | None:
+    """p95 over the last runs, one panel per board, one line per variant."""
+    boards = {b: v for b, v in trends.items() if any(len(points) > 1 for points in v.values())}
+    if not boards:
+        return None
+    fig, axes = plt.subplots(1, len(boards), figsize=(4.2 * len(boards), 3.0), squeeze=False)
+    for axis, (board, variants) in zip(axes[0], boards.items()):
+        for variant, points in variants.items():
+            values = [p[2] for p in points]
+            axis.plot(range(1, len(values) + 1), values, marker="o", label=variant)
+        axis.set_title(f"{board}: {figure} over the last runs", fontsize=9)
+        axis.set_xlabel("run (oldest to newest)")
+        axis.set_ylabel(f"{figure} (ms)")
+        axis.legend(fontsize=7)
+    return _png(fig)

@@ -9,6 +9,7 @@ fault never touches another's run.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import threading
@@ -23,6 +24,7 @@ from farm.artifacts import Artifact, blob_path, push
 from farm.errors import AgentError, TransportError
 from farm.inventory import Board
 from farm.lease import Lease
+from farm.stats import latency_summary
 from farm.transport import BoardConnection
 
 STATUSES = ("ok", "unreachable", "auth-failed", "host-key-mismatch", "not-ready", "busy", "agent-error",
@@ -100,6 +102,47 @@ def write_json_atomic(path: Path, doc: dict) -> None:
     partial.replace(path)
 
 
+class SharedCpu:
+    """Stand-ins share this machine's CPU: a measurement runs alone.
+
+    Connecting, probing and pushing (hashing blobs) may overlap each other, but
+    none overlaps a measurement, or one board's latency would be another board's
+    load. A waiting measurement goes first, so measurements are never starved.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._working = 0
+        self._measuring = False
+        self._waiting = 0
+
+    @contextlib.contextmanager
+    def work(self):
+        with self._cond:
+            self._cond.wait_for(lambda: not self._measuring and not self._waiting)
+            self._working += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._working -= 1
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def measure(self):
+        with self._cond:
+            self._waiting += 1
+            self._cond.wait_for(lambda: not self._measuring and not self._working)
+            self._waiting -= 1
+            self._measuring = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._measuring = False
+                self._cond.notify_all()
+
+
 class _BoardLog:
     """The board's own log file: what was done, how long it took, the agent's stderr."""
 
@@ -124,9 +167,7 @@ class Deployment:
         self._cancelled = threading.Event()
         self._active: dict[str, tuple[BoardConnection, str]] = {}
         self._lock = threading.Lock()
-        # Stand-ins share this machine's CPU: their measurements take turns, so that one
-        # board's latency is not another board's load. Real boards measure in parallel.
-        self._shared_cpu = threading.Lock()
+        self._shared_cpu = SharedCpu()  # stand-ins only: real boards have CPUs of their own
 
     # -- per board ---------------------------------------------------------------------------
     def _save(self, outcome: BoardOutcome) -> None:
@@ -153,15 +194,36 @@ class Deployment:
             raise TransportError(f"{board.name}: not ready: missing {', '.join(facts['missing'])} "
                                  f"for {board.python}", "not-ready")
 
-    def _measure(self, connection: BoardConnection, outcome: BoardOutcome, variant: str, log: _BoardLog) -> None:
+    def _measure(self, connection: BoardConnection, outcome: BoardOutcome, variant: str, log: _BoardLog,
+                 measure_lock) -> None:
+        """Run the agent `rounds` times; samples are pooled, each round's summary kept."""
         board, plan = outcome.board, self.plan
         artifact = plan.variants[variant]
-        measurement = Measurement(plan.measurement.warmup, plan.measurement.runs, plan.measurement.duration_s,
-                                  board.threads or plan.measurement.threads, board.providers)
-        argv = agent_argv(board.python, blob_path(board.workdir, plan.agent), blob_path(board.workdir, artifact),
-                          measurement, expect_sha256=artifact.sha256,
-                          data=blob_path(board.workdir, plan.data) if plan.data else None,
-                          reference=blob_path(board.workdir, plan.reference) if plan.reference else None)
+        measurement = dataclasses.replace(plan.measurement, threads=board.threads or plan.measurement.threads,
+                                          providers=board.providers)
+        docs = []
+        for round_index in range(max(1, measurement.rounds)):
+            argv = agent_argv(board.python, blob_path(board.workdir, plan.agent), blob_path(board.workdir, artifact),
+                              measurement, expect_sha256=artifact.sha256,
+                              data=blob_path(board.workdir, plan.data) if plan.data else None,
+                              reference=blob_path(board.workdir, plan.reference) if plan.reference else None,
+                              skip_accuracy=round_index > 0)
+            with measure_lock():
+                self._phase(outcome, log, f"measure {variant}" + (f" ({round_index + 1}/{measurement.rounds})"
+                                                                  if measurement.rounds > 1 else ""))
+                docs.append(self._run_agent(connection, outcome, variant, argv, log))
+        doc = docs[0]
+        if len(docs) > 1 and all(d.get("latency_ms") for d in docs):
+            doc["rounds"] = [d["latency_ms"] for d in docs]
+            doc["samples_ms"] = [s for d in docs for s in d["samples_ms"]]
+            doc["latency_ms"] = {**latency_summary(doc["samples_ms"]), "rounds": len(docs)}
+            doc["peak_rss_mb"] = max(d["peak_rss_mb"] for d in docs)
+        outcome.variants[variant] = doc
+        outcome.facts.update(doc.get("facts") or {})
+
+    def _run_agent(self, connection: BoardConnection, outcome: BoardOutcome, variant: str, argv: list[str],
+                   log: _BoardLog) -> dict:
+        board, plan = outcome.board, self.plan
         pidfile = f"{board.workdir.rstrip('/')}/agent.{plan.run_id}.pid"
         with self._lock:
             self._active[board.name] = (connection, pidfile)
@@ -180,41 +242,41 @@ class Deployment:
             raise TransportError("run cancelled", "cancelled")
         if result.exit_code != 0:
             raise AgentError(f"{board.name}: agent on {variant} exited {result.exit_code}; stderr tail: {result.tail()}")
-        doc = parse_agent_output(result.stdout, result.stderr)
-        outcome.variants[variant] = doc
-        outcome.facts.update(doc.get("facts") or {})
+        return parse_agent_output(result.stdout, result.stderr)
 
     def _deploy_one(self, board: Board) -> BoardOutcome:
         outcome = BoardOutcome(board)
         log = _BoardLog(self.run_dir / "logs" / f"{board.name}.log")
         connection = BoardConnection(board, connect_timeout=self.plan.connect_timeout_s,
                                      attempts=self.plan.connect_attempts)
+        shared = board.standin
+        work = self._shared_cpu.work if shared else contextlib.nullcontext
+        measure = self._shared_cpu.measure if shared else contextlib.nullcontext
         lease = None
         try:
-            self._phase(outcome, log, f"connect {board.address}")
-            connection.open()
-            if self.plan.probe_only:
+            with work():
+                self._phase(outcome, log, f"connect {board.address}")
+                connection.open()
+                if self.plan.probe_only:
+                    self._phase(outcome, log, "probe")
+                    self._probe(connection, outcome)
+                    outcome.status = "ok"
+                    return outcome
+                self._phase(outcome, log, "lock")
+                lease = Lease(connection, board.workdir, self.plan.run_id).acquire(self.plan.lock_ttl_s,
+                                                                                     self.plan.lock_wait_s)
+                if lease.broke:
+                    outcome.lock_note = f"broke a stale lock held by: {lease.broke}"
+                    log(outcome.lock_note)
                 self._phase(outcome, log, "probe")
                 self._probe(connection, outcome)
-                outcome.status = "ok"
-                return outcome
-            self._phase(outcome, log, "lock")
-            lease = Lease(connection, board.workdir, self.plan.run_id).acquire(self.plan.lock_ttl_s,
-                                                                                 self.plan.lock_wait_s)
-            if lease.broke:
-                outcome.lock_note = f"broke a stale lock held by: {lease.broke}"
-                log(outcome.lock_note)
-            self._phase(outcome, log, "probe")
-            self._probe(connection, outcome)
-            self._phase(outcome, log, "push")
-            report = push(connection, board.workdir, self.plan.artifacts)
-            outcome.bytes_sent = report.bytes_sent
-            log(f"pushed {len(report.uploaded)} blob(s), {report.bytes_sent} bytes; "
-                f"{len(report.already_there)} already there; re-sent {len(report.resent)}")
+                self._phase(outcome, log, "push")
+                report = push(connection, board.workdir, self.plan.artifacts)
+                outcome.bytes_sent = report.bytes_sent
+                log(f"pushed {len(report.uploaded)} blob(s), {report.bytes_sent} bytes; "
+                    f"{len(report.already_there)} already there; re-sent {len(report.resent)}")
             for variant in self.plan.variants:
-                with self._shared_cpu if board.standin else contextlib.nullcontext():
-                    self._phase(outcome, log, f"measure {variant}")
-                    self._measure(connection, outcome, variant, log)
+                self._measure(connection, outcome, variant, log, measure)
                 self._save(outcome)
             outcome.status = "ok"
         except TransportError as exc:

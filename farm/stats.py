@@ -39,3 +39,47 @@ def accuracy_loss_pct(accuracy: dict | None, fp32_accuracy: dict | None, task: s
     if accuracy.get("agreement_with_reference") is not None:
         return (1.0 - accuracy["agreement_with_reference"]) * 100.0
     return None
+
+
+def parse_rule(rule: str) -> list[tuple[str, float]]:
+    """`p95:10%` or `p50:10%,p95:15%` (pytest-benchmark's --benchmark-compare-fail spelling)."""
+    parsed = []
+    for part in rule.split(","):
+        figure, _, threshold = part.strip().partition(":")
+        if figure not in ("mean", "p50", "p90", "p95", "p99") or not threshold.endswith("%"):
+            raise ValueError(f"bad regression rule {part!r}: expected e.g. p95:10%")
+        parsed.append((figure, float(threshold[:-1])))
+    return parsed
+
+
+def latency_change(baseline_ms: Sequence[float], new_ms: Sequence[float], figure: str, threshold_pct: float,
+                   alpha: float) -> dict:
+    """Did `figure` move by more than the threshold, and is the shift real (Mann-Whitney U)?
+
+    A change counts only when both hold: larger than the threshold and significant
+    on the raw samples, so noise does not cry wolf and a real shift is not missed
+    because of one lucky percentile.
+    """
+    from scipy.stats import mannwhitneyu
+
+    base = latency_summary(baseline_ms)[figure]
+    new = latency_summary(new_ms)[figure]
+    change = (new - base) / base * 100.0
+    slower = mannwhitneyu(new_ms, baseline_ms, alternative="greater").pvalue
+    faster = mannwhitneyu(new_ms, baseline_ms, alternative="less").pvalue
+    if change > threshold_pct and slower < alpha:
+        verdict = "regression"
+    elif change < -threshold_pct and faster < alpha:
+        verdict = "improvement"
+    else:
+        verdict = "same"
+    return {"figure": figure, "baseline": base, "new": new, "change_pct": change,
+            "p_value": min(slower, faster), "verdict": verdict}
+
+
+def round_spread(rounds: Sequence[dict] | None, figure: str) -> float | None:
+    """Between-process noise: (max - min) / median of a figure over the agent's rounds, in percent."""
+    values = sorted(r[figure] for r in rounds or [] if r.get(figure) is not None)
+    if len(values) < 2:
+        return None
+    return (values[-1] - values[0]) / float(np.median(values)) * 100.0

@@ -41,3 +41,9 @@ def test_memory(verdict, board, variant):
 @pytest.mark.farm_item("speedup")
 def test_speedup(verdict, board, variant):
     judged(verdict, board, variant)
+
+
+@pytest.mark.farm_item("regression")
+def test_regression(verdict, board, variant):
+    """Against the board's baseline run (last all-passed run, or the pinned one) in the history."""
+    judged(verdict, board, variant)
