@@ -100,6 +100,18 @@ def memory_total_mb():
     return None
 
 
+def numpy_cpu_features():
+    """CPU features numpy detected at run time: under qemu-user /proc/cpuinfo shows the host,
+    these show the emulated CPU (ASIMD on Cortex-A53/A72, plus ASIMDDP on A76)."""
+    for module in ("numpy._core._multiarray_umath", "numpy.core._multiarray_umath"):
+        try:
+            features = __import__(module, fromlist=["__cpu_features__"]).__cpu_features__
+        except (ImportError, AttributeError):
+            continue
+        return sorted(name for name, present in features.items() if present)
+    return []
+
+
 def gather_facts():
     facts = {
         "hostname": socket.gethostname(),
@@ -329,6 +341,7 @@ def measure(args, report):
     try:
         import numpy as np
         doc["facts"]["numpy"] = np.__version__
+        doc["facts"]["numpy_cpu_features"] = numpy_cpu_features()
         import onnxruntime as ort
     except ImportError as exc:
         report.error("import", "cannot import %s on this board: %s" % (getattr(exc, "name", None) or "a module", exc))

@@ -6,7 +6,7 @@ verdict is the same in results.json, the JUnit file and the HTML report.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -228,12 +228,27 @@ EVALUATORS = {"opset": _opset, "calibration": _calibration, "accuracy": _accurac
               "memory": _memory, "speedup": _speedup, "regression": _regression}
 
 
+TIMING_ITEMS = ("latency", "speedup", "regression")
+
+
+def _informational(verdict: Verdict, qemu_cpu: str) -> Verdict:
+    """Emulated timing is not silicon timing: keep the figure, judge nothing."""
+    if verdict.item not in TIMING_ITEMS or verdict.status not in ("pass", "fail"):
+        return verdict
+    return replace(verdict, status="skip",
+                   why=f"informational: emulated board (QEMU {qemu_cpu}), not silicon timing; "
+                       f"measured {verdict.value} {verdict.unit} against {verdict.limit} {verdict.unit}")
+
+
 def evaluate(checklist: Checklist, board: Board, variants: dict[str, dict], manifest: dict,
              baselines: dict[str, dict] | None = None) -> dict[str, list[Verdict]]:
     """Verdicts for every measured variant of one board (baselines: per variant, from the history)."""
     limits = checklist.limits_for(board)
     fp32_doc = variants.get("fp32")
-    return {variant: [EVALUATORS[item](doc, limits[item], variant=variant, manifest=manifest, fp32_doc=fp32_doc,
-                                       baseline=(baselines or {}).get(variant))
-                      for item in checklist.items]
-            for variant, doc in variants.items()}
+    verdicts = {variant: [EVALUATORS[item](doc, limits[item], variant=variant, manifest=manifest, fp32_doc=fp32_doc,
+                                           baseline=(baselines or {}).get(variant))
+                          for item in checklist.items]
+                for variant, doc in variants.items()}
+    if board.emulated_cpu:
+        verdicts = {v: [_informational(c, board.emulated_cpu) for c in checks] for v, checks in verdicts.items()}
+    return verdicts

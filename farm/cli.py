@@ -164,8 +164,10 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
     from farm.inventory import load_inventory
     from farm.standins import StandinSpec
 
-    if args.boards:
-        specs = [StandinSpec(f"sim-{i:02d}", cores=args.cores) for i in range(1, args.boards + 1)]
+    if args.boards or args.arm:
+        specs = [StandinSpec(f"sim-{i:02d}", cores=args.cores) for i in range(1, (args.boards or 0) + 1)]
+        specs += [StandinSpec(f"{cpu.replace('cortex-', '')}-qemu", cores=args.cores,
+                              extra={"arch": "arm64", "class": cpu}) for cpu in args.arm]
     else:
         specs = [StandinSpec.from_inventory(s) for s in load_inventory(args.inventory).standins]
     lab = _lab(args)
@@ -441,7 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
     lab = sub.add_parser("lab", help="stand-in boards on this machine").add_subparsers(dest="lab", required=True)
     up = lab.add_parser("up", help="start the stand-ins of an inventory (default local.yaml) or N plain ones")
     up.add_argument("--boards", type=int, help="start N plain stand-ins sim-01..sim-N instead")
-    up.add_argument("--cores", type=int, help="with --boards: cores per stand-in")
+    up.add_argument("--cores", type=int, help="with --boards / --arm: cores per stand-in")
+    up.add_argument("--arm", action="append", default=[], choices=("cortex-a53", "cortex-a72", "cortex-a76"),
+                    help="an emulated Arm stand-in of this CPU (QEMU; repeatable)")
     from farm.job import DEFAULT_INVENTORY
 
     up.add_argument("--inventory", default=str(DEFAULT_INVENTORY))

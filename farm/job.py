@@ -190,6 +190,8 @@ class Job:
                      "error": outcome.error if outcome else "the run stopped before this board was reached",
                      "class": board.board_class if board else None, "standin": bool(board and board.standin),
                      "address": board.address if board else None, "pools": list(board.pools) if board else [],
+                     "emulated": bool(board and board.emulated_cpu), "qemu_cpu": board.emulated_cpu if board else None,
+                     "providers_requested": list(board.providers) if board else [],
                      "host_key_policy": board.host_key_policy if board else None,
                      "facts": outcome.facts if outcome else {}, "bytes_sent": outcome.bytes_sent if outcome else 0,
                      "lock_note": outcome.lock_note if outcome else None, "variants": {}}

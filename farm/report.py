@@ -14,7 +14,8 @@ import matplotlib
 matplotlib.use("Agg")  # no display on a controller or in CI
 import matplotlib.pyplot as plt  # noqa: E402
 
-COLUMNS = ("board", "cpu", "variant", "p50 ms", "p95 ms", "p99 ms", "peak MB", "accuracy", "value vs limit")
+COLUMNS = ("board", "cpu", "variant", "provider", "p50 ms", "p95 ms", "p99 ms", "peak MB", "accuracy",
+           "value vs limit")
 STATUS_COLOURS = {"pass": "#2e7d32", "fail": "#c62828", "error": "#ef6c00", "skip": "#757575"}
 
 
@@ -35,10 +36,21 @@ def row_properties(board: dict, variant: str, verdict: dict | None) -> dict:
     value = "-"
     if verdict:
         value = f"{_fmt(verdict['value'])} vs {_fmt(verdict['limit'])} {verdict['unit']}".strip()
-    return {"board": board["name"], "cpu": board.get("facts", {}).get("cpu") or board.get("class") or "-",
-            "variant": variant, "p50 ms": _fmt(stats.get("p50")), "p95 ms": _fmt(stats.get("p95")),
+    cpu = board.get("facts", {}).get("cpu") or board.get("class") or "-"
+    if board.get("emulated"):
+        cpu = f"{board['qemu_cpu']} (QEMU, emulated)"
+    return {"board": board["name"], "cpu": cpu, "variant": variant, "provider": provider_text(board, entry), "p50 ms": _fmt(stats.get("p50")), "p95 ms": _fmt(stats.get("p95")),
             "p99 ms": _fmt(stats.get("p99")), "peak MB": _fmt(entry.get("peak_rss_mb"), 1),
             "accuracy": _fmt(shown, 4), "value vs limit": value}
+
+
+def provider_text(board: dict, entry: dict) -> str:
+    """The provider used, and the one asked for when the board fell back: never silent."""
+    used = (entry.get("provider_used") or "-").replace("ExecutionProvider", "")
+    asked = (board.get("providers_requested") or [None])[0]
+    if asked and entry.get("provider_used") and asked != entry["provider_used"]:
+        return f"{used} (asked {asked.replace('ExecutionProvider', '')})"
+    return used
 
 
 def header_cells() -> list[str]:

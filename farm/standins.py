@@ -25,6 +25,7 @@ from typing import Callable
 
 import yaml
 
+from farm import emulation
 from farm.boardclasses import BOARD_CLASSES
 from farm.errors import ConfigError, FarmError
 from farm.inventory import Board
@@ -105,6 +106,14 @@ class StandinSpec:
         extra = {k: v for k, v in raw.items() if k not in ("name", "cores", "memory_mb")}
         return cls(raw["name"], raw.get("cores"), raw.get("memory_mb"), extra)
 
+    @property
+    def qemu_cpu(self) -> str | None:
+        """The emulated CPU of an `arch: arm64` stand-in (its `cpu`, else its class's)."""
+        extra = self.extra or {}
+        if extra.get("arch") != "arm64":
+            return None
+        return emulation.qemu_cpu_for(extra.get("cpu") or BOARD_CLASSES.get(extra.get("class"), {}).get("cpu"))
+
 
 class Lab:
     """The stand-in boards of this machine, recorded in `<lab dir>/lab.json`."""
@@ -182,15 +191,24 @@ class Lab:
         authorized.chmod(0o644)  # read as the login user
         port = _free_port()
         config = state / "sshd_config"
-        config.write_text("\n".join([
+        qemu_cpu = spec.qemu_cpu
+        settings = [
             f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {state / 'host_key'}",
             f"PidFile {state / 'sshd.pid'}", f"AuthorizedKeysFile {authorized}",
             f"AllowUsers {user}", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
-            "UsePAM no", "StrictModes no", "PermitRootLogin no", "Subsystem sftp internal-sftp", ""]))
+            "UsePAM no", "StrictModes no", "PermitRootLogin no", "Subsystem sftp internal-sftp"]
+        if qemu_cpu:
+            emulation.ensure_qemu(self.progress)
+            rootfs = emulation.ensure_rootfs(emulation.CACHE, user, self.progress)
+            settings += emulation.sshd_settings(qemu_cpu)
+            argv = emulation.chrooted_sshd(rootfs, SSHD, config)
+        else:
+            argv = [SSHD, "-D", "-e", "-f", str(config)]
+        config.write_text("\n".join(settings) + "\n")
         if os.geteuid() == 0:
             Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation folder
-        argv = [SSHD, "-D", "-e", "-f", str(config)]
-        if spec.memory_mb:
+        # QEMU reserves the guest's whole address space: an address-space cap would stop it.
+        if spec.memory_mb and not qemu_cpu:
             argv = ["prlimit", f"--as={spec.memory_mb * 1024 * 1024}", "--", *argv]
         if spec.cores:
             argv = ["taskset", "-c", f"0-{min(spec.cores, os.cpu_count() or 1) - 1}", *argv]
@@ -202,7 +220,7 @@ class Lab:
         host_key = (state / "host_key.pub").read_text().split()
         return {"name": spec.name, "port": port, "pid": process.pid, "config": str(config),
                 "host_key": f"{host_key[0]} {host_key[1]}", "cores": spec.cores, "memory_mb": spec.memory_mb,
-                "extra": spec.extra or {}}
+                "qemu_cpu": qemu_cpu, "extra": spec.extra or {}}
 
     def _write_known_hosts(self, record: dict) -> Path:
         path = self.dir / "known_hosts"
@@ -225,10 +243,12 @@ class Lab:
         fields = {**inherited, **extra}
         if entry.get("cores"):  # onnxruntime would size its pool by the host's cores, not the taskset
             fields.setdefault("threads", entry["cores"])
+        emulated = entry.get("qemu_cpu")
         return Board(name=entry["name"], host="127.0.0.1", port=entry["port"], user=record["user"],
                      identity_file=record["client_key"], known_hosts=record["known_hosts"],
-                     workdir=f"{BOARD_ROOT}/{entry['name']}", python=record["python"], board_class=board_class,
-                     cores=entry.get("cores"), memory_mb=entry.get("memory_mb"), standin=True, **fields)
+                     workdir=f"{BOARD_ROOT}/{entry['name']}", python="/usr/bin/python3" if emulated else record["python"],
+                     board_class=board_class, cores=entry.get("cores"), memory_mb=entry.get("memory_mb"), standin=True,
+                     emulated_cpu=emulated, **fields)
 
     def running(self) -> dict[str, dict]:
         record = self._load()

@@ -41,7 +41,7 @@ def test_measures_latency_memory_accuracy_and_facts(board_dir, digits_model, dig
     assert doc["errors"] == []
     facts = doc["facts"]
     for key in ("hostname", "machine", "kernel", "cpu", "cpu_flags", "cores", "memory_total_mb",
-                "python", "numpy", "onnxruntime", "providers_available"):
+                "python", "numpy", "numpy_cpu_features", "onnxruntime", "providers_available"):
         assert facts[key], key
     assert doc["model"]["opset"] == 17
     assert doc["model"]["provider_used"] == "CPUExecutionProvider"
