@@ -65,15 +65,9 @@ def add_quantize(sub) -> None:
 
 
 def _job_settings(args: argparse.Namespace):
-    from farm.agent import Measurement
-    from farm.job import JobSettings
+    from farm.options import job_settings
 
-    return JobSettings(inventory=Path(args.inventory), model=Path(args.model), data=Path(args.data),
-                       checklist=Path(args.checklist), variants=args.variants, pools=args.pool, tags=args.tag,
-                       boards=args.board,
-                       measurement=Measurement(warmup=args.warmup, runs=args.runs, rounds=args.rounds),
-                       out=Path(args.out), lock_wait_s=args.wait, variant_deadline_s=args.deadline,
-                       history=None if getattr(args, "history", "") == "none" else getattr(args, "history", ""))
+    return job_settings(lambda name: getattr(args, name, None))
 
 
 def _check_configuration(settings) -> None:
@@ -123,23 +117,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     import pytest
 
+    from farm import options
     from farm.job import DEFAULT_SUITE, new_run_id
 
     settings = _job_settings(args)
     _check_configuration(settings)
     run_id = new_run_id()
     run_dir = Path(args.out) / run_id
-    pytest_args = [*(args.suites or [str(DEFAULT_SUITE)]),
-                   f"--farm-inventory={settings.inventory}", f"--farm-model={settings.model}",
-                   f"--farm-data={settings.data}", f"--farm-checklist={settings.checklist}",
-                   f"--farm-variants={','.join(settings.variants)}", f"--farm-runs={args.runs}",
-                   f"--farm-warmup={args.warmup}", f"--farm-rounds={args.rounds}", f"--farm-out={args.out}",
-                   f"--farm-run-id={run_id}",
-                   f"--farm-lock-wait={args.wait}", f"--farm-deadline={args.deadline}",
-                   f"--farm-history={args.history}",
-                   *(f"--farm-pool={p}" for p in args.pool), *(f"--farm-tag={t}" for t in args.tag),
-                   *(f"--farm-board={b}" for b in args.board),
-                   f"--html={run_dir / 'report.html'}", "--self-contained-html",
+    pytest_args = [*(args.suites or [str(DEFAULT_SUITE)]), *options.pytest_args(lambda name: getattr(args, name)),
+                   f"--farm-run-id={run_id}", f"--html={run_dir / 'report.html'}", "--self-contained-html",
                    f"--junitxml={run_dir / 'junit.xml'}", "-p", "no:cacheprovider", "-q", "-rfE",
                    *args.pytest_args]
     code = pytest.main(pytest_args)
@@ -348,48 +334,23 @@ def cmd_signoff(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_selection(p: argparse.ArgumentParser) -> None:
-    from farm.job import DEFAULT_INVENTORY
-
-    p.add_argument("--inventory", default=str(DEFAULT_INVENTORY), help="inventory YAML (farm or Ansible)")
-    p.add_argument("--pool", action="append", default=[], help="only boards of this pool (repeatable)")
-    p.add_argument("--tag", action="append", default=[], help="only boards with this tag (repeatable)")
-    p.add_argument("--board", action="append", default=[], help="only boards matching this glob (repeatable)")
-
-
-def add_run_options(p: argparse.ArgumentParser) -> None:
-    from farm.job import DEFAULT_CHECKLIST, DEFAULT_DATA, DEFAULT_MODEL
-    from farm.models import VARIANTS
-
-    add_selection(p)
-    p.add_argument("--model", default=str(DEFAULT_MODEL), help="FP32 ONNX model (default: the digits demo)")
-    p.add_argument("--data", default=str(DEFAULT_DATA), help=".npz data file of the model")
-    p.add_argument("--checklist", default=str(DEFAULT_CHECKLIST), help="checklist YAML")
-    p.add_argument("--variants", type=_csv, default=list(VARIANTS))
-    p.add_argument("--runs", type=int, default=100, help="timed runs per variant")
-    p.add_argument("--warmup", type=int, default=10, help="warm-up runs per variant")
-    p.add_argument("--rounds", type=int, default=1, help="agent processes per variant (noise between processes)")
-    p.add_argument("--deadline", type=float, default=300.0, help="seconds per variant before the agent is killed")
-    p.add_argument("--wait", type=float, default=0.0, help="seconds to wait for a busy board")
-    p.add_argument("--out", default="results", help="results root (default ./results)")
-    p.add_argument("--history", default="", help="history store (default <out>/history.sqlite; 'none': keep none)")
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from farm.job import DEFAULT_INVENTORY, DEFAULT_NIGHTLY_CHECKLIST
+    from farm.options import RUN_OPTIONS, SELECTION, add_to_argparse
+
     parser = argparse.ArgumentParser(prog="farm", description="edge-AI device test farm")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the checklist suite (or your suites) on the boards; report under results/")
     run.add_argument("suites", nargs="*", help="pytest files or folders (default: the deployment checklist)")
-    add_run_options(run)
+    add_to_argparse(run)
     run.add_argument("--pytest-args", dest="pytest_args", nargs=argparse.REMAINDER, default=[],
                      help="everything after this goes to pytest")
     run.set_defaults(func=cmd_run)
 
     nightly = sub.add_parser("nightly", help="run on a pool, compare with each board's baseline; exit 1 on failure "
                                              "or regression")
-    add_run_options(nightly)
-    from farm.job import DEFAULT_NIGHTLY_CHECKLIST
+    add_to_argparse(nightly)
 
     nightly.set_defaults(func=cmd_nightly, suites=[], pytest_args=[], checklist=str(DEFAULT_NIGHTLY_CHECKLIST),
                          rounds=3)
@@ -432,13 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
     signoff.set_defaults(func=cmd_signoff)
 
     probe = sub.add_parser("probe", help="connect to the boards and report what they have")
-    add_selection(probe)
-    probe.add_argument("--out", default="results")
-    from farm.job import DEFAULT_CHECKLIST, DEFAULT_DATA, DEFAULT_MODEL
-
-    probe.set_defaults(func=cmd_probe, model=str(DEFAULT_MODEL), data=str(DEFAULT_DATA),
-                       checklist=str(DEFAULT_CHECKLIST), variants=[], runs=1, warmup=0, rounds=1, wait=0.0,
-                       deadline=60.0)
+    add_to_argparse(probe, SELECTION + tuple(o for o in RUN_OPTIONS if o.name == "out"))
+    probe.set_defaults(func=cmd_probe)
 
     lab = sub.add_parser("lab", help="stand-in boards on this machine").add_subparsers(dest="lab", required=True)
     up = lab.add_parser("up", help="start the stand-ins of an inventory (default local.yaml) or N plain ones")
@@ -446,8 +402,6 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--cores", type=int, help="with --boards / --arm: cores per stand-in")
     up.add_argument("--arm", action="append", default=[], choices=("cortex-a53", "cortex-a72", "cortex-a76"),
                     help="an emulated Arm stand-in of this CPU (QEMU; repeatable)")
-    from farm.job import DEFAULT_INVENTORY
-
     up.add_argument("--inventory", default=str(DEFAULT_INVENTORY))
     up.set_defaults(func=cmd_lab_up)
     down = lab.add_parser("down", help="stop the stand-ins this machine's lab started")

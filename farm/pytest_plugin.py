@@ -15,12 +15,10 @@ from pathlib import Path
 import pytest
 
 from farm import report as farm_report
-from farm.agent import Measurement
 from farm.checklist import Verdict
 from farm.errors import FarmError
-from farm.job import (DEFAULT_CHECKLIST, DEFAULT_DATA, DEFAULT_INVENTORY, DEFAULT_MODEL, Job, JobSettings,
-                      new_run_id)
-from farm.models import VARIANTS
+from farm import options
+from farm.job import Job, JobSettings
 from farm.progress import BoardProgress
 from farm.transport import BoardConnection
 
@@ -46,37 +44,12 @@ STATE = pytest.StashKey[FarmState]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("farm", "farm: edge-AI device test farm")
-    group.addoption("--farm-inventory", default=None, help=f"inventory YAML (default {DEFAULT_INVENTORY.name})")
-    group.addoption("--farm-pool", action="append", default=[], help="only boards of this pool (repeatable)")
-    group.addoption("--farm-tag", action="append", default=[], help="only boards with this tag (repeatable)")
-    group.addoption("--farm-board", action="append", default=[], help="only boards matching this glob (repeatable)")
-    group.addoption("--farm-model", default=None, help="FP32 ONNX model (default: the digits demo)")
-    group.addoption("--farm-data", default=None, help=".npz data file of the model")
-    group.addoption("--farm-checklist", default=None, help="checklist YAML (default dms.yaml)")
-    group.addoption("--farm-variants", default=",".join(VARIANTS), help="comma-separated variants")
-    group.addoption("--farm-runs", type=int, default=100, help="timed runs per variant")
-    group.addoption("--farm-warmup", type=int, default=10, help="warm-up runs per variant")
-    group.addoption("--farm-rounds", type=int, default=1, help="agent processes per variant")
-    group.addoption("--farm-deadline", type=float, default=300.0, help="seconds per variant before the agent is killed")
-    group.addoption("--farm-lock-wait", type=float, default=0.0, help="seconds to wait for a busy board")
-    group.addoption("--farm-out", default="results", help="results root: <out>/<run-id>/")
+    options.add_to_pytest(group)
     group.addoption("--farm-run-id", default=None, help="run id (default: UTC time + random)")
-    group.addoption("--farm-history", default="",
-                    help="history store (default <out>/history.sqlite; 'none' keeps no history)")
 
 
 def _settings(config: pytest.Config) -> JobSettings:
-    opt = config.getoption
-    return JobSettings(
-        inventory=Path(opt("farm_inventory") or DEFAULT_INVENTORY), model=Path(opt("farm_model") or DEFAULT_MODEL),
-        data=Path(opt("farm_data") or DEFAULT_DATA), checklist=Path(opt("farm_checklist") or DEFAULT_CHECKLIST),
-        variants=[v.strip() for v in opt("farm_variants").split(",") if v.strip()],
-        pools=opt("farm_pool"), tags=opt("farm_tag"), boards=opt("farm_board"),
-        measurement=Measurement(warmup=opt("farm_warmup"), runs=opt("farm_runs"), rounds=opt("farm_rounds")),
-        out=Path(opt("farm_out")),
-        run_id=opt("farm_run_id") or new_run_id(), lock_wait_s=opt("farm_lock_wait"),
-        variant_deadline_s=opt("farm_deadline"),
-        history=None if opt("farm_history") == "none" else opt("farm_history"))
+    return options.job_settings(lambda name: config.getoption(f"farm_{name}"), config.getoption("farm_run_id"))
 
 
 @pytest.hookimpl(tryfirst=True)
