@@ -238,3 +238,52 @@ def test_lab_down_stops_exactly_its_processes(shared_dir):
     assert not Path(f"/proc/{entry['pid']}").exists()
     assert not (shared_dir / "lab-down" / "d1").exists()
     assert own.running() == {}
+
+
+def test_cancel_kills_remote_agents_releases_locks_and_keeps_results(lab, plan, tmp_path, shared_dir):
+    """What Ctrl-C does: no new phase starts, the running agent dies on the board, results stay."""
+    import threading
+
+    _, boards = lab
+    marker = f"farm-cancel-{uuid.uuid4().hex[:8]}"
+    static_blob = plan.variants["int8_static"].sha256  # blobs are named by content, not by variant
+    python = wrapper_python(shared_dir, "slow-python",
+                            f"case \"$*\" in *{static_blob}*) exec python3 -c 'import time; time.sleep(600)' {marker};; esac",
+                            boards["t3"].python)
+    board = dataclasses.replace(fresh_workdir(boards["t3"], "cancel"), python=python)
+    deployment = Deployment(plan, tmp_path)
+    worker = threading.Thread(target=lambda: deployment.run([board]))
+    worker.start()
+    deadline = time.monotonic() + 60
+    while not subprocess.run(["pgrep", "-f", marker], capture_output=True).stdout and time.monotonic() < deadline:
+        time.sleep(0.2)
+    started = time.monotonic()
+    deployment.cancel()
+    worker.join(30)
+    assert not worker.is_alive() and time.monotonic() - started < 10
+    assert subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout == ""
+    saved = json.loads((tmp_path / "boards" / f"{board.name}.json").read_text())
+    assert saved["status"] == "cancelled"
+    assert set(saved["variants"]) == {"fp32", "int8_dynamic"}  # measured before the cancel, kept
+    assert not Path(board.workdir, "farm.lock").exists()
+
+
+def test_wait_queues_for_a_busy_board(lab, plan, tmp_path):
+    import threading
+
+    _, boards = lab
+    board = fresh_workdir(boards["t1"], "wait")
+    with BoardConnection(board) as holder:
+        lease = Lease(holder, board.workdir, "run-A").acquire(ttl_s=600)
+        threading.Timer(2.0, lease.release).start()
+        waiting = dataclasses.replace(plan, lock_wait_s=30, variants={"int8_static": plan.variants["int8_static"]})
+        (outcome,) = Deployment(waiting, tmp_path).run([board])
+    assert outcome.status == "ok", outcome.error
+
+
+def test_agent_is_python_3_8_syntax():
+    import ast
+
+    source = (Path(__file__).resolve().parent.parent / "agents" / "farm_agent.py").read_text()
+    ast.parse(source, feature_version=(3, 8))
+    assert "from __future__ import annotations" in source  # annotations never evaluated on old Pythons
