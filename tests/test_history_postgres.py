@@ -1,0 +1,101 @@
+"""The history on a real PostgreSQL server that the test starts on loopback and stops."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from farm.history import History
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def as_postgres(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["runuser", "-u", "postgres", "--", *argv], capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    if not (PG_BIN / "initdb").exists() or os.geteuid() != 0:
+        pytest.skip("needs PostgreSQL 15 server binaries and root (to run them as the postgres user)")
+    data = Path(tempfile.mkdtemp(prefix="farm-pg-", dir="/tmp"))
+    shutil.chown(data, "postgres", "postgres")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    init = as_postgres(str(PG_BIN / "initdb"), "-D", str(data / "db"), "--auth=trust", "-U", "postgres")
+    assert init.returncode == 0, init.stderr
+    start = as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data / "db"), "-w", "-l", str(data / "log"), "start",
+                        "-o", f"-c listen_addresses=127.0.0.1 -p {port} -k {data}")
+    assert start.returncode == 0, start.stderr + (data / "log").read_text()
+    try:
+        created = as_postgres(str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "farm")
+        assert created.returncode == 0, created.stderr
+        yield f"postgresql://postgres@127.0.0.1:{port}/farm"
+    finally:
+        as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data / "db"), "-m", "fast", "stop")
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def run_doc(run_id: str, board: str, p50: float, passed: bool = True, started: str = "2026-01-01T00:00:00") -> dict:
+    checks = [{"item": "latency", "status": "pass" if passed else "fail"}]
+    return {"run_id": run_id, "started": started, "finished": started, "inventory": "lab.yaml",
+            "checklist": {"name": "dms"}, "model": {"name": "digits", "sha256": "ab" * 32},
+            "boards": [{"name": board, "status": "ok", "pools": ["nightly"], "variants": {
+                "fp32": {"latency_ms": {"p50": p50, "p95": p50 * 1.2}, "samples_ms": [p50] * 20,
+                         "peak_rss_mb": 90.0, "accuracy": {"top1": 0.98}, "checks": checks}}}]}
+
+
+def _writer(url: str, prefix: str) -> None:
+    history = History(url)
+    for i in range(25):
+        history.record(run_doc(f"{prefix}-{i:02d}", f"{prefix}-board", 1.0, started=f"2026-01-01T00:{i:02d}:00"))
+
+
+def test_postgres_history_records_baselines_pins_and_lists(postgres_url):
+    history = History(postgres_url)
+    history.record(run_doc("r1", "rpi4-01", 1.0, started="2026-01-01T01:00:00"))
+    history.record(run_doc("r2", "rpi4-01", 1.1, started="2026-01-01T02:00:00"))
+    history.record(run_doc("r3", "rpi4-01", 5.0, passed=False, started="2026-01-01T03:00:00"))
+    assert history.baseline("rpi4-01", "digits", "fp32")["run_id"] == "r2"  # the failed night is not a baseline
+    assert history.baseline("rpi4-01", "digits", "fp32")["samples_ms"] == [1.1] * 20
+    assert history.pin("r1", pool="nightly") == [("rpi4-01", "fp32")]
+    pinned = history.baseline("rpi4-01", "digits", "fp32")
+    assert (pinned["run_id"], pinned["pinned"]) == ("r1", True)
+    listed = history.runs(board="rpi4-01")
+    assert [r["run_id"] for r in listed] == ["r3", "r2", "r1"] and listed[0]["boards"] == "rpi4-01"
+    assert [p[2] for p in history.trend("rpi4-01", "digits", "fp32", "p50")] == [1.0, 1.1, 5.0]
+    assert history.load_run("r2")["boards"][0]["name"] == "rpi4-01"
+
+
+def test_postgres_concurrent_writers_lose_nothing(postgres_url):
+    ctx = multiprocessing.get_context("spawn")
+    writers = [ctx.Process(target=_writer, args=(postgres_url, name)) for name in ("c1", "c2")]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(120)
+        assert writer.exitcode == 0
+    runs = History(postgres_url).runs(limit=1000)
+    assert sum(r["run_id"].startswith(("c1-", "c2-")) for r in runs) == 50
+
+
+def test_farm_run_records_into_postgres(postgres_url, lab, tmp_path):
+    lab_obj, _ = lab
+    farm = [sys.executable, "-m", "farm"]
+    proc = subprocess.run([*farm, "run", "--inventory", str(lab_obj.dir / "inventory.yaml"), "--board", "t2",
+                           "--variants", "int8_static", "--runs", "10", "--history", postgres_url],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    run_id = (tmp_path / "results" / "latest").resolve().name
+    listing = subprocess.run([*farm, "history", "--history", postgres_url, "--board", "t2"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert run_id in listing.stdout
