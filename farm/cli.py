@@ -140,7 +140,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if code == pytest.ExitCode.OK else 1
 
 
-def _lab(args: argparse.Namespace):
+def _lab():
     from farm.standins import Lab
 
     return Lab(progress=lambda m: say(f"lab: {m}"))
@@ -156,7 +156,7 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
                               extra={"arch": "arm64", "class": cpu}) for cpu in args.arm]
     else:
         specs = [StandinSpec.from_inventory(s) for s in load_inventory(args.inventory).standins]
-    lab = _lab(args)
+    lab = _lab()
     boards, started = lab.up(specs)
     for board in boards:
         print(f"{board.name:<12} {board.address}{'  (started)' if board.name in started else '  (already up)'}")
@@ -165,13 +165,13 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
 
 
 def cmd_lab_down(args: argparse.Namespace) -> int:
-    stopped = _lab(args).down(args.names or None)
+    stopped = _lab().down(args.names or None)
     print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
     return 0
 
 
 def cmd_lab_status(args: argparse.Namespace) -> int:
-    lab = _lab(args)
+    lab = _lab()
     running = lab.running()
     for name, entry in running.items():
         print(f"{name:<12} 127.0.0.1:{entry['port']}  pid {entry['pid']}  cores {entry.get('cores') or '-'}  "

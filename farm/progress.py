@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from farm.runner import STATUSES
+
 DONE_STYLES = {"ok": "green"}
 
 
@@ -37,8 +39,6 @@ class BoardProgress:
         return table
 
     def update(self, board: str, phase: str) -> None:
-        from farm.runner import STATUSES
-
         with self._lock:
             row = self.rows.setdefault(board, [phase, time.monotonic(), None])
             row[0] = phase

@@ -79,10 +79,10 @@ def latency_plot(results: dict) -> str | None:
     if not samples:
         return None
     figure, axis = plt.subplots(figsize=(max(6, len(labels) * 0.9), 3.6))
-    axis.boxplot(samples, showfliers=True)
+    axis.boxplot(samples, whis=(5, 95), showfliers=False)  # a few slow outliers would flatten every box
     axis.set_xticks(range(1, len(labels) + 1), labels, fontsize=7)
     axis.set_ylabel("latency (ms)")
-    axis.set_title("Latency per board and variant (raw samples)")
+    axis.set_title("Latency per board and variant (box: p25-p75, whiskers: p5-p95)")
     return _png(figure)
 
 
