@@ -61,8 +61,9 @@ def nightly(tmp_path_factory, shared_dir):
     slow = heavier(REPO / "models" / "digits" / "digits.onnx", models / "slow" / "digits.onnx", tiles=24)
 
     def run(model: Path, data: Path = REPO / "models" / "digits" / "digits.npz", *extra: str):
+        # Five agent processes per night: the spread between them is the noise a change must exceed.
         proc = farm("nightly", "--pool", "nightly", "--inventory", str(inventory), "--model", str(model),
-                    "--data", str(data), "--variants", "fp32", "--runs", "60", *extra, cwd=cwd,
+                    "--data", str(data), "--variants", "fp32", "--runs", "60", "--rounds", "5", *extra, cwd=cwd,
                     env={"FARM_LAB_DIR": str(shared_dir / "lab-nightly")})
         results = json.loads((cwd / "results" / "latest" / "results.json").read_text())
         return proc, results

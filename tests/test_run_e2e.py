@@ -36,9 +36,16 @@ def demo_run(tmp_path_factory, shared_dir):
     return proc, only_run(cwd / "results")
 
 
-def test_demo_run_passes_and_says_where_the_report_is(demo_run):
+def verdicts(run_dir: Path) -> list[dict]:
+    results = json.loads((run_dir / "results.json").read_text())
+    return [c for b in results["boards"] for e in b["variants"].values() for c in e["checks"]]
+
+
+def test_demo_run_exit_code_follows_the_verdicts_and_names_the_report(demo_run):
     proc, run_dir = demo_run
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    checks = verdicts(run_dir)
+    failed = [c for c in checks if c["status"] == "fail"]
+    assert proc.returncode == (1 if failed else 0), proc.stdout[-3000:] + proc.stderr[-3000:]
     assert f"report: results/{run_dir.name}/report.html" in proc.stdout
     assert (run_dir.parent / "latest").resolve() == run_dir.resolve()
 
@@ -58,8 +65,10 @@ def test_results_json_has_every_board_variant_item_with_value_and_limit(demo_run
             checks = {c["item"]: c for c in entry["checks"]}
             assert tuple(checks) == ITEMS
             for check in checks.values():
-                assert check["status"] in ("pass", "skip"), check
-                if check["status"] == "pass":
+                # Correctness always passes on the demo; only timing can miss on a noisy shared VM.
+                allowed = ("pass", "skip", "fail") if check["item"] in ("latency", "speedup") else ("pass", "skip")
+                assert check["status"] in allowed, check
+                if check["status"] != "skip":
                     assert check["value"] is not None and check["limit"] is not None
     a53 = results["boards"][0]
     assert a53["facts"]["cores_usable"] == 1  # the a53-sim stand-in is pinned to one core
@@ -69,7 +78,8 @@ def test_junit_counts_boards_times_variants_times_items(demo_run):
     _, run_dir = demo_run
     suite = ET.parse(run_dir / "junit.xml").getroot().find("testsuite")
     assert int(suite.get("tests")) == 3 * 3 * TESTS_PER_VARIANT
-    assert int(suite.get("failures")) == 0 and int(suite.get("errors")) == 0
+    failed = sum(c["status"] == "fail" for c in verdicts(run_dir))
+    assert int(suite.get("failures")) == failed and int(suite.get("errors")) == 0
     case = next(c for c in suite.iter("testcase") if c.get("name") == "test_latency[a72-sim-int8_static]")
     props = {p.get("name"): p.get("value") for p in case.iter("property")}
     assert props["board"] == "a72-sim" and props["variant"] == "int8_static"
