@@ -153,7 +153,9 @@ class _Calibration:
     """onnxruntime CalibrationDataReader over real samples, in small batches where allowed."""
 
     def __init__(self, arrays: dict[str, np.ndarray], inputs: list[TensorSpec], count: int):
-        batch = 16 if all(not isinstance(s.shape[0], int) for s in inputs) else 1
+        # Equal batches: the histogram calibrators (entropy, percentile) cannot stack a short last one.
+        dynamic = all(not isinstance(s.shape[0], int) for s in inputs)
+        batch = max(b for b in range(1, 17) if count % b == 0) if dynamic else 1
         self._batches = iter([{s.name: arrays[s.name][i:i + batch].astype(s.dtype) for s in inputs}
                               for i in range(0, count, batch)])
 

@@ -129,6 +129,8 @@ def test_recipe_search_keeps_the_fastest_within_the_loss_target(tmp_path, digits
                             target_loss=1.0)
     tried = manifest["recipe_search"]
     assert len(tried) >= 6  # three calibration methods x per-channel on / off
+    assert all(row["status"] == "ok" for row in tried), [row["reason"] for row in tried if row["reason"]]
+    assert {row["recipe"]["calibration_method"] for row in tried} == {"minmax", "entropy", "percentile"}
     chosen = [row for row in tried if row.get("chosen")]
     assert len(chosen) == 1
     within = [row for row in tried if row.get("loss_pct") is not None and row["loss_pct"] <= 1.0]
