@@ -214,7 +214,6 @@ def cmd_probe(args: argparse.Namespace) -> int:
     plan = DeployPlan(new_run_id(), Artifact.of(AGENT_PATH), {}, None, None, Measurement(), probe_only=True)
     try:
         job.start_standins()
-        job.boards.update({b.name: b for b in job.inventory.select(settings.pools, settings.tags, settings.boards)})
         with BoardProgress(job.board_names) as progress:
             outcomes = Deployment(plan, Path(args.out) / ".probe", progress.update).run(
                 [job.boards[n] for n in job.board_names])

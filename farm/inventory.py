@@ -124,10 +124,21 @@ class Inventory:
 
     def select(self, pools: Iterable[str] = (), tags: Iterable[str] = (), names: Iterable[str] = ()) -> list[Board]:
         """Boards in any of `pools`, with all of `tags`, matching any name glob."""
-        pools, tags, names = set(pools), set(tags), list(names)
-        return [b for b in self.boards
-                if (not pools or pools & set(b.pools)) and tags <= set(b.tags)
-                and (not names or any(fnmatch.fnmatchcase(b.name, g) for g in names))]
+        return [b for b in self.boards if matches(b.name, b.pools, b.tags, pools, tags, names)]
+
+    def select_standins(self, pools: Iterable[str] = (), tags: Iterable[str] = (),
+                        names: Iterable[str] = ()) -> list[dict]:
+        """Declared stand-ins, chosen by the same rule as boards."""
+        return [s for s in self.standins
+                if matches(s["name"], s.get("pools", ()), s.get("tags", ()), pools, tags, names)]
+
+
+def matches(name: str, board_pools: Iterable[str], board_tags: Iterable[str], pools: Iterable[str] = (),
+            tags: Iterable[str] = (), names: Iterable[str] = ()) -> bool:
+    """In any of `pools`, with all of `tags`, matching any of the name globs (empty: no constraint)."""
+    pools, names = set(pools), list(names)
+    return ((not pools or bool(pools & set(board_pools))) and set(tags) <= set(board_tags)
+            and (not names or any(fnmatch.fnmatchcase(name, glob) for glob in names)))
 
 
 class _Reader:

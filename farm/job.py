@@ -88,13 +88,13 @@ class Job:
         self.say = say
         self.inventory: Inventory = load_inventory(settings.inventory)
         self.checklist: Checklist = load_checklist(settings.checklist)
-        models.inspect_model(settings.model)
+        self.model = models.inspect_model(settings.model)
         self.run_dir = Path(settings.out) / settings.run_id
-        self.standin_specs = [StandinSpec.from_inventory(s) for s in self.inventory.standins
-                              if self._selected(s.get("name"), s.get("pools", []), s.get("tags", []))]
-        self.board_names = [b.name for b in self.inventory.select(settings.pools, settings.tags, settings.boards)]
-        self.board_names += [s.name for s in self.standin_specs]
-        self.boards: dict[str, Board] = {}
+        selection = (settings.pools, settings.tags, settings.boards)
+        self.standin_specs = [StandinSpec.from_inventory(s) for s in self.inventory.select_standins(*selection)]
+        self.boards: dict[str, Board] = {b.name: b for b in self.inventory.select(*selection)}
+        self.board_names = [*self.boards, *(s.name for s in self.standin_specs)]
+        self.cache_dir = Path(settings.cache) / f"{self.model.name}-{self.model.sha256[:12]}"
         self.manifest: dict = {}
         self.outcomes: dict[str, BoardOutcome] = {}
         self.verdicts: dict[str, dict[str, list[Verdict]]] = {}
@@ -102,11 +102,6 @@ class Job:
         self.finished: str | None = None
         self._lab: Lab | None = None
         self._started_standins: list[str] = []
-
-    def _selected(self, name: str, pools: list[str], tags: list[str]) -> bool:
-        probe = Board(name=name, host="-", pools=tuple(pools), tags=tuple(tags))
-        return bool(Inventory(self.inventory.path, [probe]).select(self.settings.pools, self.settings.tags,
-                                                                   self.settings.boards))
 
     # -- steps ------------------------------------------------------------------------------
     def start_standins(self) -> None:
@@ -123,11 +118,8 @@ class Job:
             self._started_standins = []
 
     def build_variants(self) -> None:
-        model_sha = models.inspect_model(self.settings.model).sha256
-        cache = Path(self.settings.cache) / f"{Path(self.settings.model).stem}-{model_sha[:12]}"
-        self.manifest = models.build(self.settings.model, self.settings.data, cache, variants=self.settings.variants,
-                                     progress=lambda m: self.say(f"build: {m}"))
-        self.cache_dir = cache
+        self.manifest = models.build(self.settings.model, self.settings.data, self.cache_dir,
+                                     variants=self.settings.variants, progress=lambda m: self.say(f"build: {m}"))
         write_json_atomic(self.run_dir / "manifest.json", self.manifest)
 
     def plan(self) -> DeployPlan:
@@ -142,8 +134,6 @@ class Job:
             lock_wait_s=self.settings.lock_wait_s)
 
     def deploy(self, progress: Callable[[str, str], None] = lambda board, phase: None) -> None:
-        self.boards.update({b.name: b for b in self.inventory.select(self.settings.pools, self.settings.tags,
-                                                                      self.settings.boards)})
         deployment = Deployment(self.plan(), self.run_dir, progress)
         outcomes = deployment.run([self.boards[name] for name in self.board_names])
         self.outcomes = {o.board.name: o for o in outcomes}
