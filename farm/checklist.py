@@ -62,6 +62,8 @@ class Checklist:
             items["latency"]["max_ms"] = board.latency_budget_ms
         if "memory" in items and board.memory_budget_mb is not None:
             items["memory"]["max_mb"] = board.memory_budget_mb
+        if "regression" in items and board.regression_rule is not None:
+            items["regression"]["rule"] = board.regression_rule
         return items
 
     def describe(self) -> dict:

@@ -20,6 +20,7 @@ import yaml
 
 from farm.boardclasses import BOARD_CLASSES
 from farm.errors import InventoryError
+from farm.stats import parse_rule
 
 NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -49,6 +50,7 @@ class Board:
     tags: tuple[str, ...] = ()
     latency_budget_ms: float | None = None
     memory_budget_mb: float | None = None
+    regression_rule: str | None = None  # e.g. "p95:30%" for a board noisier than the checklist assumes
     env: tuple[tuple[str, str], ...] = ()
     standin: bool = False
     emulated_cpu: str | None = None  # QEMU CPU model of an emulated Arm stand-in
@@ -80,10 +82,11 @@ FIELD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "tags": ((list,), "a list of tags"),
     "latency_budget_ms": (_NUM, "a number of milliseconds"),
     "memory_budget_mb": (_NUM, "a number of MB"),
+    "regression_rule": (_STR, "a regression rule such as p95:10%"),
     "env": ((dict,), "a mapping of environment variables"),
 }
 STANDIN_FIELDS = ("name", "class", "cpu", "cores", "memory_mb", "providers", "threads", "pools", "tags",
-                  "latency_budget_ms", "memory_budget_mb", "arch")
+                  "latency_budget_ms", "memory_budget_mb", "regression_rule", "arch")
 ANSIBLE_VARS = {"ansible_host": "host", "ansible_port": "port", "ansible_user": "user",
                 "ansible_ssh_private_key_file": "identity_file", "ansible_python_interpreter": "python"}
 
@@ -182,6 +185,11 @@ class _Reader:
                             f"did you mean {near[0]!r}?" if near else "classes: " + ", ".join(BOARD_CLASSES))
         if key == "host_key_policy" and value not in HOST_KEY_POLICIES:
             raise self.fail(line, f"expected {what}, got {value!r}", board, key)
+        if key == "regression_rule":
+            try:
+                parse_rule(value)
+            except ValueError as exc:
+                raise self.fail(line, str(exc), board, key) from exc
         if key == "name" and not NAME_RE.match(value):
             raise self.fail(line, f"{value!r} is not {what}", board, key)
         if key in ("port", "cores", "memory_mb") and value <= 0 or key == "threads" and value < 0:

@@ -158,3 +158,15 @@ def test_cli_inventory_check_and_list(tmp_path, capsys):
     assert main(["inventory", "check", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and f"{bad}:3, board 'b1', field 'hots': unknown key (did you mean 'host'?)" in err
+
+
+def test_regression_rule_is_validated_and_reaches_the_checklist(tmp_path):
+    from farm.checklist import load_checklist
+
+    err = error_of(write(tmp_path, "boards:\n  - name: b1\n    host: h\n    regression_rule: p95-10\n"))
+    assert err.field == "regression_rule" and "expected e.g. p95:10%" in str(err)
+    board = load_inventory(write(tmp_path, "boards:\n  - {name: b1, host: h, regression_rule: 'p50:20%'}\n",
+                                 "ok.yaml")).boards[0]
+    checklist = load_checklist(REPO / "suites" / "checklists" / "dms-nightly.yaml")
+    assert checklist.limits_for(board)["regression"]["rule"] == "p50:20%"
+    assert checklist.items["regression"]["rule"] == "p95:10%"

@@ -124,14 +124,14 @@ def test_stopped_board_gives_errors_not_failures_and_others_pass(tmp_path, lab, 
     stale = text.replace("boards:\n", "boards:\n- name: gone-1\n  host: 127.0.0.1\n  port: 1\n  workdir: /tmp/farm-boards/gone-1\n", 1)
     inventory.write_text(stale)
     try:
-        proc = farm("run", "--inventory", str(inventory), "--variants", "fp32,int8_static", "--runs", "10",
+        proc = farm("run", "--inventory", str(inventory), "--variants", "fp32", "--runs", "10",
                     cwd=tmp_path)
     finally:
         own.down()
     assert proc.returncode == 1
     run_dir = only_run(tmp_path / "results")
     suite = ET.parse(run_dir / "junit.xml").getroot().find("testsuite")
-    assert int(suite.get("errors")) == 2 * TESTS_PER_VARIANT and int(suite.get("failures")) == 0
+    assert int(suite.get("errors")) == TESTS_PER_VARIANT and int(suite.get("failures")) == 0
     assert "gone-1 is unreachable" in proc.stdout
     results = json.loads((run_dir / "results.json").read_text())
     status = {b["name"]: b["status"] for b in results["boards"]}
