@@ -33,7 +33,7 @@ class Board:
 
     name: str
     host: str
-    port: int = 22
+    port: int | None = None  # None: ~/.ssh/config's Port for this host, else 22
     user: str | None = None
     identity_file: str | None = None
     known_hosts: str | None = None
@@ -57,7 +57,7 @@ class Board:
 
     @property
     def address(self) -> str:
-        return f"{self.user + '@' if self.user else ''}{self.host}:{self.port}"
+        return f"{self.user + '@' if self.user else ''}{self.host}{':' + str(self.port) if self.port else ''}"
 
 
 # field name -> (accepted YAML types, description for messages)

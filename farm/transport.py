@@ -70,20 +70,27 @@ def _is_connection_level(exc: BaseException) -> bool:
     return isinstance(exc, (OSError, EOFError))
 
 
-def _classify(board: Board, known_hosts: Path | None, exc: BaseException) -> TransportError:
+def known_hosts_name(host: str, port: int) -> str:
+    """How known_hosts names a host: bare on port 22, `[host]:port` otherwise."""
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+def _classify(board: Board, target: tuple[str, int], known_hosts: Path | None, exc: BaseException) -> TransportError:
+    """The board status and a message that says how to fix it; `target` is the resolved host and port."""
     where = f"{board.name} ({board.address})"
+    name = known_hosts_name(*target)
     if isinstance(exc, paramiko.AuthenticationException):
         return TransportError(f"{where}: authentication failed ({exc}); check user and identity_file", "auth-failed")
     if isinstance(exc, paramiko.BadHostKeyException):
         return TransportError(
             f"{where}: host key mismatch: the board offers {exc.key.get_name()} {exc.key.get_fingerprint().hex()} "
             f"but {known_hosts} holds another. If the board was re-imaged, remove the old entry with "
-            f"`ssh-keygen -R '[{board.host}]:{board.port}' -f {known_hosts}`; otherwise do not connect",
+            f"`ssh-keygen -R '{name}' -f {known_hosts}`; otherwise do not connect",
             "host-key-mismatch")
     if isinstance(exc, paramiko.SSHException) and "known_hosts" in str(exc):
         return TransportError(
             f"{where}: host key unknown: not in {known_hosts}. Add it after checking its fingerprint "
-            f"(`ssh-keyscan -p {board.port} {board.host} >> {known_hosts}`) or set host_key_policy: accept-new",
+            f"(`ssh-keyscan -p {target[1]} {target[0]} >> {known_hosts}`) or set host_key_policy: accept-new",
             "host-key-mismatch")
     return TransportError(f"{where}: unreachable ({type(exc).__name__}: {exc})", "unreachable")
 
@@ -97,6 +104,7 @@ class BoardConnection:
         self.attempts = attempts
         self.known_hosts = Path(board.known_hosts or os.path.expanduser("~/.ssh/known_hosts"))
         self._conn: Connection | None = None
+        self._target = (board.host, board.port or 22)  # resolved through ~/.ssh/config on connect
 
     # -- connection -------------------------------------------------------------------------
     def _new_connection(self) -> Connection:
@@ -105,6 +113,7 @@ class BoardConnection:
             kwargs.update(key_filename=[self.board.identity_file], allow_agent=False, look_for_keys=False)
         conn = Connection(self.board.host, user=self.board.user, port=self.board.port,
                           connect_timeout=int(self.connect_timeout), connect_kwargs=kwargs)
+        self._target = (conn.host, conn.port)
         client = conn.client
         policy = self.board.host_key_policy
         if policy == "off":
@@ -134,7 +143,7 @@ class BoardConnection:
         try:
             self._conn = retrying(self._new_connection)
         except Exception as exc:
-            raise _classify(self.board, self.known_hosts, exc) from exc
+            raise _classify(self.board, self._target, self.known_hosts, exc) from exc
         return self
 
     @property

@@ -287,3 +287,23 @@ def test_agent_is_python_3_8_syntax():
     source = (Path(__file__).resolve().parent.parent / "agents" / "farm_agent.py").read_text()
     ast.parse(source, feature_version=(3, 8))
     assert "from __future__ import annotations" in source  # annotations never evaluated on old Pythons
+
+
+def test_ssh_config_host_alias_is_honoured(lab, tmp_path, monkeypatch):
+    """A board named by its ~/.ssh/config alias: HostName, Port, User and IdentityFile come from there."""
+    from farm.inventory import load_inventory
+
+    _, boards = lab
+    real = boards["t1"]
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "config").write_text(
+        f"Host bench-t1\n  HostName 127.0.0.1\n  Port {real.port}\n  User {real.user}\n  IdentityFile {real.identity_file}\n")
+    monkeypatch.setenv("HOME", str(home))
+    inventory = tmp_path / "lab.yaml"
+    inventory.write_text(f"boards:\n  - name: t1-alias\n    host: bench-t1\n    known_hosts: {real.known_hosts}\n")
+    (board,) = load_inventory(inventory).boards
+    assert board.port is None and board.user is None and board.identity_file is None
+    with BoardConnection(board) as connection:
+        result = connection.run(["id", "-un"])
+    assert result.ok and result.stdout.strip() == real.user
