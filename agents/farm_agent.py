@@ -70,6 +70,13 @@ def peak_rss_mb():
     return round(peak, 2)
 
 
+# Arm Ltd. (implementer 0x41) CPU part numbers, as /proc/cpuinfo on Arm boards shows them.
+ARM_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55", "0xd07": "Cortex-A57",
+             "0xd08": "Cortex-A72", "0xd09": "Cortex-A73", "0xd0a": "Cortex-A75", "0xd0b": "Cortex-A76",
+             "0xd0c": "Neoverse-N1", "0xd0d": "Cortex-A77", "0xd41": "Cortex-A78", "0xd42": "Cortex-A78AE",
+             "0xd44": "Cortex-X1", "0xd46": "Cortex-A510", "0xd47": "Cortex-A710", "0xd4b": "Cortex-A78C"}
+
+
 def cpu_facts():
     """CPU model and feature flags from /proc/cpuinfo (x86 and Arm spell them differently)."""
     model, flags, part = None, [], None
@@ -86,7 +93,8 @@ def cpu_facts():
                     part = value
     except OSError:
         pass
-    return {"cpu": model or platform.processor() or platform.machine(), "cpu_part": part, "cpu_flags": flags}
+    return {"cpu": model or ARM_PARTS.get(part or "") or platform.processor() or platform.machine(),
+            "cpu_part": part, "cpu_flags": flags}
 
 
 def memory_total_mb():

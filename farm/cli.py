@@ -152,8 +152,9 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
 
     if args.boards or args.arm:
         specs = [StandinSpec(f"sim-{i:02d}", cores=args.cores) for i in range(1, (args.boards or 0) + 1)]
-        specs += [StandinSpec(f"{cpu.replace('cortex-', '')}-qemu", cores=args.cores,
-                              extra={"arch": "arm64", "class": cpu}) for cpu in args.arm]
+        specs += [StandinSpec(f"{cpu.replace('cortex-', '')}-{'vm' if args.full_system else 'qemu'}", cores=args.cores,
+                              extra={"arch": "arm64", "class": cpu, "full_system": args.full_system})
+                  for cpu in args.arm]
     else:
         specs = [StandinSpec.from_inventory(s) for s in load_inventory(args.inventory).standins]
     lab = _lab()
@@ -401,6 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--cores", type=int, help="with --boards / --arm: cores per stand-in")
     up.add_argument("--arm", action="append", default=[], choices=("cortex-a53", "cortex-a72", "cortex-a76"),
                     help="an emulated Arm stand-in of this CPU (QEMU; repeatable)")
+    up.add_argument("--full-system", action="store_true",
+                    help="with --arm: a full-system VM (its own arm64 kernel and sshd) instead of qemu-user")
     up.add_argument("--inventory", default=str(DEFAULT_INVENTORY))
     up.set_defaults(func=cmd_lab_up)
     down = lab.add_parser("down", help="stop the stand-ins this machine's lab started")

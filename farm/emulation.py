@@ -34,7 +34,8 @@ BINFMT = Path("/proc/sys/fs/binfmt_misc")
 Progress = Callable[[str], None]
 
 
-def _run(argv: list[str], what: str, cwd: Path | None = None) -> str:
+def run_checked(argv: list[str], what: str, cwd: Path | None = None) -> str:
+    """Run a set-up command; FarmError with its stderr tail when it fails."""
     proc = subprocess.run(argv, capture_output=True, text=True, cwd=cwd)
     if proc.returncode != 0:
         raise FarmError(f"{what} failed ({' '.join(argv[:4])} ...): {proc.stderr.strip()[-600:]}")
@@ -54,19 +55,19 @@ def ensure_qemu(progress: Progress) -> None:
         raise ConfigError("emulated Arm stand-ins need root (chroot, mount namespaces, binfmt)")
     if not Path("/usr/bin/qemu-aarch64-static").exists():
         progress("installing qemu-user-static and binfmt-support (once)")
-        _run(["apt-get", "update", "-qq"], "apt-get update")
-        _run(["apt-get", "install", "-y", "-qq", "qemu-user-static", "binfmt-support"], "installing QEMU")
+        run_checked(["apt-get", "update", "-qq"], "apt-get update")
+        run_checked(["apt-get", "install", "-y", "-qq", "qemu-user-static", "binfmt-support"], "installing QEMU")
     if not (BINFMT / "register").exists():
-        _run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT)], "mounting binfmt_misc")
+        run_checked(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT)], "mounting binfmt_misc")
     if not (BINFMT / "qemu-aarch64").exists():
-        _run(["update-binfmts", "--enable", "qemu-aarch64"], "registering qemu-aarch64")
+        run_checked(["update-binfmts", "--enable", "qemu-aarch64"], "registering qemu-aarch64")
 
 
 def _arm64_packages() -> list[str]:
-    if "arm64" not in _run(["dpkg", "--print-foreign-architectures"], "dpkg").split():
-        _run(["dpkg", "--add-architecture", "arm64"], "dpkg --add-architecture arm64")
-        _run(["apt-get", "update", "-qq"], "apt-get update")
-    out = _run(["apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests", "--no-conflicts",
+    if "arm64" not in run_checked(["dpkg", "--print-foreign-architectures"], "dpkg").split():
+        run_checked(["dpkg", "--add-architecture", "arm64"], "dpkg --add-architecture arm64")
+        run_checked(["apt-get", "update", "-qq"], "apt-get update")
+    out = run_checked(["apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests", "--no-conflicts",
                 "--no-breaks", "--no-replaces", "--no-enhances", *(f"{p}:arm64" for p in ROOTFS_PACKAGES)],
                "apt-cache depends")
     names = {line.strip() for line in out.splitlines() if line and not line.startswith((" ", "<"))}
@@ -82,8 +83,8 @@ def _install_wheels(rootfs: Path, work: Path) -> None:
     common = ["--only-binary=:all:", *platforms, "--python-version", "3.11", "--implementation", "cp",
               "--abi", "cp311", "--no-deps"]
     pip = [sys.executable, "-m", "pip"]
-    _run([*pip, "download", "-q", *common, "-d", str(work / "wheels"), *wanted], "downloading aarch64 wheels")
-    _run([*pip, "install", "-q", "--no-index", "--find-links", str(work / "wheels"), *common,
+    run_checked([*pip, "download", "-q", *common, "-d", str(work / "wheels"), *wanted], "downloading aarch64 wheels")
+    run_checked([*pip, "install", "-q", "--no-index", "--find-links", str(work / "wheels"), *common,
           "--target", str(rootfs / "usr/local/lib/python3.11/dist-packages"), *wanted], "installing aarch64 wheels")
 
 
@@ -108,7 +109,7 @@ def _finish(rootfs: Path, user: str) -> None:
             os.mknod(node, 0o666 | 0o020000, os.makedev(major, minor))
             node.chmod(0o666)
     # A non-root login cannot write .pyc files: compile once, or every start is twice as slow.
-    _run(["python3", "-m", "compileall", "-q", "-s", str(rootfs), "-p", "/", str(rootfs / "usr/lib/python3.11"),
+    run_checked(["python3", "-m", "compileall", "-q", "-s", str(rootfs), "-p", "/", str(rootfs / "usr/lib/python3.11"),
           str(rootfs / "usr/local/lib/python3.11")], "compileall")
 
 
@@ -125,9 +126,9 @@ def ensure_rootfs(cache: Path, user: str, progress: Progress) -> Path:
         work = Path(tmp)
         packages = _arm64_packages()
         progress(f"downloading {len(packages)} arm64 packages")
-        _run(["apt-get", "download", "-qq", *packages], "apt-get download", cwd=work)
+        run_checked(["apt-get", "download", "-qq", *packages], "apt-get download", cwd=work)
         for deb in sorted(work.glob("*.deb")):
-            _run(["dpkg-deb", "-x", str(deb), str(partial)], f"unpacking {deb.name}")
+            run_checked(["dpkg-deb", "-x", str(deb), str(partial)], f"unpacking {deb.name}")
         progress("installing numpy and onnxruntime aarch64 wheels")
         _install_wheels(partial, work)
     _finish(partial, user)

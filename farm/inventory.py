@@ -277,6 +277,10 @@ def _load_farm(reader: _Reader, doc: _Map) -> Inventory:
                 if value not in ("native", "arm64"):
                     raise reader.fail(raw.lines[key], "expected native or arm64", raw["name"], key)
                 continue
+            if key == "full_system":
+                if not isinstance(value, bool) or value and raw.get("arch") != "arm64":
+                    raise reader.fail(raw.lines[key], "expected true or false, with arch: arm64", raw["name"], key)
+                continue
             reader.check_field(key, value, raw.lines[key], raw["name"], STANDIN_FIELDS)
         standins.append((dict(raw), raw.line))
     names = [(Board(name=s["name"], host="127.0.0.1"), line) for s, line in standins]

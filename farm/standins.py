@@ -25,7 +25,7 @@ from typing import Callable
 
 import yaml
 
-from farm import emulation
+from farm import emulation, fullsystem
 from farm.boardclasses import BOARD_CLASSES
 from farm.errors import ConfigError, FarmError
 from farm.inventory import Board
@@ -62,9 +62,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait_for_banner(port: int, process: subprocess.Popen, log: Path) -> None:
+def _wait_for_banner(port: int, process: subprocess.Popen, log: Path, timeout_s: float = READY_TIMEOUT_S) -> None:
     """Ready is when sshd answers with its banner, not after a sleep."""
-    deadline = time.monotonic() + READY_TIMEOUT_S
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise FarmError(f"sshd on port {port} exited {process.returncode}: {log.read_text()[-400:]}")
@@ -74,7 +74,7 @@ def _wait_for_banner(port: int, process: subprocess.Popen, log: Path) -> None:
                     return
         except OSError:
             time.sleep(0.02)
-    raise FarmError(f"sshd on port {port} did not answer within {READY_TIMEOUT_S:.0f} s (log: {log})")
+    raise FarmError(f"sshd on port {port} did not answer within {timeout_s:.0f} s (log: {log})")
 
 
 def _pid_alive(pid: int, marker: str) -> bool:
@@ -192,31 +192,43 @@ class Lab:
         port = _free_port()
         config = state / "sshd_config"
         qemu_cpu = spec.qemu_cpu
+        full_system = bool((spec.extra or {}).get("full_system"))
         settings = [
             f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {state / 'host_key'}",
             f"PidFile {state / 'sshd.pid'}", f"AuthorizedKeysFile {authorized}",
             f"AllowUsers {user}", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
             "UsePAM no", "StrictModes no", "PermitRootLogin no", "Subsystem sftp internal-sftp"]
-        if qemu_cpu:
+        if full_system:
+            base = fullsystem.ensure_base(user, self.progress)
+            config = fullsystem.config_disk(state, spec.name, state / "host_key", authorized, user)
+            argv = fullsystem.qemu_argv(base, config, qemu_cpu, spec.cores, spec.memory_mb, port,
+                                        state / "console.log")
+        elif qemu_cpu:
             emulation.ensure_qemu(self.progress)
             rootfs = emulation.ensure_rootfs(emulation.CACHE, user, self.progress)
             settings += emulation.sshd_settings(qemu_cpu)
             argv = emulation.chrooted_sshd(rootfs, SSHD, config)
         else:
             argv = [SSHD, "-D", "-e", "-f", str(config)]
-        config.write_text("\n".join(settings) + "\n")
+        if not full_system:
+            config.write_text("\n".join(settings) + "\n")
         if os.geteuid() == 0:
             Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation folder
         # QEMU reserves the guest's whole address space: an address-space cap would stop it.
         if spec.memory_mb and not qemu_cpu:
             argv = ["prlimit", f"--as={spec.memory_mb * 1024 * 1024}", "--", *argv]
-        if spec.cores:
+        if spec.cores and not full_system:  # a full-system board gets its cores as QEMU's -smp
             argv = ["taskset", "-c", f"0-{min(spec.cores, os.cpu_count() or 1) - 1}", *argv]
         log = state / "sshd.log"
         with open(log, "ab") as handle:
             process = subprocess.Popen(argv, stdout=handle, stderr=handle, stdin=subprocess.DEVNULL,
                                        start_new_session=True)  # outlives `farm lab up`; Ctrl-C does not reach it
-        _wait_for_banner(port, process, log)
+        try:
+            _wait_for_banner(port, process, log, fullsystem.BOOT_TIMEOUT_S if full_system else READY_TIMEOUT_S)
+        except BaseException:  # never leave an unrecorded server (or VM) behind
+            process.kill()
+            process.wait(10)
+            raise
         host_key = (state / "host_key.pub").read_text().split()
         return {"name": spec.name, "port": port, "pid": process.pid, "config": str(config),
                 "host_key": f"{host_key[0]} {host_key[1]}", "cores": spec.cores, "memory_mb": spec.memory_mb,
@@ -231,6 +243,7 @@ class Lab:
     def _board(self, entry: dict, record: dict) -> Board:
         extra = dict(entry.get("extra") or {})
         extra.pop("arch", None)
+        extra.pop("full_system", None)
         for key in ("providers", "pools", "tags"):
             if key in extra:
                 extra[key] = tuple(extra[key])
@@ -308,6 +321,8 @@ class Lab:
         for entry in record["boards"].values():
             board = self._board(entry, record)
             row = {"name": board.name, "host": board.host, "port": board.port, "workdir": board.workdir}
+            if board.python != record["python"]:  # an emulated board's own Python
+                row["python"] = board.python
             if board.cores:
                 row["cores"] = board.cores
             if board.pools:

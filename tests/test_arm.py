@@ -97,3 +97,22 @@ def test_farm_run_on_an_emulated_cortex_a72(tmp_path):
         assert abs(entry["accuracy"]["top1"] - host_top1) * 100 < 1.0
         assert checks["latency"]["status"] == "skip" and "emulated" in checks["latency"]["why"]
         assert checks["latency"]["value"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.fullsystem
+def test_farm_run_on_a_full_system_cortex_a72(tmp_path):
+    """qemu-system-aarch64 with Debian's arm64 kernel: /proc/cpuinfo is an Arm one, not the host's."""
+    inventory = tmp_path / "vm.yaml"
+    inventory.write_text("standins:\n  - name: a72-vm\n    arch: arm64\n    full_system: true\n"
+                         "    class: cortex-a72\n    cores: 2\n")
+    proc = farm("run", "--inventory", str(inventory), "--variants", "fp32,int8_static", "--runs", "10", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    board = json.loads((tmp_path / "results" / "latest" / "results.json").read_text())["boards"][0]
+    facts = board["facts"]
+    assert facts["machine"] == "aarch64" and facts["kernel"].endswith("-arm64")
+    assert (facts["cpu_part"], facts["cpu"]) == ("0xd08", "Cortex-A72")  # a real Arm /proc/cpuinfo
+    assert board["emulated"] and board["qemu_cpu"] == "cortex-a72"
+    for entry in board["variants"].values():
+        checks = {c["item"]: c for c in entry["checks"]}
+        assert checks["accuracy"]["status"] == "pass" and checks["latency"]["status"] == "skip"

@@ -170,3 +170,10 @@ def test_regression_rule_is_validated_and_reaches_the_checklist(tmp_path):
     checklist = load_checklist(REPO / "suites" / "checklists" / "dms-nightly.yaml")
     assert checklist.limits_for(board)["regression"]["rule"] == "p50:20%"
     assert checklist.items["regression"]["rule"] == "p95:10%"
+
+
+def test_full_system_needs_an_arm64_standin(tmp_path):
+    err = error_of(write(tmp_path, "standins:\n  - name: vm\n    full_system: true\n"))
+    assert (err.line, err.board, err.field) == (3, "vm", "full_system")
+    inventory = load_inventory(write(tmp_path, "standins:\n  - {name: vm, arch: arm64, full_system: true}\n", "ok.yaml"))
+    assert inventory.standins[0]["full_system"] is True
