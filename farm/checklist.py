@@ -175,9 +175,12 @@ def _speedup(doc: dict, limits: dict, variant: str, manifest: dict, fp32_doc: di
     if ratio >= floor:
         return Verdict("speedup", "pass", round(ratio, 3), limits["min_ratio"], "x", "FP32 p50 / INT8 p50")
     left = manifest["variants"].get(variant, {}).get("float_op_types") or {}
-    named = ", ".join(f"{op} x{n}" for op, n in left.items()) or "none recorded"
-    return Verdict("speedup", "fail", round(ratio, 3), limits["min_ratio"], "x",
-                   f"latency not reduced: operators not quantized: {named}")
+    if left:
+        why = "latency not reduced: operators not quantized: " + ", ".join(f"{op} x{n}" for op, n in left.items())
+    else:
+        why = ("latency not reduced although every compute operator is quantized: the quantize / dequantize "
+               "overhead outweighs the INT8 gain at this model size and thread count")
+    return Verdict("speedup", "fail", round(ratio, 3), limits["min_ratio"], "x", why)
 
 
 def _accuracy_figure(accuracy: dict | None) -> float | None:

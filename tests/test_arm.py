@@ -116,3 +116,17 @@ def test_farm_run_on_a_full_system_cortex_a72(tmp_path):
     for entry in board["variants"].values():
         checks = {c["item"]: c for c in entry["checks"]}
         assert checks["accuracy"]["status"] == "pass" and checks["latency"]["status"] == "skip"
+
+
+def test_speedup_failure_says_what_to_fix():
+    checklist = load_checklist(REPO / "suites" / "checklists" / "dms.yaml")
+    manifest = {"model": {"task": "classification"}, "data": {"evaluation_samples": 10, "calibration_samples": 300},
+                "variants": {"fp32": {}, "int8_dynamic": {"float_op_types": {"Conv": 5, "Relu": 6}},
+                             "int8_static": {"float_op_types": {}}}}
+    variants = {"fp32": agent_doc(1.0), "int8_dynamic": agent_doc(2.0), "int8_static": agent_doc(1.5)}
+    verdicts = evaluate(checklist, Board(name="b", host="h"), variants, manifest)
+    dynamic = next(c for c in verdicts["int8_dynamic"] if c.item == "speedup")
+    static = next(c for c in verdicts["int8_static"] if c.item == "speedup")
+    assert dynamic.status == "fail" and dynamic.value == 0.5
+    assert dynamic.why == "latency not reduced: operators not quantized: Conv x5, Relu x6"
+    assert static.status == "fail" and "every compute operator is quantized" in static.why
