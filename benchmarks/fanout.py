@@ -84,7 +84,7 @@ def main() -> None:
             board = boards[0]
             with BoardConnection(board) as connection:
                 first = push(connection, f"/tmp/farm-boards/fanout-{time.time_ns()}", artifacts)
-                workdir = f"/tmp/farm-boards/fanout-push"
+                workdir = "/tmp/farm-boards/fanout-push"
                 push(connection, workdir, artifacts)
                 second = push(connection, workdir, artifacts)
             print(f"push to one board: first {first.bytes_sent} bytes, unchanged second {second.bytes_sent} bytes")

@@ -10,7 +10,6 @@ errors (not failures), with the board's reason.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 

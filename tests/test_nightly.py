@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -140,31 +138,6 @@ def test_pinned_baseline_and_history_listing(nightly):
     assert history.baseline("nightly-sim", "digits", "fp32")["run_id"] == oldest
     listing = farm("history", "--board", "nightly-sim", cwd=cwd)
     assert all(r["run_id"] in listing.stdout for r in runs)
-
-
-def _record_many(path: str, prefix: str, count: int) -> None:
-    history = History(path)
-    for i in range(count):
-        history.record({"schema": "farm.run/1", "run_id": f"{prefix}-{i:03d}", "started": f"2026-01-01T00:00:{i:02d}",
-                        "finished": "x", "inventory": "i", "checklist": {"name": "c"},
-                        "model": {"name": "m", "sha256": "s"},
-                        "boards": [{"name": f"{prefix}-board", "status": "ok", "pools": [], "variants": {
-                            "fp32": {"latency_ms": {"p50": 1.0, "p95": 2.0}, "samples_ms": [1.0] * 50,
-                                     "peak_rss_mb": 10, "accuracy": {"top1": 0.9}, "checks": []}}}]})
-
-
-def test_concurrent_writers_lose_nothing(tmp_path):
-    path = str(tmp_path / "history.sqlite")
-    History(path)
-    ctx = multiprocessing.get_context("spawn")
-    writers = [ctx.Process(target=_record_many, args=(path, name, 40)) for name in ("a", "b")]
-    for writer in writers:
-        writer.start()
-    for writer in writers:
-        writer.join(120)
-        assert writer.exitcode == 0
-    runs = History(path).runs(limit=1000)
-    assert len(runs) == 80 and {r["run_id"][:2] for r in runs} == {"a-", "b-"}
 
 
 def test_signoff_refused_with_a_failure_then_signed_and_verified(nightly, tmp_path):

@@ -1,4 +1,4 @@
-"""The history on a real PostgreSQL server that the test starts on loopback and stops."""
+"""The history store, on SQLite and on a real PostgreSQL server the test starts on loopback."""
 
 from __future__ import annotations
 
@@ -60,8 +60,16 @@ def _writer(url: str, prefix: str) -> None:
         history.record(run_doc(f"{prefix}-{i:02d}", f"{prefix}-board", 1.0, started=f"2026-01-01T00:{i:02d}:00"))
 
 
-def test_postgres_history_records_baselines_pins_and_lists(postgres_url):
-    history = History(postgres_url)
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request, tmp_path):
+    """Each store the history supports: an SQLite file, and the PostgreSQL server above."""
+    if request.param == "sqlite":
+        return str(tmp_path / "history.sqlite")
+    return request.getfixturevalue("postgres_url")
+
+
+def test_history_records_baselines_pins_and_lists(store_url):
+    history = History(store_url)
     history.record(run_doc("r1", "rpi4-01", 1.0, started="2026-01-01T01:00:00"))
     history.record(run_doc("r2", "rpi4-01", 1.1, started="2026-01-01T02:00:00"))
     history.record(run_doc("r3", "rpi4-01", 5.0, passed=False, started="2026-01-01T03:00:00"))
@@ -76,16 +84,19 @@ def test_postgres_history_records_baselines_pins_and_lists(postgres_url):
     assert history.load_run("r2")["boards"][0]["name"] == "rpi4-01"
 
 
-def test_postgres_concurrent_writers_lose_nothing(postgres_url):
+def test_concurrent_writers_lose_nothing(store_url):
+    prefixes = [f"{name}-{os.urandom(3).hex()}" for name in ("c1", "c2")]  # the server outlives one test
+    History(store_url)
     ctx = multiprocessing.get_context("spawn")
-    writers = [ctx.Process(target=_writer, args=(postgres_url, name)) for name in ("c1", "c2")]
+    writers = [ctx.Process(target=_writer, args=(store_url, prefix)) for prefix in prefixes]
     for writer in writers:
         writer.start()
     for writer in writers:
         writer.join(120)
         assert writer.exitcode == 0
-    runs = History(postgres_url).runs(limit=1000)
-    assert sum(r["run_id"].startswith(("c1-", "c2-")) for r in runs) == 50
+    runs = History(store_url).runs(limit=10000)
+    for prefix in prefixes:
+        assert sum(r["run_id"].startswith(prefix + "-") for r in runs) == 25
 
 
 def test_farm_run_records_into_postgres(postgres_url, lab, tmp_path):
