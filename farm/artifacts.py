@@ -19,6 +19,14 @@ from farm.transport import BoardConnection
 _HASH_PRESENT = 'd=$1; shift; mkdir -p "$d" && cd "$d" || exit 3; for h; do [ -f "$h" ] && sha256sum "$h"; done; exit 0'
 
 
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class Artifact:
     """A local file to place on boards under its content hash."""
@@ -28,12 +36,7 @@ class Artifact:
 
     @classmethod
     def of(cls, path: str | Path) -> "Artifact":
-        path = Path(path)
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        return cls(path, digest.hexdigest())
+        return cls(Path(path), file_sha256(Path(path)))
 
     @property
     def size(self) -> int:

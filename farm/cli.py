@@ -230,8 +230,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 def _history(args: argparse.Namespace):
     from farm.history import History
+    from farm.job import history_url
 
-    return History(args.history or str(Path(args.out) / "history.sqlite"))
+    return History(history_url(args.out, args.history))
 
 
 def cmd_history(args: argparse.Namespace) -> int:

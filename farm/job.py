@@ -8,6 +8,7 @@ board's JSON as it arrives, results.json at the end (also after Ctrl-C).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import secrets
 import socket
 import subprocess
@@ -75,9 +76,12 @@ class JobSettings:
 
     @property
     def history_url(self) -> str | None:
-        if self.history is None:
-            return None
-        return self.history or str(Path(self.out) / "history.sqlite")
+        return None if self.history is None else history_url(self.out, self.history)
+
+
+def history_url(out: Path | str, history: str = "") -> str:
+    """The history store: the one given, else `<out>/history.sqlite`."""
+    return history or str(Path(out) / "history.sqlite")
 
 
 class Job:
@@ -137,7 +141,7 @@ class Job:
         deployment = Deployment(self.plan(), self.run_dir, progress)
         outcomes = deployment.run([self.boards[name] for name in self.board_names])
         self.outcomes = {o.board.name: o for o in outcomes}
-        history = self.history()
+        history = self.history
         for name, outcome in self.outcomes.items():
             if outcome.status != "ok":
                 continue
@@ -147,13 +151,14 @@ class Job:
                              for v in outcome.variants}
             self.verdicts[name] = evaluate(self.checklist, outcome.board, outcome.variants, self.manifest, baselines)
 
+    @functools.cached_property
     def history(self) -> History | None:
         url = self.settings.history_url
         return History(url) if url else None
 
     def trends(self, figure: str = "p95") -> dict[str, dict[str, list[tuple]]]:
         """The last runs' `figure` per board and variant, for the report's trend plot."""
-        history = self.history()
+        history = self.history
         model = self.manifest.get("model", {}).get("name")
         if history is None or not model:
             return {}
@@ -222,7 +227,7 @@ class Job:
         write_json_atomic(path, results)
         if self.manifest and self.settings.history_url:
             try:
-                History(self.settings.history_url).record(results)
+                self.history.record(results)
             except (HistoryError, OSError) as exc:  # the run's own files are already safe on disk
                 self.say(f"could not record the run in the history: {exc}")
         latest = Path(self.settings.out) / "latest"

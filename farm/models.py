@@ -23,6 +23,7 @@ import onnx
 import onnxruntime as ort
 
 from farm.agent import Measurement, run_agent_here
+from farm.artifacts import file_sha256
 from farm.datafile import DataSet, TensorSpec, load_data
 from farm.errors import AgentError, ModelError
 from farm.stats import accuracy_loss_pct
@@ -79,14 +80,6 @@ class ModelInfo:
         specs = lambda items: [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype} for t in items]  # noqa: E731
         return {"name": self.name, "file": self.path.name, "sha256": self.sha256, "opset": self.opset,
                 "inputs": specs(self.inputs), "outputs": specs(self.outputs)}
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _tensor_specs(values) -> list[TensorSpec]:

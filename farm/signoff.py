@@ -16,7 +16,7 @@ from pathlib import Path
 
 from farm.errors import SignoffError
 from farm.job import utc_now
-from farm.models import file_sha256
+from farm.artifacts import file_sha256
 from farm.runner import write_json_atomic
 
 SCHEMA = "farm.signoff/1"

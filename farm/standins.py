@@ -26,6 +26,7 @@ from typing import Callable
 import yaml
 
 from farm import emulation, fullsystem
+from farm.emulation import run_checked
 from farm.boardclasses import BOARD_CLASSES
 from farm.errors import ConfigError, FarmError
 from farm.inventory import Board
@@ -47,13 +48,6 @@ def default_lab_dir() -> Path:
     if os.geteuid() == 0:
         return Path("/var/tmp/farm-lab")
     return Path.home() / ".cache" / "farm" / "lab"
-
-
-def _run(argv: list[str], what: str) -> str:
-    proc = subprocess.run(argv, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise FarmError(f"{what} failed: {' '.join(argv)}: {proc.stderr.strip()[-400:]}")
-    return proc.stdout
 
 
 def _free_port() -> int:
@@ -146,9 +140,9 @@ class Lab:
             pwd.getpwnam(LOGIN_USER)
         except KeyError:
             self.progress(f"creating the unprivileged login user {LOGIN_USER}")
-            _run(["useradd", "-m", "-s", "/bin/bash", LOGIN_USER], "useradd")
+            run_checked(["useradd", "-m", "-s", "/bin/bash", LOGIN_USER], "useradd")
             # With UsePAM no, an account locked with '!' is refused; '*' allows key login only.
-            _run(["usermod", "-p", "*", LOGIN_USER], "usermod")
+            run_checked(["usermod", "-p", "*", LOGIN_USER], "usermod")
         return LOGIN_USER
 
     def _board_python(self) -> str:
@@ -163,15 +157,15 @@ class Lab:
 
             base = shutil.which("python3", path="/usr/bin:/usr/local/bin") or sys.executable
             self.progress(f"creating the stand-ins' Python ({base} + numpy + onnxruntime), once")
-            _run([base, "-m", "venv", str(venv)], "creating the board Python")
-            _run([str(python), "-m", "pip", "install", "-q", f"numpy=={numpy.__version__}",
+            run_checked([base, "-m", "venv", str(venv)], "creating the board Python")
+            run_checked([str(python), "-m", "pip", "install", "-q", f"numpy=={numpy.__version__}",
                   f"onnxruntime=={onnxruntime.__version__}"], "installing numpy and onnxruntime for the stand-ins")
         return str(python)
 
     def _client_key(self) -> Path:
         key = self.dir / "client_ed25519"
         if not key.exists():
-            _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "farm-lab-client", "-f", str(key)],
+            run_checked(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "farm-lab-client", "-f", str(key)],
                  "ssh-keygen")
         return key
 
@@ -184,7 +178,7 @@ class Lab:
             shutil.rmtree(state)
         state.mkdir(parents=True)
         state.chmod(0o755)
-        _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"farm-standin-{spec.name}",
+        run_checked(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"farm-standin-{spec.name}",
               "-f", str(state / "host_key")], "ssh-keygen")
         authorized = state / "authorized_keys"
         authorized.write_text((client_key.with_suffix(".pub")).read_text())
