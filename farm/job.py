@@ -12,7 +12,7 @@ import functools
 import secrets
 import socket
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -141,7 +141,11 @@ class Job:
         deployment = Deployment(self.plan(), self.run_dir, progress)
         outcomes = deployment.run([self.boards[name] for name in self.board_names])
         self.outcomes = {o.board.name: o for o in outcomes}
-        history = self.history
+        try:
+            history, unavailable = self.history, None
+        except HistoryError as exc:  # judge everything else; only the regression item needs the history
+            history, unavailable = None, str(exc)
+            self.say(f"history unavailable: {exc}")
         for name, outcome in self.outcomes.items():
             if outcome.status != "ok":
                 continue
@@ -149,7 +153,11 @@ class Job:
             if history is not None and "regression" in self.checklist.items:
                 baselines = {v: history.baseline(name, self.manifest["model"]["name"], v, before=self.settings.run_id)
                              for v in outcome.variants}
-            self.verdicts[name] = evaluate(self.checklist, outcome.board, outcome.variants, self.manifest, baselines)
+            verdicts = evaluate(self.checklist, outcome.board, outcome.variants, self.manifest, baselines)
+            if unavailable:
+                verdicts = {v: [replace(c, status="error", why=f"history unavailable: {unavailable}")
+                                if c.item == "regression" else c for c in checks] for v, checks in verdicts.items()}
+            self.verdicts[name] = verdicts
 
     @functools.cached_property
     def history(self) -> History | None:

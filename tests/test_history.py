@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import shutil
@@ -110,3 +111,22 @@ def test_farm_run_records_into_postgres(postgres_url, lab, tmp_path):
     listing = subprocess.run([*farm, "history", "--history", postgres_url, "--board", "t2"],
                              cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert run_id in listing.stdout
+
+
+def test_unreachable_history_errors_only_the_regression_item(lab, tmp_path):
+    """A nightly whose store is down still judges every other item and keeps every figure."""
+    lab_obj, _ = lab
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    nightly = Path(__file__).resolve().parent.parent / "suites" / "checklists" / "dms-nightly.yaml"
+    proc = subprocess.run([sys.executable, "-m", "farm", "run", "--inventory", str(lab_obj.dir / "inventory.yaml"),
+                           "--board", "t3", "--variants", "fp32", "--runs", "10", "--checklist", str(nightly),
+                           "--history", f"postgresql://postgres@127.0.0.1:{closed}/farm"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    results = json.loads((tmp_path / "results" / "latest" / "results.json").read_text())
+    checks = {c["item"]: c for c in results["boards"][0]["variants"]["fp32"]["checks"]}
+    assert checks["regression"]["status"] == "error" and "history unavailable" in checks["regression"]["why"]
+    assert checks["latency"]["status"] == "pass" and checks["accuracy"]["status"] == "pass"
+    assert "could not record the run in the history" in proc.stdout + proc.stderr
