@@ -21,8 +21,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from farm import models  # noqa: E402
-from farm.agent import AGENT_PATH, Measurement, agent_argv  # noqa: E402
+from farm import resources  # noqa: E402
+from farm.build.variants import build  # noqa: E402
+from farm.board.agent import agent_argv  # noqa: E402
+from farm.config.settings import Measurement  # noqa: E402
 
 BARE_LOOP = r"""
 import json, sys, time
@@ -52,7 +54,7 @@ def bare(model: Path, data: Path, threads: int, warmup: int, runs: int) -> list[
 
 
 def agent(model: Path, data: Path, measurement: Measurement) -> list[float]:
-    argv = agent_argv(sys.executable, str(AGENT_PATH), str(model), measurement, data=str(data))
+    argv = agent_argv(sys.executable, str(resources.agent()), str(model), measurement, data=str(data))
     doc = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
     return doc["samples_ms"]
 
@@ -70,7 +72,7 @@ def main() -> None:
     args = parser.parse_args()
     demo = REPO / "models" / "digits"
     with tempfile.TemporaryDirectory() as tmp:
-        manifest = models.build(demo / "digits.onnx", demo / "digits.npz", tmp, host_figures=False)
+        manifest = build(demo / "digits.onnx", demo / "digits.npz", tmp, host_figures=False)
         measurement = Measurement(warmup=args.warmup, runs=args.runs, threads=args.threads)
         print(f"{'variant':<14}{'agent p50':>11}{'bare p50':>10}{'ratio':>8}{'agent CV':>10}{'bare CV':>9}")
         for variant, entry in manifest["variants"].items():

@@ -23,12 +23,17 @@ import paramiko
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from farm import models  # noqa: E402
-from farm.agent import AGENT_PATH, Measurement  # noqa: E402
-from farm.artifacts import Artifact, push  # noqa: E402
-from farm.runner import _PROBE, Deployment, DeployPlan  # noqa: E402
-from farm.standins import Lab, StandinSpec  # noqa: E402
-from farm.transport import BoardConnection  # noqa: E402
+from farm import resources  # noqa: E402
+from farm.build.variants import build  # noqa: E402
+from farm.config.settings import Measurement  # noqa: E402
+from farm.board.artifacts import Artifact, push  # noqa: E402
+from farm.board.probe import PROBE_SCRIPT  # noqa: E402
+from farm.deploy.fanout import Fanout  # noqa: E402
+from farm.deploy.session import PROBE_ONLY, DeployPlan  # noqa: E402
+from farm.record.rundir import RunDir  # noqa: E402
+from farm.config.inventory import StandinSpec  # noqa: E402
+from farm.lab.standins import Lab  # noqa: E402
+from farm.board.ssh import SshTransport  # noqa: E402
 
 
 def bare_probe(board) -> None:
@@ -39,7 +44,7 @@ def bare_probe(board) -> None:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     client.connect(board.host, board.port, username=board.user, key_filename=board.identity_file,
                    allow_agent=False, look_for_keys=False, sock=sock)
-    _, stdout, _ = client.exec_command(f"{board.python} -c '{_PROBE}'")
+    _, stdout, _ = client.exec_command(f"{board.python} -c '{PROBE_SCRIPT}'")
     stdout.read()
     if stdout.channel.recv_exit_status() != 0:
         raise RuntimeError(f"probe failed on {board.name}")
@@ -63,13 +68,13 @@ def main() -> None:
         lab = Lab(Path(tmp) / "lab", progress=lambda m: print(m, file=sys.stderr))
         boards, _ = lab.up([StandinSpec(f"fan-{i:02d}") for i in range(max(sizes))])
         try:
-            plan = DeployPlan("fanout", Artifact.of(AGENT_PATH), {}, None, None, Measurement(), probe_only=True)
+            plan = DeployPlan("fanout", Artifact.of(resources.agent()), {}, None, None, Measurement(), steps=PROBE_ONLY)
             print(f"{'boards':>6}{'farm s':>9}{'floor s':>9}{'ratio':>8}")
             for n in sizes:
                 chosen = boards[:n]
                 farm_s, floor_s = [], []
                 for _ in range(args.repeat):
-                    farm_s.append(timed(lambda: Deployment(plan, Path(tmp) / "runs").run(chosen)))
+                    farm_s.append(timed(lambda: Fanout(plan, RunDir(Path(tmp) / "runs", "fanout")).run(chosen)))
                     with ThreadPoolExecutor(max_workers=min(32, n)) as pool:
                         floor_s.append(timed(lambda: list(pool.map(bare_probe, chosen))))
                 f, b = statistics.median(farm_s), statistics.median(floor_s)
@@ -77,12 +82,12 @@ def main() -> None:
             print(f"(median of {args.repeat}; both run `python -c <probe>` importing numpy + onnxruntime)")
 
             demo = REPO / "models" / "digits"
-            manifest = models.build(demo / "digits.onnx", demo / "digits.npz", Path(tmp) / "variants",
+            manifest = build(demo / "digits.onnx", demo / "digits.npz", Path(tmp) / "variants",
                                     host_figures=False)
-            artifacts = [Artifact.of(AGENT_PATH)] + [Artifact.of(Path(tmp) / "variants" / e["file"])
+            artifacts = [Artifact.of(resources.agent())] + [Artifact.of(Path(tmp) / "variants" / e["file"])
                                                      for e in manifest["variants"].values()]
             board = boards[0]
-            with BoardConnection(board) as connection:
+            with SshTransport(board) as connection:
                 first = push(connection, f"/tmp/farm-boards/fanout-{time.time_ns()}", artifacts)
                 workdir = "/tmp/farm-boards/fanout-push"
                 push(connection, workdir, artifacts)

@@ -20,8 +20,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from farm import models  # noqa: E402
-from farm.agent import Measurement, run_agent_here  # noqa: E402
+from farm.build.variants import build  # noqa: E402
+from farm.board.agent import run_agent_here  # noqa: E402
+from farm.config.settings import Measurement  # noqa: E402
 
 
 def mobilenet_v2_style(out: Path) -> tuple[Path, Path] | None:
@@ -78,7 +79,7 @@ def mobilenet_v2_style(out: Path) -> tuple[Path, Path] | None:
 
 
 def report(name: str, model: Path, data: Path, work: Path, runs: int, trained: bool = True) -> None:
-    manifest = models.build(model, data, work / name, host_figures=True, task="classification")
+    manifest = build(model, data, work / name, host_figures=True, task="classification")
     p50 = {}
     for variant, entry in manifest["variants"].items():
         if entry["status"] != "ok":

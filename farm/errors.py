@@ -1,7 +1,9 @@
 """The one exception hierarchy of farm.
 
 Every message says what went wrong, where, and what to do about it, so that the
-CLI can print it as one line and exit 2 without a traceback.
+CLI can print it as one line and exit 2 without a traceback. A `BoardError`
+carries the board status it maps to: one board's fault is that board's status,
+never the run's.
 """
 
 from __future__ import annotations
@@ -15,42 +17,67 @@ class ConfigError(FarmError):
     """Bad usage or configuration: the CLI exits 2."""
 
 
-class InventoryError(ConfigError):
-    """An inventory file is missing, unparsable or has a bad field."""
+class LocatedError(ConfigError):
+    """A bad value in a file: names the file, the line, what holds the value, and the fix."""
 
-    def __init__(self, path: str, line: int | None, message: str, *,
-                 board: str | None = None, field: str | None = None, hint: str | None = None):
-        self.path, self.line, self.board, self.field, self.hint = path, line, board, field, hint
-        where = f"{path}:{line}" if line else str(path)
-        parts = [where]
-        if board:
-            parts.append(f"board {board!r}")
+    def __init__(self, path: str, line: int | None, message: str, *, where: str | None = None,
+                 field: str | None = None, hint: str | None = None):
+        self.path, self.line, self.field, self.hint = path, line, field, hint
+        parts = [f"{path}:{line}" if line else str(path)]
+        if where:
+            parts.append(where)
         if field:
             parts.append(f"field {field!r}")
         text = ": ".join([", ".join(parts), message])
-        if hint:
-            text += f" ({hint})"
-        super().__init__(text)
+        super().__init__(text + (f" ({hint})" if hint else ""))
 
 
-class ChecklistError(ConfigError):
-    """A checklist file is missing or malformed."""
+class InventoryError(LocatedError):
+    """An inventory file is missing, unparsable or has a bad field."""
+
+    def __init__(self, path: str, line: int | None, message: str, *, board: str | None = None,
+                 field: str | None = None, hint: str | None = None):
+        self.board = board
+        super().__init__(path, line, message, where=f"board {board!r}" if board else None, field=field, hint=hint)
+
+
+class ChecklistError(LocatedError):
+    """A checklist file is missing or has a bad item or setting."""
+
+    def __init__(self, path: str, line: int | None, message: str, *, item: str | None = None,
+                 field: str | None = None, hint: str | None = None):
+        super().__init__(path, line, message, where=f"item {item!r}" if item else None, field=field, hint=hint)
 
 
 class ModelError(ConfigError):
-    """A model or data file is unusable: names the file and the reason."""
+    """A model, data or spec file is unusable: names the file and the reason."""
 
 
-class TransportError(FarmError):
-    """SSH to a board failed; `status` is the board status it maps to."""
+class BoardError(FarmError):
+    """One board could not be measured; `status` is the board status it maps to."""
 
     def __init__(self, message: str, status: str = "unreachable"):
         super().__init__(message)
         self.status = status
 
 
-class AgentError(FarmError):
+class BoardBusy(BoardError):
+    def __init__(self, message: str):
+        super().__init__(message, "busy")
+
+
+class Cancelled(BoardError):
+    """The run was stopped (Ctrl-C, a signal, the run's deadline) before this board finished."""
+
+    def __init__(self, message: str = "run cancelled"):
+        super().__init__(message, "cancelled")
+
+
+class AgentError(BoardError):
     """The agent could not report: carries the tail of its stderr."""
+
+    def __init__(self, message: str):
+        super().__init__(message, "agent-error")
 
 
 class HistoryError(FarmError):

@@ -41,7 +41,8 @@ def shared_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def lab(shared_dir):
     """Three real sshd stand-ins on 127.0.0.1, up for the whole test session."""
-    from farm.standins import Lab, StandinSpec
+    from farm.config.inventory import StandinSpec
+    from farm.lab.standins import Lab
 
     lab = Lab(shared_dir / "lab")
     boards, _ = lab.up([StandinSpec("t1", cores=1), StandinSpec("t2", cores=1), StandinSpec("t3", cores=2)])
@@ -52,20 +53,21 @@ def lab(shared_dir):
 @pytest.fixture(scope="session")
 def variants(tmp_path_factory, digits_model, digits_data):
     """The digits variants, built once: (cache folder, manifest)."""
-    from farm import models
+    from farm.build.variants import build
 
     out = tmp_path_factory.mktemp("variants")
-    return out, models.build(digits_model, digits_data, out, host_figures=False)
+    return out, build(digits_model, digits_data, out, host_figures=False)
 
 
 @pytest.fixture(scope="session")
 def plan(variants):
-    from farm.agent import AGENT_PATH, Measurement
-    from farm.artifacts import Artifact
-    from farm.runner import DeployPlan
+    from farm import resources
+    from farm.board.artifacts import Artifact
+    from farm.config.settings import Measurement
+    from farm.deploy.session import DeployPlan
 
     out, manifest = variants
-    return DeployPlan(run_id="test-run", agent=Artifact.of(AGENT_PATH),
+    return DeployPlan(run_id="test-run", agent=Artifact.of(resources.agent()),
                       variants={v: Artifact.of(out / e["file"]) for v, e in manifest["variants"].items()},
                       data=Artifact.of(out / manifest["data"]["file"]),
                       reference=Artifact.of(out / manifest["reference"]["file"]),

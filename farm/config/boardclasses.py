@@ -1,0 +1,41 @@
+"""Board classes: what a board of a known kind is, unless its inventory entry says otherwise.
+
+An inventory entry names its class (`class: jetson-orin`) and inherits these
+fields. A stand-in of a class whose accelerator it lacks runs on CPU, and the
+agent's provider warning says so: it never pretends to be the accelerator.
+"""
+
+from __future__ import annotations
+
+_CPU = ("CPUExecutionProvider",)
+
+BOARD_CLASSES: dict[str, dict] = {
+    "cortex-a53": {"cpu": "cortex-a53", "cores": 4, "memory_mb": 1024, "providers": _CPU,
+                   "threads": 4, "latency_budget_ms": 50.0},
+    "cortex-a72": {"cpu": "cortex-a72", "cores": 4, "memory_mb": 4096, "providers": _CPU,
+                   "threads": 4, "latency_budget_ms": 50.0},
+    "cortex-a76": {"cpu": "cortex-a76", "cores": 4, "memory_mb": 8192, "providers": _CPU,
+                   "threads": 4, "latency_budget_ms": 50.0},
+    "jetson-orin": {"cpu": "cortex-a78ae", "cores": 8, "memory_mb": 16384,
+                    "providers": ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
+                    "threads": 4, "latency_budget_ms": 10.0},
+    "qcs8255": {"cpu": "kryo", "cores": 8, "memory_mb": 8192,
+                "providers": ("QNNExecutionProvider", "CPUExecutionProvider"), "threads": 4,
+                "latency_budget_ms": 20.0},
+    "tda4vm": {"cpu": "cortex-a72", "cores": 2, "memory_mb": 4096,
+               "providers": ("TIDLExecutionProvider", "CPUExecutionProvider"), "threads": 2,
+               "latency_budget_ms": 30.0},
+}
+
+# A stand-in's CPU is this machine's: it keeps its class's budgets and providers, but not the
+# class's cores, memory or threads (threads beyond its taskset stall onnxruntime's spinning pool).
+_HARDWARE = ("cores", "memory_mb", "threads")
+
+
+def class_fields(board_class: str | None, *, standin: bool = False) -> dict:
+    """The fields a board inherits from its class: the one place classes are merged."""
+    inherited = dict(BOARD_CLASSES.get(board_class or "", {}))
+    if standin:
+        for key in _HARDWARE:
+            inherited.pop(key, None)
+    return inherited

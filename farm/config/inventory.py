@@ -1,0 +1,336 @@
+"""Inventories: the boards of a lab, loaded strictly from YAML.
+
+Two formats are read as they are: farm's own (`defaults` + `boards` + `standins`)
+and Ansible's YAML inventories (`all` / `children` / `hosts` / `vars`, with
+`ansible_*` connection vars and `farm_*` fields; groups become pools). Every
+error names the file, the line, the board and the field.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import os
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterable
+
+from farm.config.boardclasses import BOARD_CLASSES, class_fields
+from farm.config.checklist import parse_rule
+from farm.config.yamlfile import LineMap, load_yaml
+from farm.errors import InventoryError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+HOST_KEY_POLICIES = ("verify", "accept-new", "off")
+TRANSPORTS = ("ssh", "local")  # local: the board is this machine, commands run without SSH
+
+
+@dataclass(frozen=True)
+class Board:
+    """One board of the lab: how to reach it and what it is (a resource, no behaviour)."""
+
+    name: str
+    host: str
+    port: int | None = None  # None: ~/.ssh/config's Port for this host, else 22
+    user: str | None = None
+    identity_file: str | None = None
+    known_hosts: str | None = None
+    host_key_policy: str = "verify"
+    workdir: str = "/tmp/farm"
+    python: str = "python3"
+    board_class: str | None = None
+    cpu: str | None = None
+    cores: int | None = None
+    memory_mb: int | None = None
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    threads: int = 0
+    pools: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    latency_budget_ms: float | None = None
+    memory_budget_mb: float | None = None
+    regression_rule: str | None = None  # e.g. "p95:30%" for a board noisier than the checklist assumes
+    env: tuple[tuple[str, str], ...] = ()
+    transport: str = "ssh"
+    standin: bool = False
+    emulated_cpu: str | None = None  # QEMU CPU model of an emulated Arm stand-in
+
+    @property
+    def address(self) -> str:
+        if self.transport == "local":
+            return "local"
+        return f"{self.user + '@' if self.user else ''}{self.host}{':' + str(self.port) if self.port else ''}"
+
+    @property
+    def shares_controller_cpu(self) -> bool:
+        """A stand-in or a local board measures on this machine's CPU: one measurement at a time."""
+        return self.standin or self.transport == "local"
+
+
+@dataclass(frozen=True)
+class StandinSpec:
+    """A stand-in board declared in an inventory, before `farm lab` starts it."""
+
+    name: str
+    cores: int | None = None
+    memory_mb: int | None = None
+    arch: str = "native"  # native | arm64 (QEMU)
+    full_system: bool = False
+    fields: tuple[tuple[str, object], ...] = ()  # class, cpu, pools, tags, budgets: passed to the board
+
+    @property
+    def values(self) -> dict:
+        return dict(self.fields)
+
+
+# field name -> (accepted YAML types, description for messages)
+_STR, _INT, _NUM = (str,), (int,), (int, float)
+FIELD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "name": (_STR, "a name of letters, digits, '.', '_' or '-'"),
+    "host": (_STR, "a host name or address"),
+    "port": (_INT, "a port number"),
+    "user": (_STR, "a login name"),
+    "identity_file": (_STR, "a path to a private key"),
+    "known_hosts": (_STR, "a path to a known_hosts file"),
+    "host_key_policy": (_STR, "one of " + ", ".join(HOST_KEY_POLICIES)),
+    "workdir": (_STR, "a path on the board"),
+    "python": (_STR, "the board's Python command"),
+    "class": (_STR, "a board class: " + ", ".join(BOARD_CLASSES)),
+    "cpu": (_STR, "a CPU name"),
+    "cores": (_INT, "a whole number"),
+    "memory_mb": (_INT, "a whole number of MB"),
+    "providers": ((list,), "a list of onnxruntime execution providers"),
+    "threads": (_INT, "a whole number (0: onnxruntime's default)"),
+    "pools": ((list,), "a list of pool names"),
+    "tags": ((list,), "a list of tags"),
+    "latency_budget_ms": (_NUM, "a number of milliseconds"),
+    "memory_budget_mb": (_NUM, "a number of MB"),
+    "regression_rule": (_STR, "a regression rule such as p95:10%"),
+    "env": ((dict,), "a mapping of environment variables"),
+    "transport": (_STR, "one of " + ", ".join(TRANSPORTS)),
+}
+STANDIN_FIELDS = ("name", "class", "cpu", "cores", "memory_mb", "providers", "threads", "pools", "tags",
+                  "latency_budget_ms", "memory_budget_mb", "regression_rule", "arch")
+ANSIBLE_VARS = {"ansible_host": "host", "ansible_port": "port", "ansible_user": "user",
+                "ansible_ssh_private_key_file": "identity_file", "ansible_python_interpreter": "python"}
+
+
+@dataclass
+class Inventory:
+    path: Path
+    boards: list[Board]
+    standins: list[StandinSpec] = field(default_factory=list)  # declared stand-in boards, before they start
+
+    def select(self, pools: Iterable[str] = (), tags: Iterable[str] = (), names: Iterable[str] = ()) -> list[Board]:
+        """Boards in any of `pools`, with all of `tags`, matching any name glob."""
+        return [b for b in self.boards if matches(b.name, b.pools, b.tags, pools, tags, names)]
+
+    def select_standins(self, pools: Iterable[str] = (), tags: Iterable[str] = (),
+                        names: Iterable[str] = ()) -> list[StandinSpec]:
+        """Declared stand-ins, chosen by the same rule as boards."""
+        return [s for s in self.standins
+                if matches(s.name, s.values.get("pools", ()), s.values.get("tags", ()), pools, tags, names)]
+
+
+def matches(name: str, board_pools: Iterable[str], board_tags: Iterable[str], pools: Iterable[str] = (),
+            tags: Iterable[str] = (), names: Iterable[str] = ()) -> bool:
+    """In any of `pools`, with all of `tags`, matching any of the name globs (empty: no constraint)."""
+    pools, names = set(pools), list(names)
+    return ((not pools or bool(pools & set(board_pools))) and set(tags) <= set(board_tags)
+            and (not names or any(fnmatch.fnmatchcase(name, glob) for glob in names)))
+
+
+class _Reader:
+    """Turns raw mappings into Boards with precise errors."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.base = path.parent
+
+    def fail(self, line: int | None, message: str, board: str | None = None, field: str | None = None,
+             hint: str | None = None) -> InventoryError:
+        return InventoryError(str(self.path), line, message, board=board, field=field, hint=hint)
+
+    def substitute(self, value: Any, line: int, board: str | None, key: str) -> Any:
+        if isinstance(value, str):
+            def lookup(match: re.Match) -> str:
+                if match.group(1) not in os.environ:
+                    raise self.fail(line, f"environment variable ${{{match.group(1)}}} is not set", board, key)
+                return os.environ[match.group(1)]
+            return VAR_RE.sub(lookup, value)
+        if isinstance(value, list):
+            return [self.substitute(v, line, board, key) for v in value]
+        if isinstance(value, dict):
+            return {k: self.substitute(v, line, board, key) for k, v in value.items()}
+        return value
+
+    def check_field(self, key: str, value: Any, line: int, board: str | None, allowed: Iterable[str]) -> None:
+        allowed = list(allowed)
+        if key not in allowed:
+            near = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f"did you mean {near[0]!r}?" if near else "valid keys: " + ", ".join(allowed)
+            raise self.fail(line, "unknown key", board, str(key), hint)
+        types, what = FIELD_TYPES.get(key, ((str,), "text"))
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise self.fail(line, f"expected {what}, got {type(value).__name__} {value!r}", board, key)
+        if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+            raise self.fail(line, f"expected {what} (all text)", board, key)
+        if key == "class" and value not in BOARD_CLASSES:
+            near = difflib.get_close_matches(value, list(BOARD_CLASSES), n=1)
+            raise self.fail(line, f"unknown board class {value!r}", board, key,
+                            f"did you mean {near[0]!r}?" if near else "classes: " + ", ".join(BOARD_CLASSES))
+        if key in ("host_key_policy", "transport") and value not in (HOST_KEY_POLICIES if key == "host_key_policy"
+                                                                      else TRANSPORTS):
+            raise self.fail(line, f"expected {what}, got {value!r}", board, key)
+        if key == "regression_rule":
+            try:
+                parse_rule(value)
+            except ValueError as exc:
+                raise self.fail(line, str(exc), board, key) from exc
+        if key == "name" and not NAME_RE.match(value):
+            raise self.fail(line, f"{value!r} is not {what}", board, key)
+        if key in ("port", "cores", "memory_mb") and value <= 0 or key == "threads" and value < 0:
+            raise self.fail(line, f"expected a positive number, got {value}", board, key)
+
+    def fields_of(self, raw: dict, board: str | None, allowed: Iterable[str]) -> dict:
+        lines = getattr(raw, "lines", {})
+        values = {}
+        for key, value in raw.items():
+            line = lines.get(key, getattr(raw, "line", None))
+            value = self.substitute(value, line, board, key)
+            self.check_field(key, value, line, board, allowed)
+            values[key] = value
+        return values
+
+    def path_field(self, value: str | None) -> str | None:
+        if value is None:
+            return None
+        path = Path(os.path.expanduser(value))
+        return str(path if path.is_absolute() else (self.base / path).resolve())
+
+    def make_board(self, values: dict, line: int) -> Board:
+        name = values.get("name")
+        if values.get("transport") == "local":
+            values = {"host": "localhost", **values}
+        if "host" not in values:
+            raise self.fail(line, "missing required field", name, "host")
+        board_class = values.get("class")
+        merged = {**class_fields(board_class), **values}
+        kwargs = {k: v for k, v in merged.items() if k in {f.name for f in fields(Board)}}
+        for key in ("providers", "pools", "tags"):
+            if key in kwargs:
+                kwargs[key] = tuple(kwargs[key])
+        if "env" in kwargs:
+            kwargs["env"] = tuple(sorted((str(k), str(v)) for k, v in kwargs["env"].items()))
+        kwargs["identity_file"] = self.path_field(kwargs.get("identity_file"))
+        kwargs["known_hosts"] = self.path_field(kwargs.get("known_hosts"))
+        return Board(board_class=board_class, **kwargs)
+
+
+def _check_unique(reader: _Reader, boards: list[tuple[Board, int]]) -> list[Board]:
+    seen: dict[str, int] = {}
+    for board, line in boards:
+        if board.name in seen:
+            raise reader.fail(line, f"duplicate board name (first at line {seen[board.name]})", board.name, "name")
+        seen[board.name] = line
+    return [b for b, _ in boards]
+
+
+def _load_farm(reader: _Reader, doc: LineMap) -> Inventory:
+    sections = {"defaults": dict, "boards": list, "standins": list}
+    for key, value in doc.items():
+        if key not in sections:
+            near = difflib.get_close_matches(str(key), list(sections), n=1)
+            raise reader.fail(doc.lines[key], "unknown key", None, str(key),
+                              f"did you mean {near[0]!r}?" if near else "expected defaults, boards, standins")
+        if value is not None and not isinstance(value, sections[key]):
+            raise reader.fail(doc.lines[key], f"expected a {sections[key].__name__}, got {type(value).__name__}",
+                              None, key)
+    defaults_raw = doc.get("defaults") or LineMap()
+    defaults = reader.fields_of(defaults_raw, None, [k for k in FIELD_TYPES if k != "name"])
+    boards = []
+    for index, raw in enumerate(doc.get("boards") or []):
+        if not isinstance(raw, dict):
+            raise reader.fail(doc.lines["boards"], f"board #{index + 1} is not a mapping", None, "boards")
+        if "name" not in raw:
+            raise reader.fail(raw.line, "missing required field", None, "name")
+        values = reader.fields_of(raw, raw.get("name"), FIELD_TYPES)
+        boards.append((reader.make_board({**defaults, **values}, raw.line), raw.line))
+    standins = []
+    for index, raw in enumerate(doc.get("standins") or []):
+        if not isinstance(raw, dict) or "name" not in raw:
+            raise reader.fail(getattr(raw, "line", doc.lines["standins"]), "a stand-in needs a name", None, "name")
+        for key, value in raw.items():
+            if key == "arch":
+                if value not in ("native", "arm64"):
+                    raise reader.fail(raw.lines[key], "expected native or arm64", raw["name"], key)
+                continue
+            if key == "full_system":
+                if not isinstance(value, bool) or value and raw.get("arch") != "arm64":
+                    raise reader.fail(raw.lines[key], "expected true or false, with arch: arm64", raw["name"], key)
+                continue
+            reader.check_field(key, value, raw.lines[key], raw["name"], STANDIN_FIELDS)
+        values = dict(raw)
+        standins.append((StandinSpec(
+            values.pop("name"), values.pop("cores", None), values.pop("memory_mb", None),
+            values.pop("arch", "native"), values.pop("full_system", False),
+            tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in values.items())), raw.line))
+    names = [(Board(name=s.name, host="127.0.0.1"), line) for s, line in standins]
+    _check_unique(reader, boards + names)
+    return Inventory(reader.path, [b for b, _ in boards], [s for s, _ in standins])
+
+
+def _ansible_hosts(reader: _Reader, group: str, node: Any, inherited: dict, pools: tuple,
+                   found: dict[str, tuple[LineMap, tuple]]) -> None:
+    """Walk an Ansible group: vars flow down (keeping their lines), every group is a pool."""
+    node = node if node is not None else LineMap()
+    if not isinstance(node, dict):
+        raise reader.fail(None, f"group {group!r} is not a mapping", None, group)
+    for key in node:
+        if key not in ("hosts", "children", "vars"):
+            raise reader.fail(node.lines[key], "unknown key in an Ansible group", None, str(key),
+                              "expected hosts, children or vars")
+    group_vars = node.get("vars") or LineMap()
+    variables = {**inherited, **{k: (v, group_vars.lines[k]) for k, v in group_vars.items()}}
+    pools = pools + ((group,) if group not in ("all", "ungrouped") else ())
+    for host, host_vars in (node.get("hosts") or {}).items():
+        host_vars = host_vars if host_vars is not None else LineMap()
+        merged = {**variables, **{k: (v, host_vars.lines[k]) for k, v in host_vars.items()}}
+        previous_vars, previous_pools = found.get(host, ({}, ()))
+        raw = LineMap({**previous_vars, **merged})
+        raw.line = node["hosts"].lines[host]
+        found[host] = (raw, tuple(dict.fromkeys(previous_pools + pools)))
+    for child, child_node in (node.get("children") or {}).items():
+        _ansible_hosts(reader, child, child_node, variables, pools, found)
+
+
+def _load_ansible(reader: _Reader, doc: LineMap) -> Inventory:
+    found: dict[str, tuple[LineMap, tuple]] = {}
+    for group, node in doc.items():
+        _ansible_hosts(reader, group, node, {}, (), found)
+    boards = []
+    for host, (variables, pools) in found.items():
+        raw = LineMap({"name": host})
+        raw.line, raw.lines = variables.line, {"name": variables.line}
+        for key, (value, line) in variables.items():
+            name = ANSIBLE_VARS.get(key) or (key[len("farm_"):] if key.startswith("farm_") else None)
+            if name:
+                raw[name], raw.lines[name] = value, line
+        raw.setdefault("host", host)
+        raw["pools"] = list(dict.fromkeys(list(raw.get("pools", [])) + list(pools)))
+        raw.lines.setdefault("pools", raw.line)
+        boards.append((reader.make_board(reader.fields_of(raw, host, FIELD_TYPES), raw.line), raw.line))
+    return Inventory(reader.path, _check_unique(reader, boards))
+
+
+def load_inventory(path: str | Path) -> Inventory:
+    """Load a farm or Ansible YAML inventory; InventoryError with file:line otherwise."""
+    path = Path(path)
+    doc = load_yaml(path, lambda p, line, message: InventoryError(p, line, message), "inventory file")
+    reader = _Reader(path)
+    if not isinstance(doc, dict):
+        raise reader.fail(None, "expected a mapping with 'boards' (farm) or 'all' (Ansible)")
+    if "all" in doc or any(isinstance(v, dict) and {"hosts", "children"} & set(v) for v in doc.values()):
+        return _load_ansible(reader, doc)
+    return _load_farm(reader, doc)

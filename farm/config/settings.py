@@ -1,0 +1,62 @@
+"""What one run is asked to do: which boards, which model, how to measure, where to write."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from farm import resources
+from farm.util import new_run_id
+
+VARIANTS = ("fp32", "int8_dynamic", "int8_static")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """How the agent measures: the same settings for every board of a run."""
+
+    warmup: int = 10
+    runs: int = 100
+    duration_s: float | None = None
+    threads: int = 0
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    rounds: int = 1  # agent processes per variant: between-process noise shows only across several
+
+    def to_json(self) -> dict:
+        return {"warmup": self.warmup, "runs": self.runs, "duration_s": self.duration_s, "threads": self.threads,
+                "providers": list(self.providers), "rounds": self.rounds}
+
+
+def history_url(out: Path | str, history: str | None = "") -> str | None:
+    """The history store: the one given, else `<out>/history.sqlite`; None when it is 'none'."""
+    if history == "none" or history is None:
+        return None
+    return history or str(Path(out) / "history.sqlite")
+
+
+@dataclass
+class RunSettings:
+    inventory: Path = field(default_factory=resources.standin_inventory)
+    model: Path = field(default_factory=resources.demo_model)
+    data: Path = field(default_factory=resources.demo_data)
+    checklist: Path = field(default_factory=lambda: resources.checklist("dms"))
+    variants: list[str] = field(default_factory=lambda: list(VARIANTS))
+    pools: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    boards: list[str] = field(default_factory=list)
+    measurement: Measurement = Measurement()
+    out: Path = Path("results")
+    run_id: str = field(default_factory=new_run_id)
+    lock_wait_s: float = 0.0
+    variant_deadline_s: float = 300.0
+    cache: Path = Path(".farm") / "variants"
+    history: str = ""  # "": <out>/history.sqlite; "none": keep none
+
+    @property
+    def history_url(self) -> str | None:
+        return history_url(self.out, self.history)
+
+    @property
+    def selection(self) -> tuple[list[str], list[str], list[str]]:
+        return self.pools, self.tags, self.boards

@@ -1,0 +1,171 @@
+"""The main job, without pytest: select boards, build variants, deploy, judge, record.
+
+The pytest plugin drives it; so can any script. Constructing a Job validates
+the whole configuration (inventory, checklist, model, data, selection) before a
+board is touched, so every mistake is a ConfigError (exit 2). Everything lands
+in `<out>/<run-id>/` as soon as it exists: the manifest before deployment, each
+board's JSON as it arrives, results.json at the end (also after Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Callable
+
+import farm
+from farm import resources
+from farm.board.artifacts import Artifact
+from farm.build.datafile import load_data
+from farm.build.modelfile import inspect_model
+from farm.build.variants import build_variants, check_variants, model_result
+from farm.config.checklist import Checklist, load_checklist
+from farm.config.inventory import Board
+from farm.config.settings import RunSettings
+from farm.deploy.fanout import Fanout, GroupResult
+from farm.deploy.selection import Selection
+from farm.deploy.session import DeployPlan, Progress
+from farm.errors import HistoryError
+from farm.judge.items import evaluate, unavailable
+from farm.record.history import History
+from farm.record.rundir import RunDir
+from farm.results import Baseline, BoardResult, RunResult
+from farm.util import git_commit, utc_now
+
+Say = Callable[[str], None]
+TREND_FIGURE = "p95"
+
+
+class Job:
+    """One run of the checklist over the selected boards."""
+
+    def __init__(self, settings: RunSettings, say: Say = lambda message: None):
+        self.settings = settings
+        self.say = say
+        check_variants(settings.variants)
+        self.selection = Selection(settings.inventory, *settings.selection, say=say)
+        self.checklist: Checklist = load_checklist(settings.checklist)
+        self.model = inspect_model(settings.model)
+        self.data = load_data(settings.data, self.model.inputs)
+        self.run_dir = RunDir(settings.out, settings.run_id)
+        self.cache_dir = Path(settings.cache) / f"{self.model.name}-{self.model.sha256[:12]}"
+        self.manifest: dict = {}
+        self.group = GroupResult({})
+        self.trends: dict[str, dict[str, list[tuple]]] = {}
+        self.result = RunResult(settings.run_id, utc_now())
+        self._fanout: Fanout | None = None
+
+    @property
+    def board_names(self) -> list[str]:
+        return self.selection.names
+
+    # -- steps ------------------------------------------------------------------------------
+    def build(self) -> None:
+        self.manifest = build_variants(self.model, self.data, self.cache_dir, variants=self.settings.variants,
+                                       progress=lambda m: self.say(f"build: {m}"))
+        self.run_dir.save_manifest(self.manifest)
+
+    def plan(self) -> DeployPlan:
+        """The artifacts by the hashes the manifest recorded when it built them: nothing is hashed twice."""
+        built = {v: Artifact(self.cache_dir / e["file"], e["sha256"]) for v, e in self.manifest["variants"].items()
+                 if e["status"] == "ok"}
+        reference, data = self.manifest.get("reference"), self.manifest["data"]
+        return DeployPlan(
+            run_id=self.settings.run_id, agent=Artifact.of(resources.agent()), variants=built,
+            data=Artifact(self.cache_dir / data["file"], data["sha256"]),
+            reference=Artifact(self.cache_dir / reference["file"], reference["sha256"]) if reference else None,
+            measurement=self.settings.measurement, variant_deadline_s=self.settings.variant_deadline_s,
+            lock_wait_s=self.settings.lock_wait_s)
+
+    def deploy(self, boards: list[Board], progress: Progress) -> None:
+        self._fanout = Fanout(self.plan(), self.run_dir, progress)
+        self.group = self._fanout.run(boards)
+
+    def cancel(self) -> None:
+        if self._fanout is not None:
+            self._fanout.cancel()
+
+    def _history(self) -> tuple[History | None, str | None]:
+        """The history store, or why there is none this run (the run goes on without it)."""
+        url = self.settings.history_url
+        if url is None:
+            return None, None
+        try:
+            return History(url), None
+        except HistoryError as exc:
+            self.say(f"history unavailable: {exc}")
+            return None, f"history unavailable: {exc}"
+
+    def judge(self, history: History | None, problem: str | None) -> None:
+        model = model_result(self.manifest)
+        for result in self.group.succeeded.values():
+            baselines: dict[str, Baseline] | None = None
+            if history is not None and "regression" in self.checklist.items:
+                try:
+                    baselines = {v: b for v in result.variants
+                                 if (b := history.baseline(result.name, model.name, v, before=self.settings.run_id))}
+                except HistoryError as exc:
+                    problem = f"history unavailable: {exc}"
+            checks = evaluate(self.checklist, self.selection.boards[result.name], result.variants, model, baselines)
+            if problem:
+                checks = unavailable(checks, "regression", problem)
+            for variant, found in checks.items():
+                result.variants[variant].checks = found
+
+    def _trends(self, history: History | None) -> None:
+        name = self.manifest.get("model", {}).get("name")
+        if history is None or not name:
+            return
+        try:
+            self.trends = {r.name: {v: history.trend(r.name, name, v, TREND_FIGURE) for v in r.variants}
+                           for r in self.group}
+        except HistoryError as exc:
+            self.say(f"no trend plot: {exc}")
+
+    def run(self, progress: Progress = lambda board, phase: None) -> RunResult:
+        """The whole job; results.json is written even when it is interrupted."""
+        self.run_dir.path.mkdir(parents=True, exist_ok=True)
+        history = None
+        try:
+            self.build()
+            with self.selection.standins_up() as boards:
+                self.deploy(boards, progress)
+            history, problem = self._history()
+            self.judge(history, problem)
+            self._trends(history)
+        finally:
+            self.finish(history)
+        return self.result
+
+    # -- record -----------------------------------------------------------------------------
+    def _board(self, name: str) -> BoardResult:
+        found = self.group.results.get(name)
+        if found is not None:
+            return found
+        board = self.selection.boards.get(name)
+        return BoardResult(name=name, board_class=board.board_class if board else None,
+                           standin=bool(board and board.standin))
+
+    def finish(self, history: History | None) -> None:
+        """Build the run's result once, write results.json, record it in the history, point `latest` at it."""
+        settings = self.settings
+        self.result = RunResult(
+            run_id=settings.run_id, started=self.result.started, finished=utc_now(), inventory=str(settings.inventory),
+            checklist=self.checklist.describe(),
+            provenance={"farm": farm.__version__, "git_commit": git_commit(Path(farm.__file__).resolve().parent.parent),
+                        "controller": socket.gethostname(), "measurement": settings.measurement.to_json(),
+                        "variant_deadline_s": settings.variant_deadline_s},
+            model=model_result(self.manifest) if self.manifest else model_result({"model": self.model.describe()}),
+            boards=[self._board(name) for name in self.board_names])
+        self.run_dir.save_results(self.result)
+        if self.manifest and history is not None:
+            try:
+                history.record(self.result)
+            except (HistoryError, OSError) as exc:  # the run's own files are already safe on disk
+                self.say(f"could not record the run in the history: {exc}")
+        elif self.manifest and settings.history_url:
+            self.say("could not record the run in the history: it is unavailable")
+        try:
+            self.run_dir.point_latest()
+        except OSError as exc:
+            self.say(f"could not point {self.run_dir.out / 'latest'} at the run: {exc}")

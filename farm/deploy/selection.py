@@ -1,0 +1,45 @@
+"""The boards a run is for: inventory boards and stand-ins, chosen by pool, tag and name glob.
+
+Stand-ins declared in the inventory are started for the run and stopped after
+it; a lab brought up by hand (`farm lab up`) stays up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Callable, Iterator
+
+from farm.config.inventory import Board, load_inventory
+from farm.errors import ConfigError
+from farm.lab.standins import Lab
+
+Say = Callable[[str], None]
+
+
+class Selection:
+    def __init__(self, inventory: Path, pools: list[str] = (), tags: list[str] = (), names: list[str] = (),
+                 say: Say = lambda message: None):
+        self.inventory_path = Path(inventory)
+        self.say = say
+        inventory_doc = load_inventory(inventory)
+        self.standin_specs = inventory_doc.select_standins(pools, tags, names)
+        self.boards: dict[str, Board] = {b.name: b for b in inventory_doc.select(pools, tags, names)}
+        self.names = [*self.boards, *(s.name for s in self.standin_specs)]
+        if not self.names:
+            raise ConfigError(f"{inventory}: no board matches the selection (pools {list(pools) or 'any'}, "
+                              f"tags {list(tags) or 'any'}, boards {list(names) or 'any'})")
+
+    @contextlib.contextmanager
+    def standins_up(self) -> Iterator[list[Board]]:
+        """The selected boards, with the declared stand-ins running for the duration."""
+        lab, started = None, []
+        try:
+            if self.standin_specs:
+                lab = Lab(progress=lambda m: self.say(f"lab: {m}"))
+                boards, started = lab.up(self.standin_specs)
+                self.boards.update({b.name: b for b in boards})
+            yield [self.boards[name] for name in self.names]
+        finally:
+            if lab and started:
+                lab.down(started)

@@ -1,0 +1,278 @@
+"""One board's run as named steps: connect, lock, probe, push, measure each variant.
+
+Each step checks for cancellation, logs, reports progress and records how long
+it took (labgrid's @step idea). A board's fault ends its session with the
+status the fault maps to; a bug in farm ends it `internal-error`, with the
+traceback in the board's log, never disguised as the board's fault. Whatever
+happens, the lease is released and the board's result saved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from farm.board.agent import agent_argv, parse_agent_output
+from farm.board.artifacts import Artifact, blob_path, push
+from farm.board.lease import Lease
+from farm.board.probe import probe, require_ready
+from farm.board.transport import Transport, open_transport
+from farm.config.inventory import Board
+from farm.config.settings import Measurement
+from farm.errors import AgentError, BoardError
+from farm.judge.stats import latency_summary
+from farm.record.rundir import BoardLog
+from farm.results import BoardResult, BoardStatus, Step, VariantResult
+from farm.util import utc_now
+
+SETUP_STEPS = ("connect", "lock", "probe", "push")
+FULL_RUN = SETUP_STEPS + ("measure",)
+PROBE_ONLY = ("connect", "probe")
+
+Progress = Callable[[str, str], None]  # (board name, phase)
+
+
+@dataclass
+class DeployPlan:
+    """What every board of a run gets: the same artifacts, the same measurement, the same steps."""
+
+    run_id: str
+    agent: Artifact
+    variants: dict[str, Artifact]
+    data: Artifact | None
+    reference: Artifact | None
+    measurement: Measurement
+    variant_deadline_s: float = 300.0
+    lock_wait_s: float = 0.0
+    connect_timeout_s: float = 10.0
+    connect_attempts: int = 3
+    steps: tuple[str, ...] = FULL_RUN
+
+    @property
+    def artifacts(self) -> list[Artifact]:
+        return [self.agent, *self.variants.values(), *(a for a in (self.data, self.reference) if a)]
+
+    @property
+    def lock_ttl_s(self) -> int:
+        rounds = max(1, self.measurement.rounds)
+        return int(self.variant_deadline_s * (len(self.variants) * rounds + 1) + 120)
+
+
+def board_result(board: Board) -> BoardResult:
+    """A board's result before anything happened to it: who it is, how it is reached."""
+    return BoardResult(name=board.name, board_class=board.board_class, standin=board.standin,
+                       emulated=bool(board.emulated_cpu), qemu_cpu=board.emulated_cpu, address=board.address,
+                       pools=list(board.pools), providers_requested=list(board.providers),
+                       host_key_policy=board.host_key_policy)
+
+
+class SharedCpu:
+    """Boards on this machine's CPU (stand-ins, local boards): a measurement runs alone.
+
+    Connecting, probing and pushing may overlap each other, but none overlaps a
+    measurement, or one board's latency would be another board's load (three
+    stand-ins measuring at once turned a 0.5 ms p50 into a 21 ms p95). A waiting
+    measurement goes first, so measurements are never starved.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._working = 0
+        self._measuring = False
+        self._waiting = 0
+
+    @contextlib.contextmanager
+    def work(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._measuring and not self._waiting)
+            self._working += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._working -= 1
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def measure(self) -> Iterator[None]:
+        with self._cond:
+            self._waiting += 1
+            self._cond.wait_for(lambda: not self._measuring and not self._working)
+            self._waiting -= 1
+            self._measuring = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._measuring = False
+                self._cond.notify_all()
+
+
+class RunControl:
+    """What every session of a run shares: the stop signal and the agents running now (to kill on stop)."""
+
+    def __init__(self) -> None:
+        self._stopped: BoardError | None = None
+        self._lock = threading.Lock()
+        self._agents: dict[str, tuple[Transport, str]] = {}
+        self.shared_cpu = SharedCpu()
+
+    def check(self) -> None:
+        if self._stopped is not None:
+            raise self._stopped
+
+    def stop(self, reason: BoardError) -> list[tuple[Transport, str]]:
+        """No new step starts from now; returns the agents to kill."""
+        with self._lock:
+            self._stopped = reason
+            return list(self._agents.values())
+
+    @contextlib.contextmanager
+    def agent(self, board: str, transport: Transport, pidfile: str) -> Iterator[None]:
+        with self._lock:
+            self._agents[board] = (transport, pidfile)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._agents.pop(board, None)
+
+
+class BoardSession:
+    """One board's steps; `run()` always returns the board's result and never raises."""
+
+    def __init__(self, board: Board, plan: DeployPlan, control: RunControl, log: BoardLog,
+                 save: Callable[[BoardResult], None], progress: Progress = lambda board, phase: None):
+        self.board, self.plan, self.control, self.log = board, plan, control, log
+        self._save, self._progress = save, progress
+        self.result = board_result(board)
+        self.transport = open_transport(board, connect_timeout=plan.connect_timeout_s, attempts=plan.connect_attempts)
+        self.lease: Lease | None = None
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        self.control.check()
+        self.log(name)
+        self._progress(self.board.name, name)
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.result.steps.append(Step(name, round(time.monotonic() - started, 3)))
+
+    # -- the steps ------------------------------------------------------------------------------
+    def connect(self) -> None:
+        with self.step("connect"):
+            self.log(f"connecting to {self.board.address}")
+            self.transport.open()
+
+    def lock(self) -> None:
+        with self.step("lock"):
+            self.lease = Lease(self.transport, self.board.workdir, self.plan.run_id).acquire(
+                self.plan.lock_ttl_s, self.plan.lock_wait_s)
+            if self.lease.broke:
+                self.result.lock_note = f"broke a stale lock held by: {self.lease.broke}"
+                self.log(self.result.lock_note)
+
+    def probe(self) -> None:
+        with self.step("probe"):
+            facts = probe(self.transport)
+            self.result.facts.update(facts)
+            require_ready(self.transport, facts)
+
+    def push(self) -> None:
+        with self.step("push"):
+            report = push(self.transport, self.board.workdir, self.plan.artifacts)
+            self.result.bytes_sent = report.bytes_sent
+            self.log(f"pushed {len(report.uploaded)} blob(s), {report.bytes_sent} bytes; "
+                     f"{len(report.already_there)} already there; re-sent {len(report.resent)}")
+
+    def measure(self, variant: str) -> None:
+        """Run the agent `rounds` times; samples are pooled, each round's summary kept."""
+        board, plan = self.board, self.plan
+        artifact = plan.variants[variant]
+        measurement = dataclasses.replace(plan.measurement, threads=board.threads or plan.measurement.threads,
+                                          providers=board.providers)
+        rounds = max(1, measurement.rounds)
+        docs = []
+        for index in range(rounds):
+            argv = agent_argv(board.python, blob_path(board.workdir, plan.agent), blob_path(board.workdir, artifact),
+                              measurement, expect_sha256=artifact.sha256,
+                              data=blob_path(board.workdir, plan.data) if plan.data else None,
+                              reference=blob_path(board.workdir, plan.reference) if plan.reference else None,
+                              skip_accuracy=index > 0)
+            with self._measuring(), self.step(f"measure {variant}" + (f" ({index + 1}/{rounds})" if rounds > 1 else "")):
+                docs.append(self._run_agent(variant, argv))
+        result = VariantResult.from_agent(variant, docs[0])
+        if len(docs) > 1 and all(d.get("latency_ms") for d in docs):
+            result.rounds = [d["latency_ms"] for d in docs]
+            result.samples_ms = [s for d in docs for s in d["samples_ms"]]
+            result.latency_ms = {**latency_summary(result.samples_ms), "rounds": len(docs)}
+            result.peak_rss_mb = max(d["peak_rss_mb"] for d in docs)
+        self.result.variants[variant] = result
+        self.result.facts.update(docs[0].get("facts") or {})
+
+    def _measuring(self):
+        return self.control.shared_cpu.measure() if self.board.shares_controller_cpu else contextlib.nullcontext()
+
+    def _run_agent(self, variant: str, argv: list[str]) -> dict:
+        board, plan = self.board, self.plan
+        pidfile = f"{board.workdir.rstrip('/')}/agent.{plan.run_id}.pid"
+        with self.control.agent(board.name, self.transport, pidfile):
+            result = self.transport.run(argv, deadline_s=plan.variant_deadline_s, pidfile=pidfile)
+        self.log(f"agent {variant}: exit {result.exit_code} in {result.duration_s:.1f} s")
+        if result.stderr.strip():
+            self.log(f"agent {variant} stderr:\n{result.stderr.rstrip()}")
+        self.control.check()  # stopped while it ran: the agent was killed, its output means nothing
+        if result.timed_out:
+            raise BoardError(f"{board.name}: agent on {variant} passed its {plan.variant_deadline_s:.0f} s "
+                             f"deadline and was killed", "timeout")
+        if result.exit_code != 0:
+            raise AgentError(f"{board.name}: agent on {variant} exited {result.exit_code}; stderr tail: {result.tail()}")
+        return parse_agent_output(result.stdout, result.stderr)
+
+    # -- the session ----------------------------------------------------------------------------
+    def run(self) -> BoardResult:
+        self.result.started = utc_now()
+        setup = [name for name in SETUP_STEPS if name in self.plan.steps]
+        work = self.control.shared_cpu.work if self.board.shares_controller_cpu else contextlib.nullcontext
+        try:
+            with work():
+                for name in setup:
+                    getattr(self, name)()
+            if "measure" in self.plan.steps:
+                for variant in self.plan.variants:
+                    self.measure(variant)
+                    self._save(self.result)
+            self.result.status, self.result.error = BoardStatus.OK, None
+        except BoardError as exc:
+            self.result.status, self.result.error = BoardStatus(exc.status), str(exc)
+        except Exception as exc:  # a bug in farm: said so, with the traceback, never blamed on the board
+            self.result.status = BoardStatus.INTERNAL_ERROR
+            self.result.error = (f"internal error in farm ({type(exc).__name__}: {exc}); traceback in "
+                                 f"logs/{self.board.name}.log; please report it")
+            self.log("internal error in farm:\n" + traceback.format_exc().rstrip())
+        finally:
+            self._finish()
+        return self.result
+
+    def _finish(self) -> None:
+        if self.lease is not None:
+            try:
+                self.lease.release()
+            except Exception as exc:  # the board may be gone; the lock then expires
+                self.log(f"could not release the lock: {exc}")
+        try:
+            self.transport.close()
+        except Exception as exc:
+            self.log(f"closing the connection: {exc}")
+        self.result.finished = utc_now()
+        self.log(f"status {self.result.status}" + (f": {self.result.error}" if self.result.error else ""))
+        self._progress(self.board.name, str(self.result.status))
+        self._save(self.result)
+        self.log.close()

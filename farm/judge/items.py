@@ -1,0 +1,212 @@
+"""Checklist items and their evaluation into checks, per board and variant.
+
+The one place a verdict is derived: results.json, the JUnit file, the HTML
+report, `farm compare`, the nightly and the sign-off all show what these
+functions return. Pure: results and settings in, checks out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Callable
+
+from farm.config.checklist import Checklist, parse_rule
+from farm.config.inventory import Board
+from farm.judge.stats import accuracy_loss_pct, latency_change, round_spread
+from farm.results import Baseline, Check, CheckStatus, ModelResult, VariantResult
+
+PASS, FAIL, ERROR, SKIP = CheckStatus.PASS, CheckStatus.FAIL, CheckStatus.ERROR, CheckStatus.SKIP
+TIMING_ITEMS = ("latency", "speedup", "regression")
+
+
+def limits_for(checklist: Checklist, board: Board) -> dict[str, dict]:
+    """Item settings with the board's (or its class's) budgets and regression rule applied."""
+    items = {k: dict(v) for k, v in checklist.items.items()}
+    if "latency" in items and board.latency_budget_ms is not None:
+        items["latency"]["max_ms"] = board.latency_budget_ms
+    if "memory" in items and board.memory_budget_mb is not None:
+        items["memory"]["max_mb"] = board.memory_budget_mb
+    if "regression" in items and board.regression_rule is not None:
+        items["regression"]["rule"] = board.regression_rule
+    return items
+
+
+def accuracy_figure(accuracy: dict | None) -> float | None:
+    """The accuracy a person reads and the regression item compares: top-1 on labels, else agreement."""
+    accuracy = accuracy or {}
+    return accuracy.get("top1", accuracy.get("agreement_with_reference"))
+
+
+def speedup_ratio(fp32: VariantResult | None, int8: VariantResult | None) -> float | None:
+    """FP32 p50 / INT8 p50 on the same board."""
+    if not fp32 or not int8 or not fp32.latency_ms or not int8.latency_ms:
+        return None
+    return fp32.latency_ms["p50"] / int8.latency_ms["p50"]
+
+
+def speedup_floor(settings: dict) -> float:
+    """The lowest ratio that still passes: the minimum less the noise tolerance."""
+    return settings["min_ratio"] * (1 - settings["tolerance_pct"] / 100)
+
+
+def _opset(variant: VariantResult, limits: dict, **_) -> Check:
+    if variant.opset is None:
+        return Check("opset", ERROR, None, limits["min"], "", f"the agent did not report the opset: "
+                     f"{variant.errors_text()}")
+    ok = variant.opset >= limits["min"]
+    return Check("opset", PASS if ok else FAIL, variant.opset, limits["min"], "",
+                 "" if ok else f"opset {variant.opset} is below {limits['min']}")
+
+
+def _calibration(variant: VariantResult, limits: dict, model: ModelResult, **_) -> Check:
+    if variant.name != "int8_static":
+        return Check("calibration", SKIP, why="applies to static INT8 only")
+    count = model.calibration_samples
+    limit = f"{limits['min']}-{limits['max']}"
+    if count is None:
+        return Check("calibration", ERROR, None, limit, "samples", "the manifest records no calibration")
+    ok = limits["min"] <= count <= limits["max"]
+    return Check("calibration", PASS if ok else FAIL, count, limit, "samples",
+                 "" if ok else f"{count} calibration samples is outside {limit}")
+
+
+def _accuracy(variant: VariantResult, limits: dict, model: ModelResult, fp32: VariantResult | None, **_) -> Check:
+    limit = limits["max_loss_pct"]
+    if not model.evaluation_samples:
+        return Check("accuracy", SKIP, why="the data file has no evaluation set")
+    if not variant.accuracy:
+        return Check("accuracy", ERROR, None, limit, "%", variant.errors_text())
+    host_build = model.variants.get("fp32")
+    host_fp32 = host_build.host.get("accuracy") if host_build else None
+    reference = host_fp32 if variant.name == "fp32" else ((fp32.accuracy if fp32 else None) or host_fp32)
+    loss = accuracy_loss_pct(variant.accuracy, reference, model.task or "classification")
+    if loss is None:
+        return Check("accuracy", ERROR, None, limit, "%", "no labels and no FP32 reference to compare with")
+    against = "the host's FP32" if variant.name == "fp32" or reference is host_fp32 else "FP32 on this board"
+    ok = loss < limit
+    return Check("accuracy", PASS if ok else FAIL, round(loss, 4), limit, "%",
+                 f"loss against {against}" + ("" if ok else f" is not below {limit} %"))
+
+
+def _latency(variant: VariantResult, limits: dict, **_) -> Check:
+    metric, limit = limits["metric"], limits["max_ms"]
+    stats = variant.latency_ms
+    if not stats:
+        return Check("latency", ERROR, None, limit, "ms", variant.errors_text())
+    value = stats[metric]
+    ok = value <= limit
+    return Check("latency", PASS if ok else FAIL, round(value, 4), limit, "ms",
+                 f"{metric} over {stats['n']} runs" + ("" if ok else f" exceeds the {limit} ms budget"))
+
+
+def _memory(variant: VariantResult, limits: dict, **_) -> Check:
+    limit, peak = limits["max_mb"], variant.peak_rss_mb
+    if peak is None:
+        return Check("memory", ERROR, None, limit, "MB", variant.errors_text())
+    ok = peak < limit
+    return Check("memory", PASS if ok else FAIL, peak, limit, "MB",
+                 "peak RSS (VmHWM)" + ("" if ok else f" is not below {limit} MB"))
+
+
+def _speedup(variant: VariantResult, limits: dict, model: ModelResult, fp32: VariantResult | None, **_) -> Check:
+    if variant.name == "fp32":
+        return Check("speedup", SKIP, why="compares INT8 variants with FP32")
+    if not fp32 or not fp32.latency_ms:
+        return Check("speedup", SKIP, why="FP32 was not measured on this board")
+    ratio = speedup_ratio(fp32, variant)
+    if ratio is None:
+        return Check("speedup", ERROR, None, limits["min_ratio"], "x", variant.errors_text())
+    if ratio >= speedup_floor(limits):
+        return Check("speedup", PASS, round(ratio, 3), limits["min_ratio"], "x", "FP32 p50 / INT8 p50")
+    build = model.variants.get(variant.name)
+    left = build.float_op_types if build else {}
+    if left:
+        why = "latency not reduced: operators not quantized: " + ", ".join(f"{op} x{n}" for op, n in left.items())
+    else:
+        why = ("latency not reduced although every compute operator is quantized: the quantize / dequantize "
+               "overhead outweighs the INT8 gain at this model size and thread count")
+    return Check("speedup", FAIL, round(ratio, 3), limits["min_ratio"], "x", why)
+
+
+def _describe(d: dict) -> str:
+    p_value = f", p={d['p_value']:.2g}" if "p_value" in d else ""
+    return f"{d['figure']} {d['baseline']:.4g} -> {d['new']:.4g} {d['unit']} ({d['change_pct']:+.1f} %{p_value})"
+
+
+def memory_change(baseline_mb: float | None, new_mb: float | None, max_increase_pct: float) -> dict | None:
+    if not baseline_mb or not new_mb:
+        return None
+    growth = (new_mb - baseline_mb) / baseline_mb * 100
+    return {"figure": "peak_rss_mb", "baseline": baseline_mb, "new": new_mb, "change_pct": growth, "unit": "MB",
+            "limit": f"+{max_increase_pct} %", "verdict": "regression" if growth > max_increase_pct else "same"}
+
+
+def _regression(variant: VariantResult, limits: dict, baseline: Baseline | None, **_) -> Check:
+    """Against the baseline run: latency (threshold and significance), accuracy, memory."""
+    if baseline is None:
+        return Check("regression", SKIP, why="no baseline yet for this board, model and variant")
+    base = baseline.variant
+    if not variant.samples_ms or not base.samples_ms:
+        return Check("regression", ERROR, None, limits["rule"], "", variant.errors_text())
+    details = []
+    for figure, threshold in parse_rule(limits["rule"]):
+        # The threshold grows to the noise seen between agent processes (rounds) of either run.
+        spreads = [x for x in (round_spread(base.rounds, figure), round_spread(variant.rounds, figure)) if x is not None]
+        effective = max([threshold, *spreads])
+        change = latency_change(base.samples_ms, variant.samples_ms, figure, effective, limits["alpha"])
+        details.append({**change, "unit": "ms", "limit": f"+{effective:.1f} %",
+                        "noise_pct": max(spreads) if spreads else None})
+    base_acc, new_acc = accuracy_figure(base.accuracy), accuracy_figure(variant.accuracy)
+    if base_acc is not None and new_acc is not None:
+        drop = (base_acc - new_acc) * 100
+        details.append({"figure": "accuracy", "baseline": base_acc, "new": new_acc, "change_pct": -drop,
+                        "unit": "points", "limit": f"-{limits['max_accuracy_drop_points']} points",
+                        "verdict": "regression" if drop > limits["max_accuracy_drop_points"] else
+                        "improvement" if drop < -limits["max_accuracy_drop_points"] else "same"})
+    memory = memory_change(base.peak_rss_mb, variant.peak_rss_mb, limits["max_memory_increase_pct"])
+    if memory:
+        details.append(memory)
+    worse = [d for d in details if d["verdict"] == "regression"]
+    better = [d for d in details if d["verdict"] == "improvement"]
+    against = f"against run {baseline.run_id}{' (pinned)' if baseline.pinned else ''}"
+    worst = max((d["change_pct"] for d in details if d["unit"] == "ms"), default=None)
+    value = round(worst, 2) if worst is not None else None
+    if worse:
+        return Check("regression", FAIL, value, limits["rule"], "%",
+                     f"regressed {against}: " + "; ".join(_describe(d) for d in worse), tuple(details))
+    note = f"no regression {against}" + (f"; improved: {'; '.join(_describe(d) for d in better)}" if better else "")
+    return Check("regression", PASS, value, limits["rule"], "%", note, tuple(details))
+
+
+EVALUATORS: dict[str, Callable[..., Check]] = {
+    "opset": _opset, "calibration": _calibration, "accuracy": _accuracy, "latency": _latency, "memory": _memory,
+    "speedup": _speedup, "regression": _regression}
+
+
+def _informational(check: Check, qemu_cpu: str) -> Check:
+    """Emulated timing is not silicon timing: keep the figure, judge nothing."""
+    if check.item not in TIMING_ITEMS or check.status not in (PASS, FAIL):
+        return check
+    return replace(check, status=SKIP,
+                   why=f"informational: emulated board (QEMU {qemu_cpu}), not silicon timing; "
+                       f"measured {check.value} {check.unit} against {check.limit} {check.unit}")
+
+
+def evaluate(checklist: Checklist, board: Board, variants: dict[str, VariantResult], model: ModelResult,
+             baselines: dict[str, Baseline] | None = None) -> dict[str, list[Check]]:
+    """Checks for every measured variant of one board (baselines: per variant, from the history)."""
+    limits = limits_for(checklist, board)
+    fp32 = variants.get("fp32")
+    checks = {name: [EVALUATORS[item](variant, limits[item], model=model, fp32=fp32,
+                                      baseline=(baselines or {}).get(name))
+                     for item in checklist.items]
+              for name, variant in variants.items()}
+    if board.emulated_cpu:
+        checks = {v: [_informational(c, board.emulated_cpu) for c in found] for v, found in checks.items()}
+    return checks
+
+
+def unavailable(checks: dict[str, list[Check]], item: str, why: str) -> dict[str, list[Check]]:
+    """The same checks with `item` turned into an error: what could not be judged, and why."""
+    return {v: [replace(c, status=ERROR, why=why) if c.item == item else c for c in found]
+            for v, found in checks.items()}

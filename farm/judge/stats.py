@@ -1,0 +1,74 @@
+"""Figures computed from raw measurements: latency statistics, accuracy loss, significance of a change."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+PERCENTILES = (50, 90, 95, 99)
+
+
+def latency_summary(samples_ms: Sequence[float]) -> dict:
+    """n, mean, std, min, max, percentiles and CV, from the raw samples."""
+    values = np.asarray(samples_ms, dtype=float)
+    if values.size == 0:
+        raise ValueError("no latency samples")
+    mean = float(values.mean())
+    std = float(values.std(ddof=1)) if values.size > 1 else 0.0
+    summary = {"n": int(values.size), "mean": mean, "std": std,
+               "min": float(values.min()), "max": float(values.max())}
+    summary.update({f"p{q}": float(np.percentile(values, q)) for q in PERCENTILES})
+    summary["cv"] = std / mean if mean else None
+    return summary
+
+
+def accuracy_loss_pct(accuracy: dict | None, fp32_accuracy: dict | None, task: str) -> float | None:
+    """Loss of a variant against FP32, in percent, by the best evidence available.
+
+    Labels: top-1 drop in percentage points. No labels, classification: share of
+    samples whose top-1 disagrees with FP32. Regression (landmarks, boxes): mean
+    relative error against the FP32 outputs.
+    """
+    if not accuracy:
+        return None
+    if accuracy.get("top1") is not None and fp32_accuracy and fp32_accuracy.get("top1") is not None:
+        return (fp32_accuracy["top1"] - accuracy["top1"]) * 100.0
+    if task == "regression" and accuracy.get("mean_rel_error") is not None:
+        return accuracy["mean_rel_error"] * 100.0
+    if accuracy.get("agreement_with_reference") is not None:
+        return (1.0 - accuracy["agreement_with_reference"]) * 100.0
+    return None
+
+
+def latency_change(baseline_ms: Sequence[float], new_ms: Sequence[float], figure: str, threshold_pct: float,
+                   alpha: float) -> dict:
+    """Did `figure` move by more than the threshold, and is the shift real (Mann-Whitney U)?
+
+    A change counts only when both hold: larger than the threshold and significant
+    on the raw samples, so noise does not cry wolf and a real shift is not missed
+    because of one lucky percentile.
+    """
+    from scipy.stats import mannwhitneyu
+
+    base = latency_summary(baseline_ms)[figure]
+    new = latency_summary(new_ms)[figure]
+    change = (new - base) / base * 100.0
+    slower = mannwhitneyu(new_ms, baseline_ms, alternative="greater").pvalue
+    faster = mannwhitneyu(new_ms, baseline_ms, alternative="less").pvalue
+    if change > threshold_pct and slower < alpha:
+        verdict = "regression"
+    elif change < -threshold_pct and faster < alpha:
+        verdict = "improvement"
+    else:
+        verdict = "same"
+    return {"figure": figure, "baseline": base, "new": new, "change_pct": change,
+            "p_value": min(slower, faster), "verdict": verdict}
+
+
+def round_spread(rounds: Sequence[dict] | None, figure: str) -> float | None:
+    """Between-process noise: (max - min) / median of a figure over the agent's rounds, in percent."""
+    values = sorted(r[figure] for r in rounds or [] if r.get(figure) is not None)
+    if len(values) < 2:
+        return None
+    return (values[-1] - values[0]) / float(np.median(values)) * 100.0

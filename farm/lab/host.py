@@ -1,0 +1,78 @@
+"""What this machine needs to host stand-ins: a login user, a board Python, a client key, set-up commands."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+from farm.errors import FarmError
+
+LOGIN_USER = "farm-standin"
+# The stand-ins' Python (numpy + onnxruntime), built once per machine, readable by the login user.
+BOARD_PYTHON_DIR = Path("/var/tmp/farm-board-python")
+
+Progress = Callable[[str], None]
+
+
+def run_checked(argv: list[str], what: str, cwd: Path | None = None) -> str:
+    """Run a set-up command; FarmError with its stderr tail when it fails."""
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=cwd)
+    if proc.returncode != 0:
+        raise FarmError(f"{what} failed ({' '.join(argv[:4])} ...): {proc.stderr.strip()[-600:]}")
+    return proc.stdout
+
+
+def cache_dir() -> Path:
+    """Machine-wide cache of built board images (arm64 root file system, full-system VM).
+
+    `FARM_CACHE_DIR`, else /var/tmp/farm-cache as root (a chroot needs root-owned
+    folders), else ~/.cache/farm.
+    """
+    if os.environ.get("FARM_CACHE_DIR"):
+        return Path(os.environ["FARM_CACHE_DIR"])
+    return Path("/var/tmp/farm-cache") if os.geteuid() == 0 else Path.home() / ".cache" / "farm"
+
+
+def login_user(progress: Progress) -> str:
+    """The stand-ins' login user: a dedicated unprivileged one when farm runs as root."""
+    if os.geteuid() != 0:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    try:
+        pwd.getpwnam(LOGIN_USER)
+    except KeyError:
+        progress(f"creating the unprivileged login user {LOGIN_USER}")
+        run_checked(["useradd", "-m", "-s", "/bin/bash", LOGIN_USER], "useradd")
+        # With UsePAM no, an account locked with '!' is refused; '*' allows key login only.
+        run_checked(["usermod", "-p", "*", LOGIN_USER], "usermod")
+    return LOGIN_USER
+
+
+def board_python(progress: Progress) -> str:
+    """A Python with numpy and onnxruntime that the login user can run."""
+    if os.geteuid() != 0:
+        return sys.executable
+    python = BOARD_PYTHON_DIR / "bin" / "python"  # one per machine, shared by every lab
+    if not python.exists():
+        import numpy
+        import onnxruntime
+
+        base = shutil.which("python3", path="/usr/bin:/usr/local/bin") or sys.executable
+        progress(f"creating the stand-ins' Python ({base} + numpy + onnxruntime), once")
+        run_checked([base, "-m", "venv", str(BOARD_PYTHON_DIR)], "creating the board Python")
+        run_checked([str(python), "-m", "pip", "install", "-q", f"numpy=={numpy.__version__}",
+                     f"onnxruntime=={onnxruntime.__version__}"], "installing numpy and onnxruntime for the stand-ins")
+    return str(python)
+
+
+def client_key(lab_dir: Path) -> Path:
+    """The lab's client key: every stand-in authorizes it."""
+    key = lab_dir / "client_ed25519"
+    if not key.exists():
+        run_checked(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "farm-lab-client", "-f", str(key)],
+                    "ssh-keygen")
+    return key

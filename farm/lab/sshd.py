@@ -1,0 +1,141 @@
+"""One stand-in board: a real `/usr/sbin/sshd -D` on 127.0.0.1, limited like a small board.
+
+Its own port, host key, authorized key, config and state folder; `taskset`
+cores and a `prlimit` address-space cap; chrooted into an arm64 root file
+system under qemu-user, or a full-system VM, when the spec says `arch: arm64`.
+Ready when sshd answers with its banner, not after a sleep.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable
+
+from farm.config.inventory import StandinSpec
+from farm.errors import ConfigError, FarmError
+from farm.lab import emulation, fullsystem
+from farm.lab.host import run_checked
+
+SSHD = "/usr/sbin/sshd"
+READY_TIMEOUT_S = 10.0
+
+Progress = Callable[[str], None]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for_banner(port: int, process: subprocess.Popen, log: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise FarmError(f"sshd on port {port} exited {process.returncode}: {log.read_text()[-400:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                if sock.recv(64).startswith(b"SSH-"):
+                    return
+        except OSError:
+            time.sleep(0.02)
+    raise FarmError(f"sshd on port {port} did not answer within {timeout_s:.0f} s (log: {log})")
+
+
+def pid_alive(pid: int, marker: str) -> bool:
+    """True only for the process we started (its command line names our config)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return False
+    return marker in cmdline
+
+
+def _reaped(pid: int) -> bool:
+    """True once `pid` is no concern of ours: reaped now (our child), or another process's child."""
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] == pid
+    except ChildProcessError:
+        return True  # started by another farm process: its parent reaps it
+
+
+def _sshd_settings(state: Path, port: int, user: str, authorized: Path) -> list[str]:
+    return [f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {state / 'host_key'}",
+            f"PidFile {state / 'sshd.pid'}", f"AuthorizedKeysFile {authorized}", f"AllowUsers {user}",
+            "PasswordAuthentication no", "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no",
+            "PermitRootLogin no", "Subsystem sftp internal-sftp"]
+
+
+def _argv(spec: StandinSpec, state: Path, port: int, user: str, authorized: Path, progress: Progress) -> list[str]:
+    """The command that runs this stand-in: plain sshd, sshd chrooted under qemu-user, or a VM."""
+    qemu_cpu = emulation.qemu_cpu_of(spec)
+    config = state / "sshd_config"
+    settings = _sshd_settings(state, port, user, authorized)
+    if spec.full_system:
+        base = fullsystem.ensure_base(user, progress)
+        disk = fullsystem.config_disk(state, spec.name, state / "host_key", authorized, user)
+        # A full-system board gets its cores as QEMU's -smp, not a taskset.
+        return fullsystem.qemu_argv(base, disk, qemu_cpu, spec.cores, spec.memory_mb, port, state / "console.log")
+    if qemu_cpu:
+        emulation.ensure_qemu(progress)
+        rootfs = emulation.ensure_rootfs(user, progress)
+        config.write_text("\n".join(settings + emulation.sshd_settings(qemu_cpu)) + "\n")
+        argv = emulation.chrooted_sshd(rootfs, SSHD, config)
+    else:
+        config.write_text("\n".join(settings) + "\n")
+        argv = [SSHD, "-D", "-e", "-f", str(config)]
+        if spec.memory_mb:  # QEMU reserves the guest's whole address space: no cap on emulated boards
+            argv = ["prlimit", f"--as={spec.memory_mb * 1024 * 1024}", "--", *argv]
+    if spec.cores:
+        argv = ["taskset", "-c", f"0-{min(spec.cores, os.cpu_count() or 1) - 1}", *argv]
+    return argv
+
+
+def start(spec: StandinSpec, state: Path, user: str, client_key: Path, progress: Progress) -> dict:
+    """Start one stand-in in its (new, empty) state folder; its lab record entry."""
+    if not os.path.exists(SSHD):
+        raise ConfigError(f"{SSHD} not found: install openssh-server (scripts/setup.sh does it as root)")
+    state.mkdir(parents=True)
+    state.chmod(0o755)
+    run_checked(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"farm-standin-{spec.name}",
+                 "-f", str(state / "host_key")], "ssh-keygen")
+    authorized = state / "authorized_keys"
+    authorized.write_text(client_key.with_suffix(".pub").read_text())
+    authorized.chmod(0o644)  # read as the login user
+    port = _free_port()
+    argv = _argv(spec, state, port, user, authorized, progress)
+    if os.geteuid() == 0:
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation folder
+    log = state / "sshd.log"
+    with open(log, "ab") as handle:
+        process = subprocess.Popen(argv, stdout=handle, stderr=handle, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)  # outlives `farm lab up`; Ctrl-C does not reach it
+    try:
+        _wait_for_banner(port, process, log, fullsystem.BOOT_TIMEOUT_S if spec.full_system else READY_TIMEOUT_S)
+    except BaseException:  # never leave an unrecorded server (or VM) behind
+        process.kill()
+        process.wait(10)
+        raise
+    host_key = (state / "host_key.pub").read_text().split()
+    return {"name": spec.name, "port": port, "pid": process.pid, "config": str(state / "sshd_config")
+            if not spec.full_system else str(state / "config.img"),
+            "host_key": f"{host_key[0]} {host_key[1]}", "cores": spec.cores, "memory_mb": spec.memory_mb,
+            "qemu_cpu": emulation.qemu_cpu_of(spec), "fields": dict(spec.fields)}
+
+
+def stop(entry: dict) -> None:
+    """Stop exactly the recorded process, if it is still ours, and wait for it to go."""
+    pid = entry["pid"]
+    if not pid_alive(pid, entry["config"]):
+        return
+    os.kill(pid, signal.SIGTERM)
+    # Our own child must be reaped (else it lingers as a zombie until we exit); another's is gone
+    # for us once its command line is (a zombie's is empty).
+    deadline = time.monotonic() + 5
+    while not (_reaped(pid) and not pid_alive(pid, entry["config"])) and time.monotonic() < deadline:
+        time.sleep(0.02)

@@ -1,0 +1,1 @@
+"""Record: a run's folder on disk, the history across runs, and sign-off records."""

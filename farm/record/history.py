@@ -1,0 +1,199 @@
+"""The results history: every run, per board and variant, with its raw samples.
+
+The store is a URL. Default: an SQLite file (`<results>/history.sqlite`) in WAL
+mode, safe when two runs finish at once: each run is recorded in one
+transaction that takes the write lock first, and writers wait for each other
+instead of failing. `postgresql://user@host/db` (the `postgres` extra, psycopg)
+serves a lab with several controllers. The baseline of a board x model x
+variant is its last run in which every check passed, unless one was pinned.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import zlib
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from farm.errors import HistoryError
+from farm.results import Baseline, RunResult, VariantResult
+from farm.util import utc_now
+
+TABLES = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, started TEXT, finished TEXT, model_name TEXT, model_sha256 TEXT,
+    inventory TEXT, checklist TEXT, all_passed INTEGER, document {blob});
+CREATE TABLE IF NOT EXISTS measurements (
+    run_id TEXT, board TEXT, variant TEXT, model_name TEXT, started TEXT, pools TEXT,
+    all_passed INTEGER, p50 {real}, p95 {real}, peak_rss_mb {real}, top1 {real}, entry {blob},
+    PRIMARY KEY (run_id, board, variant));
+CREATE INDEX IF NOT EXISTS measurements_lookup ON measurements (board, model_name, variant, started);
+CREATE TABLE IF NOT EXISTS pins (
+    board TEXT, model_name TEXT, variant TEXT, run_id TEXT, pinned_at TEXT,
+    PRIMARY KEY (board, model_name, variant));
+"""
+
+
+def _pack(doc: dict) -> bytes:
+    return zlib.compress(json.dumps(doc).encode(), 6)
+
+
+def _unpack(blob: bytes) -> dict:
+    return json.loads(zlib.decompress(bytes(blob)))
+
+
+class _Store:
+    """One connection, the same SQL for SQLite and PostgreSQL (placeholders adapted)."""
+
+    def __init__(self, connection: Any, postgres: bool):
+        self.connection, self.postgres = connection, postgres
+
+    def execute(self, query: str, params: tuple = ()) -> list[dict]:
+        cursor = self.connection.cursor()
+        cursor.execute(query.replace("?", "%s") if self.postgres else query, params)
+        if cursor.description is None:
+            return []
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    @contextmanager
+    def transaction(self) -> Iterator["_Store"]:
+        """All or nothing; SQLite takes the write lock up front so two writers queue, not fail."""
+        self.execute("BEGIN" if self.postgres else "BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            self.execute("ROLLBACK")
+            raise
+        self.execute("COMMIT")
+
+
+class History:
+    def __init__(self, url: str | Path):
+        text = str(url)
+        self.url = text
+        self.postgres = text.startswith(("postgresql://", "postgres://"))
+        if not self.postgres:
+            self.path = Path(text[len("sqlite://"):] if text.startswith("sqlite:///") else text)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._store() as store:
+            if not self.postgres:
+                store.execute("PRAGMA journal_mode=WAL")
+            for statement in TABLES.format(blob="BYTEA" if self.postgres else "BLOB",
+                                           real="DOUBLE PRECISION" if self.postgres else "REAL").split(";"):
+                if statement.strip():
+                    store.execute(statement)
+
+    @contextmanager
+    def _store(self) -> Iterator[_Store]:
+        try:
+            if self.postgres:
+                try:
+                    import psycopg
+                except ImportError as exc:
+                    raise HistoryError("a postgresql:// history needs psycopg: pip install 'farm[postgres]'") from exc
+                connection = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+            else:
+                connection = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        except HistoryError:
+            raise
+        except Exception as exc:
+            raise HistoryError(f"{self._where()}: cannot open the history ({exc})") from exc
+        try:
+            yield _Store(connection, self.postgres)
+        finally:
+            connection.close()
+
+    def _where(self) -> str:
+        return self.url.split("@")[-1] if self.postgres else str(self.path)  # never print a password
+
+    def record(self, result: RunResult) -> None:
+        """Store a run (replacing a run of the same id): one transaction, all or nothing."""
+        model = result.model
+        rows = []
+        for board in result.boards:
+            for name, variant in board.variants.items():
+                passed = board.ok and all(c.passed for c in variant.checks)
+                stats = variant.latency_ms or {}
+                rows.append((result.run_id, board.name, name, model.name, result.started, json.dumps(board.pools),
+                             int(passed), stats.get("p50"), stats.get("p95"), variant.peak_rss_mb,
+                             (variant.accuracy or {}).get("top1"), _pack(variant.to_json())))
+        with self._store() as store, store.transaction():
+            store.execute("DELETE FROM measurements WHERE run_id = ?", (result.run_id,))
+            store.execute("DELETE FROM runs WHERE run_id = ?", (result.run_id,))
+            store.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                          (result.run_id, result.started, result.finished, model.name, model.sha256,
+                           result.inventory, result.checklist.get("name"), int(result.all_passed),
+                           _pack(result.to_json())))
+            for row in rows:
+                store.execute("INSERT INTO measurements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+
+    def runs(self, board: str | None = None, model: str | None = None, limit: int = 50) -> list[dict]:
+        """The newest runs, each with the boards it measured."""
+        where, params = [], []
+        if board:
+            where.append("run_id IN (SELECT run_id FROM measurements WHERE board = ?)")
+            params.append(board)
+        if model:
+            where.append("model_name = ?")
+            params.append(model)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        with self._store() as store:
+            runs = store.execute(f"SELECT run_id, started, model_name, model_sha256, all_passed FROM runs {clause} "
+                                 "ORDER BY started DESC, run_id DESC LIMIT ?", (*params, limit))
+            for run in runs:
+                names = store.execute("SELECT DISTINCT board FROM measurements WHERE run_id = ? ORDER BY board",
+                                      (run["run_id"],))
+                run["boards"] = ",".join(n["board"] for n in names)
+        return runs
+
+    def load_run(self, run_id: str) -> RunResult:
+        with self._store() as store:
+            rows = store.execute("SELECT document FROM runs WHERE run_id = ?", (run_id,))
+        if not rows:
+            raise HistoryError(f"run {run_id} is not in the history {self._where()}")
+        return RunResult.from_json(_unpack(rows[0]["document"]))
+
+    def baseline(self, board: str, model: str, variant: str, before: str | None = None) -> Baseline | None:
+        """The pinned run, else the last run (other than `before`) in which every check passed."""
+        with self._store() as store:
+            pinned = store.execute("SELECT run_id FROM pins WHERE board = ? AND model_name = ? AND variant = ?",
+                                   (board, model, variant))
+            if pinned:
+                rows = store.execute("SELECT run_id, entry FROM measurements WHERE run_id = ? AND board = ? "
+                                     "AND variant = ?", (pinned[0]["run_id"], board, variant))
+            else:
+                rows = store.execute(
+                    "SELECT run_id, entry FROM measurements WHERE board = ? AND model_name = ? AND variant = ? "
+                    "AND all_passed = 1 AND run_id != ? ORDER BY started DESC, run_id DESC LIMIT 1",
+                    (board, model, variant, before or ""))
+        if not rows:
+            return None
+        entry = VariantResult.from_json({**_unpack(rows[0]["entry"]), "name": variant})
+        return Baseline(rows[0]["run_id"], entry, pinned=bool(pinned))
+
+    def pin(self, run_id: str, pool: str | None = None) -> list[tuple[str, str]]:
+        """Make a run the baseline of its boards (those of `pool` only, when given)."""
+        with self._store() as store:
+            rows = store.execute("SELECT board, model_name, variant, pools FROM measurements WHERE run_id = ?",
+                                 (run_id,))
+            if not rows:
+                raise HistoryError(f"run {run_id} is not in the history {self._where()}")
+            chosen = [r for r in rows if pool is None or pool in json.loads(r["pools"])]
+            with store.transaction():
+                for r in chosen:
+                    key = (r["board"], r["model_name"], r["variant"])
+                    store.execute("DELETE FROM pins WHERE board = ? AND model_name = ? AND variant = ?", key)
+                    store.execute("INSERT INTO pins VALUES (?, ?, ?, ?, ?)", (*key, run_id, utc_now()))
+        return [(r["board"], r["variant"]) for r in chosen]
+
+    def trend(self, board: str, model: str, variant: str, figure: str = "p95", limit: int = 20) -> list[tuple]:
+        """(run_id, started, value) of the last runs, oldest first: the report's trend plot."""
+        column = {"p50": "p50", "p95": "p95"}[figure]
+        with self._store() as store:
+            rows = store.execute(f"SELECT run_id, started, {column} AS value FROM measurements WHERE board = ? AND "
+                                 "model_name = ? AND variant = ? ORDER BY started DESC, run_id DESC LIMIT ?",
+                                 (board, model, variant, limit))
+        return [(r["run_id"], r["started"], r["value"]) for r in reversed(rows)]

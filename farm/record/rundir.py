@@ -1,0 +1,70 @@
+"""`<out>/<run-id>/`: where a run's files land, each as soon as it exists.
+
+manifest.json before deployment, boards/<board>.json after every variant a
+board finishes, logs/<board>.log as it goes, results.json at the end (also
+after Ctrl-C), and `<out>/latest` pointing at the newest run.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from farm.results import BoardResult, RunResult
+from farm.util import write_json_atomic
+
+
+class RunDir:
+    def __init__(self, out: Path | str, run_id: str):
+        self.out = Path(out)
+        self.run_id = run_id
+        self.path = self.out / run_id
+
+    @property
+    def results(self) -> Path:
+        return self.path / "results.json"
+
+    @property
+    def junit(self) -> Path:
+        return self.path / "junit.xml"
+
+    @property
+    def report(self) -> Path:
+        return self.path / "report.html"
+
+    def board_file(self, name: str) -> Path:
+        return self.path / "boards" / f"{name}.json"
+
+    def log_file(self, name: str) -> Path:
+        return self.path / "logs" / f"{name}.log"
+
+    def save_manifest(self, manifest: dict) -> None:
+        write_json_atomic(self.path / "manifest.json", manifest)
+
+    def save_board(self, board: BoardResult) -> None:
+        write_json_atomic(self.board_file(board.name), board.to_json())
+
+    def save_results(self, result: RunResult) -> None:
+        write_json_atomic(self.results, result.to_json())
+
+    def point_latest(self) -> None:
+        """`<out>/latest` -> this run (a relative link: the results folder can move)."""
+        latest = self.out / "latest"
+        if latest.is_symlink() or latest.exists():
+            latest.unlink()
+        latest.symlink_to(self.run_id)
+
+
+class BoardLog:
+    """A board's own log file: what was done, how long it took, the agent's stderr, farm's tracebacks."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = open(path, "a", buffering=1)
+
+    def __call__(self, message: str) -> None:
+        if not self._handle.closed:
+            self._handle.write(f"{time.strftime('%H:%M:%S')} {message}\n")
+
+    def close(self) -> None:
+        self._handle.close()

@@ -1,0 +1,286 @@
+"""The one result model of a run: `RunResult` > `BoardResult` > `VariantResult` > `Check`.
+
+Built once per run by the job and read by everyone else: the report, the CLI
+summary, the pytest plugin, the history, `farm compare` and the sign-off. Its
+JSON form is results.json (schema farm.run/1); a board's part alone is
+boards/<board>.json. Nothing else walks those documents by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from enum import Enum
+from typing import Any
+
+SCHEMA = "farm.run/1"
+
+
+class BoardStatus(str, Enum):
+    """How a board's run ended; anything but `ok` turns its tests into errors with the reason."""
+
+    OK = "ok"
+    UNREACHABLE = "unreachable"
+    AUTH_FAILED = "auth-failed"
+    HOST_KEY_MISMATCH = "host-key-mismatch"
+    NOT_READY = "not-ready"
+    BUSY = "busy"
+    AGENT_ERROR = "agent-error"
+    TIMEOUT = "timeout"
+    PUSH_FAILED = "push-failed"
+    CANCELLED = "cancelled"
+    INTERNAL_ERROR = "internal-error"  # a bug in farm, with its traceback in the board's log
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class CheckStatus(str, Enum):
+    PASS = "pass"
+    FAIL = "fail"
+    ERROR = "error"  # could not be judged: the measurement itself failed
+    SKIP = "skip"    # does not apply here, with the reason
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _known(cls, doc: dict) -> dict:
+    """The keys of `doc` that are fields of `cls` (older documents may lack some, never add)."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in doc.items() if k in names}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One checklist item judged for one board x variant: status, the value and the limit it was held to."""
+
+    item: str
+    status: CheckStatus
+    value: Any = None
+    limit: Any = None
+    unit: str = ""
+    why: str = ""
+    details: tuple = ()  # per-figure comparisons of the regression item
+
+    @property
+    def passed(self) -> bool:
+        return self.status in (CheckStatus.PASS, CheckStatus.SKIP)
+
+    def message(self, board: str, variant: str) -> str:
+        shown = f"{self.value:.4g}" if isinstance(self.value, (int, float)) else self.value
+        text = f"{board} {variant} {self.item}: {shown} {self.unit} (limit {self.limit} {self.unit})".replace("  ", " ")
+        return f"{text}: {self.why}" if self.why else text
+
+    def to_json(self) -> dict:
+        return {"item": self.item, "status": self.status.value, "value": self.value, "limit": self.limit,
+                "unit": self.unit, "why": self.why, "details": list(self.details)}
+
+    @classmethod
+    def from_json(cls, doc: dict) -> "Check":
+        known = _known(cls, doc)
+        return cls(**{**known, "status": CheckStatus(doc["status"]), "details": tuple(doc.get("details") or ())})
+
+
+@dataclass
+class VariantResult:
+    """One variant measured on one board: the agent's figures and, once judged, the checks."""
+
+    name: str
+    sha256: str | None = None
+    provider_used: str | None = None
+    opset: int | None = None
+    latency_ms: dict | None = None       # summary of samples_ms: n, mean, std, min, max, p50..p99, cv
+    samples_ms: list = field(default_factory=list)
+    rounds: list = field(default_factory=list)  # each agent process's summary, when measured in several
+    peak_rss_mb: float | None = None
+    memory_mb: dict = field(default_factory=dict)
+    load_ms: float | None = None
+    cold_run_ms: float | None = None
+    accuracy: dict | None = None
+    warnings: list = field(default_factory=list)
+    errors: list = field(default_factory=list)  # the agent's {stage, message}
+    checks: list = field(default_factory=list)
+
+    @classmethod
+    def from_agent(cls, name: str, doc: dict) -> "VariantResult":
+        """From the agent's farm.agent/1 document."""
+        model = doc.get("model") or {}
+        return cls(name=name, sha256=model.get("sha256"), provider_used=model.get("provider_used"),
+                   opset=model.get("opset"), latency_ms=doc.get("latency_ms"), samples_ms=doc.get("samples_ms") or [],
+                   peak_rss_mb=doc.get("peak_rss_mb"), memory_mb=doc.get("memory_mb") or {},
+                   load_ms=doc.get("load_ms"), cold_run_ms=doc.get("cold_run_ms"), accuracy=doc.get("accuracy"),
+                   warnings=list(doc.get("warnings") or []), errors=list(doc.get("errors") or []))
+
+    def errors_text(self) -> str:
+        return "; ".join(f"{e['stage']}: {e['message']}" for e in self.errors) or "not measured"
+
+    def check(self, item: str) -> Check | None:
+        return next((c for c in self.checks if c.item == item), None)
+
+    def to_json(self) -> dict:
+        doc = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "checks"}
+        doc["checks"] = [c.to_json() for c in self.checks]
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: dict) -> "VariantResult":
+        known = _known(cls, doc)
+        known["checks"] = [Check.from_json(c) for c in doc.get("checks") or []]
+        return cls(**known)
+
+
+@dataclass
+class Step:
+    """One step of a board's session and how long it took."""
+
+    name: str
+    seconds: float
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "seconds": self.seconds}
+
+
+@dataclass
+class BoardResult:
+    """One board's run, whatever happened: `status` says which, `error` why."""
+
+    name: str
+    status: BoardStatus = BoardStatus.CANCELLED
+    error: str | None = "the run stopped before this board was reached"
+    board_class: str | None = None
+    standin: bool = False
+    emulated: bool = False
+    qemu_cpu: str | None = None
+    address: str | None = None
+    pools: list = field(default_factory=list)
+    providers_requested: list = field(default_factory=list)
+    host_key_policy: str | None = None
+    facts: dict = field(default_factory=dict)
+    bytes_sent: int = 0
+    lock_note: str | None = None
+    steps: list = field(default_factory=list)
+    variants: dict = field(default_factory=dict)  # variant name -> VariantResult
+    started: str | None = None
+    finished: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == BoardStatus.OK
+
+    def to_json(self) -> dict:
+        doc = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("steps", "variants")}
+        doc["status"] = self.status.value
+        doc["class"] = doc.pop("board_class")
+        doc["steps"] = [s.to_json() for s in self.steps]
+        doc["variants"] = {name: v.to_json() for name, v in self.variants.items()}
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: dict) -> "BoardResult":
+        known = _known(cls, {**doc, "board_class": doc.get("class")})
+        known["status"] = BoardStatus(doc["status"])
+        known["steps"] = [Step(**s) for s in doc.get("steps") or []]
+        known["variants"] = {name: VariantResult.from_json({**v, "name": name})
+                             for name, v in (doc.get("variants") or {}).items()}
+        return cls(**known)
+
+
+@dataclass
+class VariantBuild:
+    """How one variant was built (from the manifest): what the board was given."""
+
+    status: str = "ok"  # ok | failed
+    reason: str | None = None
+    sha256: str | None = None
+    size_bytes: int | None = None
+    recipe: dict = field(default_factory=dict)
+    float_op_types: dict = field(default_factory=dict)
+    host: dict = field(default_factory=dict)  # the agent run on the controller: an indication, never a verdict
+
+    def to_json(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_json(cls, doc: dict) -> "VariantBuild":
+        return cls(**_known(cls, doc))
+
+
+@dataclass
+class ModelResult:
+    name: str | None = None
+    sha256: str | None = None
+    task: str | None = None
+    opset: int | None = None
+    calibration_samples: int | None = None
+    evaluation_samples: int | None = None
+    labels: bool = False
+    variants: dict = field(default_factory=dict)  # variant name -> VariantBuild
+
+    def to_json(self) -> dict:
+        doc = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "variants"}
+        doc["variants"] = {name: v.to_json() for name, v in self.variants.items()}
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: dict) -> "ModelResult":
+        known = _known(cls, doc)
+        known["variants"] = {name: VariantBuild.from_json(v) for name, v in (doc.get("variants") or {}).items()}
+        return cls(**known)
+
+
+@dataclass
+class Baseline:
+    """A board x variant of an earlier run that a new run is compared with."""
+
+    run_id: str
+    variant: VariantResult
+    pinned: bool = False
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    started: str
+    finished: str | None = None
+    inventory: str | None = None
+    checklist: dict = field(default_factory=dict)  # name, file, items (each with its settings)
+    provenance: dict = field(default_factory=dict)
+    model: ModelResult = field(default_factory=ModelResult)
+    boards: list = field(default_factory=list)  # BoardResult, in inventory order
+
+    def board(self, name: str) -> BoardResult | None:
+        return next((b for b in self.boards if b.name == name), None)
+
+    def problems(self) -> list[str]:
+        """Every board not measured and every check neither passed nor skipped, one line each."""
+        lines = []
+        for board in self.boards:
+            if not board.ok:
+                lines.append(f"{board.name}: board {board.status}: {board.error}")
+                continue
+            for variant in board.variants.values():
+                for check in variant.checks:
+                    if not check.passed:
+                        lines.append(f"{board.name} {variant.name} {check.item}: {check.status} "
+                                     f"({check.value} vs {check.limit} {check.unit}) {check.why}".rstrip())
+        if not self.boards:
+            lines.append("the run has no boards")
+        return lines
+
+    @property
+    def all_passed(self) -> bool:
+        return not self.problems()
+
+    def to_json(self) -> dict:
+        return {"schema": SCHEMA, "run_id": self.run_id, "started": self.started, "finished": self.finished,
+                "inventory": self.inventory, "checklist": self.checklist, "provenance": self.provenance,
+                "model": self.model.to_json(), "boards": [b.to_json() for b in self.boards]}
+
+    @classmethod
+    def from_json(cls, doc: dict) -> "RunResult":
+        if doc.get("schema") != SCHEMA:
+            raise ValueError(f"not a {SCHEMA} document (schema {doc.get('schema')!r})")
+        known = _known(cls, doc)
+        known["model"] = ModelResult.from_json(doc.get("model") or {})
+        known["boards"] = [BoardResult.from_json(b) for b in doc.get("boards") or []]
+        return cls(**known)

@@ -1,0 +1,1 @@
+"""What people see: the command line, live progress, the HTML report."""

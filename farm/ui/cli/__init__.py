@@ -1,0 +1,41 @@
+"""The `farm` command line: one subcommand per everyday job, each group in a module of its own.
+
+Exit codes: 0 success; 1 a check failed or errored (or a refused sign-off);
+2 bad usage or configuration, with a one-line message naming file, line, field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from farm.errors import ConfigError, FarmError
+from farm.ui.cli import lab, quantize, records, run
+from farm.ui.cli.common import say
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="farm", description="edge-AI device test farm")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for group in (run, quantize, records, lab):
+        group.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        say(f"farm: error: {exc}")
+        return 2
+    except FarmError as exc:
+        say(f"farm: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        say("farm: interrupted; results gathered so far are kept")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

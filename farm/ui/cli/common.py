@@ -1,0 +1,14 @@
+"""What every command shares: diagnostics on stderr, comma lists."""
+
+from __future__ import annotations
+
+import sys
+
+
+def say(message: str) -> None:
+    """Progress and diagnostics go to stderr; stdout carries results."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]

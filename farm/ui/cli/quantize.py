@@ -1,0 +1,49 @@
+"""`farm quantize`: the variants of a model and their manifest, without boards."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from farm.config.settings import CALIBRATION_METHODS, VARIANTS
+from farm.ui.cli.common import csv, say
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from farm.build import variants
+
+    recipe = variants.Recipe(per_channel=args.per_channel, calibration_method=args.calibration_method,
+                             calibration_samples=args.calibration_samples,
+                             exclude_op_types=tuple(args.exclude_op_types))
+    manifest = variants.build(args.model, args.data, args.out, variants=args.variants, recipe=recipe, task=args.task,
+                              allow_calibration_count=args.allow_calibration_count, target_loss=args.target_loss,
+                              progress=lambda m: say(f"quantize: {m}"))
+    print(f"{'variant':<14}{'status':<8}{'size MB':>9}{'host p50 ms':>13}{'loss %':>8}")
+    for name, entry in manifest["variants"].items():
+        host = entry.get("host", {})
+        size = f"{entry['size_bytes'] / 1e6:.2f}" if entry.get("size_bytes") else "-"
+        p50 = f"{host['p50_ms']:.3f}" if host.get("p50_ms") is not None else "-"
+        loss = f"{host['loss_pct']:.2f}" if host.get("loss_pct") is not None else "-"
+        print(f"{name:<14}{entry['status']:<8}{size:>9}{p50:>13}{loss:>8}")
+        if entry["reason"]:
+            print(f"  {entry['reason']}")
+    print(f"manifest: {Path(args.out) / 'manifest.json'}")
+    return 0 if all(e["status"] == "ok" for e in manifest["variants"].values()) else 1
+
+
+def register(sub) -> None:
+    p = sub.add_parser("quantize", help="build fp32 / int8_dynamic / int8_static variants and a manifest")
+    p.add_argument("model", help="FP32 ONNX model")
+    p.add_argument("--data", required=True, help=".npz with calibration / evaluation arrays (see README)")
+    p.add_argument("--out", required=True, help="folder for the variants and manifest.json")
+    p.add_argument("--variants", type=csv, default=list(VARIANTS))
+    p.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--calibration-method", choices=CALIBRATION_METHODS, default="minmax")
+    p.add_argument("--calibration-samples", type=int, help="use the first N calibration samples")
+    p.add_argument("--allow-calibration-count", action="store_true",
+                   help="build even when calibration uses fewer than 100 or more than 1000 samples")
+    p.add_argument("--exclude-op-types", type=csv, default=[],
+                   help="op types kept in float in static INT8 (DepthwiseConv: Conv with group > 1)")
+    p.add_argument("--target-loss", type=float, help="search static recipes for the fastest within this loss %%")
+    p.add_argument("--task", choices=("classification", "regression"))
+    p.set_defaults(func=cmd_quantize)

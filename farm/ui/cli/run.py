@@ -1,0 +1,119 @@
+"""`farm run`, `farm nightly` and `farm probe`: the checklist on the boards, and who is there."""
+
+from __future__ import annotations
+
+import argparse
+
+from farm import resources
+from farm.config import options
+from farm.ui.cli.common import say
+
+
+def print_summary(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"farm run {result.run_id}: {result.model.name} on {len(result.boards)} board(s)")
+    for column in ("board", "status", "variant", "p50 ms", "p95 ms", "peak MB", "checks"):
+        table.add_column(column)
+    fmt = lambda v: f"{v:.3f}" if isinstance(v, (int, float)) else "-"  # noqa: E731
+    for board in result.boards:
+        if not board.ok:
+            table.add_row(board.name, f"[red]{board.status}[/]", "-", "-", "-", "-", board.error or "")
+            continue
+        for name, variant in board.variants.items():
+            stats = variant.latency_ms or {}
+            counts: dict[str, int] = {}
+            for check in variant.checks:
+                counts[check.status.value] = counts.get(check.status.value, 0) + 1
+            text = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+            failed = [c.item for c in variant.checks if not c.passed]
+            if failed:
+                text += f" [red]({', '.join(failed)})[/]"
+            table.add_row(board.name, "ok", name, fmt(stats.get("p50")), fmt(stats.get("p95")),
+                          fmt(variant.peak_rss_mb), text)
+    Console().print(table)
+
+
+def run_job(args: argparse.Namespace, **overrides):
+    """Validate everything, then run the suites as one pytest session; (exit code, job)."""
+    import pytest
+
+    from farm.deploy.job import Job
+    from farm.pytestplugin.hooks import PreparedJob
+
+    job = Job(options.run_settings(lambda name: getattr(args, name, None), **overrides),
+              say=lambda m: say(f"farm: {m}"))
+    run_dir = job.run_dir
+    code = pytest.main([*(args.suites or [str(resources.default_suite())]), f"--html={run_dir.report}",
+                        "--self-contained-html", f"--junitxml={run_dir.junit}", "-p", "no:cacheprovider", "-q", "-rfE",
+                        *args.pytest_args], plugins=[PreparedJob(job)])
+    if run_dir.results.exists():
+        print_summary(job.result)
+        print(f"report: {run_dir.report}")
+    if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.NO_TESTS_COLLECTED):
+        return 2, job
+    if code == pytest.ExitCode.INTERRUPTED:
+        return 130, job
+    return (0 if code == pytest.ExitCode.OK else 1), job
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return run_job(args)[0]
+
+
+def cmd_nightly(args: argparse.Namespace) -> int:
+    code, job = run_job(args)
+    if code in (0, 1) and job.run_dir.results.exists():
+        print("regression against each board's baseline:")
+        for board in job.result.boards:
+            for name, variant in board.variants.items():
+                check = variant.check("regression")
+                if check:
+                    print(f"  {board.name:<12}{name:<14}{check.status.value:<6}{check.why}")
+    return code
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from farm.board.artifacts import Artifact
+    from farm.config.settings import Measurement
+    from farm.deploy.fanout import Fanout
+    from farm.deploy.selection import Selection
+    from farm.deploy.session import PROBE_ONLY, DeployPlan
+    from farm.record.rundir import RunDir
+    from farm.ui.progress import BoardProgress
+    from farm.util import new_run_id
+
+    selection = Selection(Path(args.inventory or resources.standin_inventory()), args.pool or [], args.tag or [],
+                          args.board or [], say=lambda m: say(f"farm: {m}"))
+    run_id = new_run_id()
+    plan = DeployPlan(run_id, Artifact.of(resources.agent()), {}, None, None, Measurement(), steps=PROBE_ONLY)
+    with selection.standins_up() as boards, BoardProgress(selection.names) as progress:
+        group = Fanout(plan, RunDir(Path(args.out or "results") / ".probe", run_id), progress.update).run(boards)
+    for result in group:
+        facts = result.facts
+        detail = (f"python {facts.get('python')}, onnxruntime {facts.get('onnxruntime', '-')}, "
+                  f"{facts.get('machine', '-')}" if result.ok else result.error)
+        print(f"{result.name:<14}{result.status.value:<18}{detail}")
+    return 0 if not group.failed else 1
+
+
+def register(sub) -> None:
+    run = sub.add_parser("run", help="run the checklist suite (or your suites) on the boards; report under results/")
+    run.add_argument("suites", nargs="*", help="pytest files or folders (default: the deployment checklist)")
+    options.add_to_argparse(run)
+    run.add_argument("--pytest-args", dest="pytest_args", nargs=argparse.REMAINDER, default=[],
+                     help="everything after this goes to pytest")
+    run.set_defaults(func=cmd_run)
+
+    nightly = sub.add_parser("nightly", help="run on a pool, compare with each board's baseline; exit 1 on failure "
+                                             "or regression")
+    options.add_to_argparse(nightly)
+    nightly.set_defaults(func=cmd_nightly, suites=[], pytest_args=[], checklist=str(resources.checklist("dms-nightly")),
+                         rounds=3)
+
+    probe = sub.add_parser("probe", help="connect to the boards and report what they have")
+    options.add_to_argparse(probe, options.SELECTION + (options.OUT,))
+    probe.set_defaults(func=cmd_probe)

@@ -1,0 +1,186 @@
+"""What the HTML report adds to pytest-html: columns, a board x variant matrix, plots, provenance.
+
+It only reads the run's RunResult; every figure a verdict rests on comes from
+farm.judge. Plots are PNGs embedded as data URIs, so report.html opens with no
+network; matplotlib is loaded (with its Agg backend) only when a plot is drawn.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+
+from farm.config.checklist import ITEMS
+from farm.judge.items import accuracy_figure, speedup_floor, speedup_ratio
+from farm.results import BoardResult, Check, RunResult, VariantResult
+
+COLUMNS = ("board", "cpu", "variant", "provider", "p50 ms", "p95 ms", "p99 ms", "peak MB", "accuracy",
+           "value vs limit")
+STATUS_COLOURS = {"pass": "#2e7d32", "fail": "#c62828", "error": "#ef6c00", "skip": "#757575"}
+LETTERS = {"pass": "P", "fail": "F", "error": "E", "skip": "-"}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on a controller or in CI
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def provider_text(board: BoardResult, variant: VariantResult) -> str:
+    """The provider used, and the one asked for when the board fell back: never silent."""
+    used = (variant.provider_used or "-").replace("ExecutionProvider", "")
+    asked = (board.providers_requested or [None])[0]
+    if asked and variant.provider_used and asked != variant.provider_used:
+        return f"{used} (asked {asked.replace('ExecutionProvider', '')})"
+    return used
+
+
+def row_properties(board: BoardResult, variant: str, check: Check | None) -> dict:
+    """The figures of one test row, kept as user_properties (they reach the JUnit file too)."""
+    entry = board.variants.get(variant) or VariantResult(variant)
+    stats = entry.latency_ms or {}
+    value = "-"
+    if check:
+        value = f"{_fmt(check.value)} vs {_fmt(check.limit)} {check.unit}".strip()
+    cpu = board.facts.get("cpu") or board.board_class or "-"
+    if board.emulated:
+        cpu = f"{board.qemu_cpu} (QEMU, emulated)"
+    return {"board": board.name, "cpu": cpu, "variant": variant, "provider": provider_text(board, entry),
+            "p50 ms": _fmt(stats.get("p50")), "p95 ms": _fmt(stats.get("p95")), "p99 ms": _fmt(stats.get("p99")),
+            "peak MB": _fmt(entry.peak_rss_mb, 1), "accuracy": _fmt(accuracy_figure(entry.accuracy), 4),
+            "value vs limit": value}
+
+
+def header_cells() -> list[str]:
+    return [f'<th class="sortable">{html.escape(name)}</th>' for name in COLUMNS]
+
+
+def row_cells(properties: dict) -> list[str]:
+    return [f"<td>{html.escape(str(properties.get(name, '-')))}</td>" for name in COLUMNS]
+
+
+def _png(figure) -> str:
+    plt = _pyplot()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(figure)
+    return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}"/>'
+
+
+def latency_plot(result: RunResult) -> str | None:
+    """Latency distribution (box plot of the raw samples) per board and variant."""
+    labels, samples = [], []
+    for board in result.boards:
+        for name, variant in board.variants.items():
+            if variant.samples_ms:
+                labels.append(f"{board.name}\n{name}")
+                samples.append(variant.samples_ms)
+    if not samples:
+        return None
+    figure, axis = _pyplot().subplots(figsize=(max(6, len(labels) * 0.9), 3.6))
+    axis.boxplot(samples, whis=(5, 95), showfliers=False)  # a few slow outliers would flatten every box
+    axis.set_xticks(range(1, len(labels) + 1), labels, fontsize=7)
+    axis.set_ylabel("latency (ms)")
+    axis.set_title("Latency per board and variant (box: p25-p75, whiskers: p5-p95)")
+    return _png(figure)
+
+
+def speedup_plot(result: RunResult) -> str | None:
+    """INT8 over FP32 speedup (p50) per board, coloured by the checklist's minimum and floor."""
+    bars = []
+    for board in result.boards:
+        fp32 = board.variants.get("fp32")
+        for name in ("int8_dynamic", "int8_static"):
+            ratio = speedup_ratio(fp32, board.variants.get(name))
+            if ratio is not None:
+                bars.append((f"{board.name}\n{name}", ratio))
+    if not bars:
+        return None
+    rule = result.checklist.get("items", {}).get("speedup", ITEMS["speedup"])
+    floor = speedup_floor(rule)
+    figure, axis = _pyplot().subplots(figsize=(max(6, len(bars) * 0.9), 3.2))
+    axis.bar([b[0] for b in bars], [b[1] for b in bars],
+             color=["#2e7d32" if r >= rule["min_ratio"] else "#f9a825" if r >= floor else "#c62828" for _, r in bars])
+    axis.axhline(rule["min_ratio"], color="black", linewidth=0.8)
+    axis.axhline(floor, color="grey", linewidth=0.6, linestyle="--")
+    axis.set_ylabel("FP32 p50 / INT8 p50")
+    axis.set_title("INT8 speedup over FP32 per board")
+    axis.tick_params(axis="x", labelsize=7)
+    return _png(figure)
+
+
+def trend_plot(trends: dict[str, dict[str, list[tuple]]], figure: str = "p95") -> str | None:
+    """A figure over the last runs, one panel per board, one line per variant."""
+    boards = {b: v for b, v in trends.items() if any(len(points) > 1 for points in v.values())}
+    if not boards:
+        return None
+    fig, axes = _pyplot().subplots(1, len(boards), figsize=(4.2 * len(boards), 3.0), squeeze=False)
+    for axis, (board, variants) in zip(axes[0], boards.items()):
+        for variant, points in variants.items():
+            values = [p[2] for p in points]
+            axis.plot(range(1, len(values) + 1), values, marker="o", label=variant)
+        axis.set_title(f"{board}: {figure} over the last runs", fontsize=9)
+        axis.set_xlabel("run (oldest to newest)")
+        axis.set_ylabel(f"{figure} (ms)")
+        axis.legend(fontsize=7)
+    return _png(fig)
+
+
+def summary_matrix(result: RunResult) -> str:
+    """Board x variant, one coloured letter per checklist item (P pass, F fail, E error, - skip)."""
+    items = list(result.checklist.get("items", {}))
+    variants = sorted({v for b in result.boards for v in b.variants})
+    head = "".join(f"<th>{html.escape(v)}</th>" for v in variants)
+    rows = []
+    for board in result.boards:
+        cells = []
+        for name in variants:
+            if not board.ok:
+                cells.append(f'<td style="color:{STATUS_COLOURS["error"]}">error: {html.escape(str(board.status))}</td>')
+                continue
+            entry = board.variants.get(name)
+            marks = []
+            for item in items:
+                check = entry.check(item) if entry else None
+                status = check.status.value if check else "error"
+                marks.append(f'<span title="{html.escape(item)}: {status}" '
+                             f'style="color:{STATUS_COLOURS[status]};font-weight:bold">{LETTERS[status]}</span>')
+            cells.append("<td>" + " ".join(marks) + "</td>")
+        rows.append(f"<tr><th>{html.escape(board.name)}</th>{''.join(cells)}</tr>")
+    legend = "items, in order: " + ", ".join(items)
+    return (f'<h2>Checklist: {html.escape(str(result.checklist.get("name")))}</h2><p>{html.escape(legend)}</p>'
+            f'<table class="farm-matrix" border="1" cellpadding="4"><tr><th>board</th>{head}</tr>{"".join(rows)}</table>')
+
+
+def provenance(result: RunResult) -> str:
+    prov = result.provenance
+    policies = sorted({b.host_key_policy or "-" for b in result.boards})
+    rows = [("run", result.run_id), ("farm", prov.get("farm")), ("git commit", prov.get("git_commit")),
+            ("inventory", result.inventory), ("model", f"{result.model.name} sha256 {result.model.sha256}"),
+            ("started (UTC)", result.started), ("finished (UTC)", result.finished),
+            ("host-key policy", ", ".join(policies)), ("controller", prov.get("controller"))]
+    if "off" in policies:
+        rows.append(("WARNING", "host keys were NOT verified for some boards (host_key_policy: off)"))
+    body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
+    return f'<h2>Run provenance</h2><table class="farm-provenance">{body}</table>'
+
+
+def summary_sections(result: RunResult, trends: dict[str, dict[str, list[tuple]]]) -> list[str]:
+    sections = [summary_matrix(result)]
+    plots = [p for p in (latency_plot(result), speedup_plot(result), trend_plot(trends)) if p]
+    if plots:
+        sections.append("<h2>Plots</h2>" + "".join(plots))
+    sections.append(provenance(result))
+    return sections

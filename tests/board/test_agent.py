@@ -1,0 +1,137 @@
+"""The board agent, run exactly as on a board: a lone copy in an empty folder, as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+AGENT = Path(__file__).resolve().parents[2] / "agents" / "farm_agent.py"
+
+
+@pytest.fixture
+def board_dir(tmp_path: Path) -> Path:
+    """A folder holding only the agent, like a board's workdir."""
+    shutil.copy(AGENT, tmp_path / "farm_agent.py")
+    return tmp_path
+
+
+def run_agent(board_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "farm_agent.py", *args], cwd=board_dir,
+                          capture_output=True, text=True, timeout=120)
+
+
+def agent_json(board_dir: Path, *args: str) -> dict:
+    proc = run_agent(board_dir, *args)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1, f"expected one JSON document, got {proc.stdout!r}"
+    return json.loads(lines[0])
+
+
+def test_measures_latency_memory_accuracy_and_facts(board_dir, digits_model, digits_data):
+    doc = agent_json(board_dir, "--model", str(digits_model), "--data", str(digits_data),
+                     "--runs", "40", "--warmup", "3", "--threads", "1")
+    assert doc["schema"] == "farm.agent/1"
+    assert doc["errors"] == []
+    facts = doc["facts"]
+    for key in ("hostname", "machine", "kernel", "cpu", "cpu_flags", "cores", "memory_total_mb",
+                "python", "numpy", "numpy_cpu_features", "onnxruntime", "providers_available"):
+        assert facts[key], key
+    assert doc["model"]["opset"] == 17
+    assert doc["model"]["provider_used"] == "CPUExecutionProvider"
+    assert doc["settings"]["threads"] == 1
+    assert doc["peak_rss_mb"] >= doc["memory_mb"]["rss_after_load"] > doc["memory_mb"]["rss_before_load"] > 0
+    assert doc["load_ms"] > 0 and doc["cold_run_ms"] > 0
+    # The demo digits classifier is judged against real labels.
+    assert doc["accuracy"]["n"] == 450
+    assert doc["accuracy"]["top1"] > 0.95
+
+
+def test_statistics_are_those_of_the_raw_samples(board_dir, digits_model):
+    doc = agent_json(board_dir, "--model", str(digits_model), "--runs", "57", "--warmup", "0")
+    samples = np.array(doc["samples_ms"])
+    stats = doc["latency_ms"]
+    assert stats["n"] == len(samples) == 57
+    assert stats["mean"] == pytest.approx(samples.mean(), rel=1e-4)
+    assert stats["std"] == pytest.approx(samples.std(ddof=1), rel=1e-3)
+    for q in (50, 90, 95, 99):
+        assert stats[f"p{q}"] == pytest.approx(np.percentile(samples, q), rel=1e-4)
+    assert stats["min"] == pytest.approx(samples.min()) and stats["max"] == pytest.approx(samples.max())
+    assert "zero inputs" in doc["warnings"][0]
+
+
+def test_duration_stops_timed_runs_early(board_dir, digits_model):
+    doc = agent_json(board_dir, "--model", str(digits_model), "--runs", "1000000", "--duration", "0.2")
+    assert 0 < doc["latency_ms"]["n"] < 1000000
+    assert any("--duration" in w for w in doc["warnings"])
+
+
+def test_reference_outputs_give_agreement_and_error(board_dir, digits_model, digits_data, tmp_path):
+    import onnxruntime as ort
+
+    data = np.load(digits_data)
+    session = ort.InferenceSession(str(digits_model), providers=["CPUExecutionProvider"])
+    logits = session.run(None, {"image": data["evaluation"]})[0]
+    reference = tmp_path / "reference.npz"
+    np.savez(reference, logits=logits + 0.5)  # a known offset: MSE 0.25, agreement 100 %
+    doc = agent_json(board_dir, "--model", str(digits_model), "--data", str(digits_data),
+                     "--reference", str(reference), "--runs", "5")
+    acc = doc["accuracy"]
+    assert acc["agreement_with_reference"] == 1.0
+    assert acc["mse"] == pytest.approx(0.25, rel=1e-3)
+    assert acc["max_abs_diff"] == pytest.approx(0.5, rel=1e-3)
+    assert acc["mean_rel_error"] > 0
+
+
+def test_missing_onnxruntime_is_a_json_error_with_facts(board_dir, digits_model):
+    # A module that fails to import, found first because it sits beside the agent.
+    (board_dir / "onnxruntime.py").write_text("raise ImportError('onnxruntime is not installed')\n")
+    doc = agent_json(board_dir, "--model", str(digits_model))
+    assert doc["errors"][0]["stage"] == "import"
+    assert "onnxruntime" in doc["errors"][0]["message"]
+    assert doc["facts"]["machine"] and doc["facts"]["python"]
+    assert doc["latency_ms"] is None
+
+
+def test_sha_mismatch_measures_nothing(board_dir, digits_model):
+    doc = agent_json(board_dir, "--model", str(digits_model), "--expect-sha256", "0" * 64)
+    assert doc["errors"][0]["stage"] == "integrity"
+    assert "does not match" in doc["errors"][0]["message"]
+    assert doc["latency_ms"] is None and doc["samples_ms"] == []
+
+
+def test_corrupted_model_is_a_json_error(board_dir, digits_model):
+    broken = board_dir / "broken.onnx"
+    broken.write_bytes(digits_model.read_bytes()[:5000])
+    doc = agent_json(board_dir, "--model", str(broken))
+    assert doc["errors"][0]["stage"] in ("load", "agent")
+    assert doc["facts"]["onnxruntime"]
+
+
+def test_wrong_input_shape_names_the_input(board_dir, digits_model, tmp_path):
+    data = tmp_path / "bad.npz"
+    np.savez(data, evaluation=np.zeros((4, 1, 28, 28), np.float32))
+    doc = agent_json(board_dir, "--model", str(digits_model), "--data", str(data))
+    error = doc["errors"][0]
+    assert error["stage"] == "data"
+    assert "'image'" in error["message"] and "[4, 1, 28, 28]" in error["message"]
+
+
+def test_bad_arguments_exit_2_with_usage(board_dir):
+    proc = run_agent(board_dir, "--runs", "3")
+    assert proc.returncode == 2
+    assert "usage:" in proc.stderr and proc.stdout == ""
+
+
+def test_agent_is_python_3_8_syntax():
+    import ast
+
+    source = AGENT.read_text()
+    ast.parse(source, feature_version=(3, 8))
+    assert "from __future__ import annotations" in source  # annotations never evaluated on old Pythons

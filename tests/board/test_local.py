@@ -1,0 +1,82 @@
+"""Lease, push, rounds and cancel on the local transport: the same code as over SSH, in milliseconds."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from helpers import RUN, deploy, saved_board, wrapper_python
+
+from farm.board.artifacts import push
+from farm.board.lease import Lease
+from farm.board.local import LocalTransport
+from farm.config.inventory import Board
+from farm.config.settings import Measurement
+from farm.deploy.fanout import Fanout
+from farm.errors import BoardBusy
+from farm.record.rundir import RunDir
+
+
+@pytest.fixture
+def board(tmp_path) -> Board:
+    return Board(name="here", host="localhost", transport="local", workdir=str(tmp_path / "board"),
+                 python=sys.executable, threads=1)
+
+
+def test_push_sends_only_what_the_board_lacks(board, plan):
+    with LocalTransport(board) as transport:
+        first = push(transport, board.workdir, plan.artifacts)
+        second = push(transport, board.workdir, plan.artifacts)
+    assert first.bytes_sent == sum(a.size for a in {a.sha256: a for a in plan.artifacts}.values())
+    assert second.bytes_sent == 0 and second.uploaded == []
+
+
+def test_a_held_lease_makes_the_board_busy_and_an_expired_one_is_broken(board):
+    with LocalTransport(board) as transport:
+        held = Lease(transport, board.workdir, "run-A").acquire(ttl_s=600)
+        with pytest.raises(BoardBusy, match="locked by run run-A"):
+            Lease(transport, board.workdir, "run-B").acquire(ttl_s=600)
+        held.release()
+        Lease(transport, board.workdir, "dead-run").acquire(ttl_s=-5)
+        taken = Lease(transport, board.workdir, "run-C").acquire(ttl_s=600)
+        assert taken.broke.startswith("dead-run ")
+        taken.release()
+    assert not Path(board.workdir, "farm.lock").exists()
+
+
+def test_rounds_pool_their_samples_and_keep_each_summary(board, plan, tmp_path):
+    three = dataclasses.replace(plan, variants={"fp32": plan.variants["fp32"]},
+                                measurement=Measurement(warmup=1, runs=7, rounds=3))
+    (result,) = deploy(three, tmp_path, [board])
+    assert result.status == "ok", result.error
+    fp32 = result.variants["fp32"]
+    assert len(fp32.rounds) == 3 and all(r["n"] == 7 for r in fp32.rounds)
+    assert len(fp32.samples_ms) == 21 and fp32.latency_ms["n"] == 21 and fp32.latency_ms["rounds"] == 3
+    assert [s.name for s in result.steps][-3:] == ["measure fp32 (1/3)", "measure fp32 (2/3)", "measure fp32 (3/3)"]
+
+
+def test_cancel_kills_the_agent_keeps_what_was_measured_and_releases_the_lease(board, plan, tmp_path):
+    marker = f"farm-local-cancel-{uuid.uuid4().hex[:8]}"
+    static = plan.variants["int8_static"].sha256
+    python = wrapper_python(tmp_path, "slow-python", f"case \"$*\" in *{static}*) exec {sys.executable} -c "
+                                                     f"'import time; time.sleep(600)' {marker};; esac", sys.executable)
+    board = dataclasses.replace(board, python=python)
+    run = Fanout(plan, RunDir(tmp_path, RUN))
+    worker = threading.Thread(target=lambda: run.run([board]))
+    worker.start()
+    deadline = time.monotonic() + 60
+    while not subprocess.run(["pgrep", "-f", marker], capture_output=True).stdout and time.monotonic() < deadline:
+        time.sleep(0.1)
+    run.cancel()
+    worker.join(30)
+    assert not worker.is_alive()
+    assert subprocess.run(["pgrep", "-f", marker], capture_output=True).stdout == b""
+    saved = saved_board(tmp_path, "here")
+    assert saved["status"] == "cancelled" and set(saved["variants"]) == {"fp32", "int8_dynamic"}
+    assert not Path(board.workdir, "farm.lock").exists()

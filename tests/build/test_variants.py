@@ -1,0 +1,171 @@
+"""Building variants: real onnxruntime quantization on the real demo models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from farm.build import variants
+from farm.build.variants import Recipe, build
+from farm.config.settings import VARIANTS
+from farm.errors import ModelError
+from farm.ui.cli import main
+from farm.util import file_sha256
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, digits_model, digits_data) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("variants")
+    return out, build(digits_model, digits_data, out)
+
+
+def test_every_variant_is_built_and_loads(built):
+    out, manifest = built
+    assert set(manifest["variants"]) == set(VARIANTS)
+    for name, entry in manifest["variants"].items():
+        assert entry["status"] == "ok", entry["reason"]
+        path = out / entry["file"]
+        assert file_sha256(path) == entry["sha256"] and path.stat().st_size == entry["size_bytes"]
+        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    sizes = {n: e["size_bytes"] for n, e in manifest["variants"].items()}
+    assert sizes["int8_static"] < sizes["fp32"] / 3
+
+
+def test_manifest_describes_model_data_and_recipes(built, digits_model):
+    out, manifest = built
+    assert json.loads((out / "manifest.json").read_text()) == manifest
+    model = manifest["model"]
+    assert model["sha256"] == file_sha256(digits_model)
+    assert model["opset"] == 17 and model["task"] == "classification"
+    assert model["inputs"] == [{"name": "image", "shape": ["batch", 1, 32, 32], "dtype": "float32"}]
+    assert manifest["data"]["calibration_samples"] == 300
+    assert manifest["data"]["evaluation_samples"] == 450 and manifest["data"]["labels"]
+    static = manifest["variants"]["int8_static"]
+    assert static["recipe"] == {"format": "QDQ", "weight_type": "QInt8", "activation_type": "QUInt8",
+                                "per_channel": True, "calibration_method": "minmax",
+                                "calibration_samples": 300, "exclude_op_types": []}
+    assert static["float_op_types"] == {}  # every compute op is fed by DequantizeLinear
+    assert manifest["variants"]["int8_dynamic"]["float_op_types"]["Conv"] == 3  # dynamic: MatMul/Gemm only
+    for entry in manifest["variants"].values():
+        assert entry["host"]["p50_ms"] > 0
+        assert entry["host"]["loss_pct"] < 1.0
+
+
+def test_reference_outputs_are_fp32_outputs_on_the_evaluation_set(built, digits_model, digits_data):
+    out, manifest = built
+    reference = np.load(out / manifest["reference"]["file"])
+    session = ort.InferenceSession(str(digits_model), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"image": np.load(digits_data)["evaluation"][:10]})[0]
+    np.testing.assert_allclose(reference["logits"][:10], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_unchanged_rebuild_reuses_every_variant(built, digits_model, digits_data):
+    out, first = built
+    stamps = {n: (out / e["file"]).stat().st_mtime_ns for n, e in first["variants"].items()}
+    again = build(digits_model, digits_data, out, host_figures=False)
+    assert again["variants"]["int8_static"]["cached"] and again["variants"]["int8_dynamic"]["cached"]
+    assert {n: (out / e["file"]).stat().st_mtime_ns for n, e in again["variants"].items()} == stamps
+    changed = build(digits_model, digits_data, out, variants=["int8_static"], host_figures=False,
+                           recipe=Recipe(per_channel=False))
+    assert not changed["variants"]["int8_static"]["cached"]
+
+
+def test_missing_and_non_onnx_files_are_model_errors(tmp_path, digits_data):
+    with pytest.raises(ModelError, match="model file not found"):
+        build(tmp_path / "nope.onnx", digits_data, tmp_path)
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"this is not a protobuf at all" * 10)
+    with pytest.raises(ModelError, match=f"{junk}: not an ONNX model"):
+        build(junk, digits_data, tmp_path)
+
+
+def test_wrong_data_shape_names_input_and_shapes(tmp_path, digits_model):
+    data = tmp_path / "bad.npz"
+    np.savez(data, calibration=np.zeros((150, 1, 28, 28), np.float32))
+    with pytest.raises(ModelError, match=r"input 'image' expects shape \['batch', 1, 32, 32\], the data has \[150, 1, 28, 28\]"):
+        build(digits_model, data, tmp_path)
+
+
+def test_too_few_calibration_samples_refused_unless_allowed(tmp_path, digits_model, digits_data):
+    small = Recipe(calibration_samples=40)
+    with pytest.raises(ModelError, match="40 samples.*100-1000"):
+        build(digits_model, digits_data, tmp_path, variants=["int8_static"], recipe=small)
+    manifest = build(digits_model, digits_data, tmp_path, variants=["int8_static"], recipe=small,
+                            allow_calibration_count=True, host_figures=False)
+    assert manifest["data"]["calibration_samples"] == 40
+    assert manifest["variants"]["int8_static"]["status"] == "ok"
+
+
+def test_opset_11_per_channel_is_converted_and_recorded(tmp_path, digits_model, digits_data):
+    # The digits graph (Conv, Relu, MaxPool, Flatten, Gemm) means the same at opset 11;
+    # onnx.checker (run by build) confirms the re-stamped model is valid.
+    old = onnx.load(str(digits_model))
+    old.opset_import[0].version = 11
+    path = tmp_path / "digits11.onnx"
+    onnx.save(old, str(path))
+    manifest = build(path, digits_data, tmp_path / "out", variants=["int8_static"], host_figures=False)
+    entry = manifest["variants"]["int8_static"]
+    assert entry["status"] == "ok", entry["reason"]
+    assert entry["opset"] >= 13
+    assert any("converted from opset 11" in note for note in entry["notes"])
+
+
+def test_a_variant_that_cannot_be_built_is_recorded_and_others_go_on(tmp_path, digits_model, digits_data,
+                                                                     monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("quantizer exploded")
+
+    monkeypatch.setattr(variants, "_build_dynamic", broken)
+    manifest = build(digits_model, digits_data, tmp_path, host_figures=False)
+    assert manifest["variants"]["int8_dynamic"] == {**manifest["variants"]["int8_dynamic"],
+                                                    "status": "failed", "reason": "RuntimeError: quantizer exploded"}
+    assert manifest["variants"]["int8_static"]["status"] == "ok"
+
+
+def test_recipe_search_keeps_the_fastest_within_the_loss_target(tmp_path, digits_model, digits_data):
+    manifest = build(digits_model, digits_data, tmp_path, variants=["fp32", "int8_static"],
+                            target_loss=1.0)
+    tried = manifest["recipe_search"]
+    assert len(tried) >= 6  # three calibration methods x per-channel on / off
+    assert all(row["status"] == "ok" for row in tried), [row["reason"] for row in tried if row["reason"]]
+    assert {row["recipe"]["calibration_method"] for row in tried} == {"minmax", "entropy", "percentile"}
+    chosen = [row for row in tried if row.get("chosen")]
+    assert len(chosen) == 1
+    within = [row for row in tried if row.get("loss_pct") is not None and row["loss_pct"] <= 1.0]
+    assert chosen[0]["p50_ms"] == min(row["p50_ms"] for row in within)
+    assert manifest["variants"]["int8_static"]["recipe"]["calibration_method"] == chosen[0]["recipe"]["calibration_method"]
+    with pytest.raises(ModelError, match="no static INT8 recipe stays within -1.0 % loss"):
+        build(digits_model, digits_data, tmp_path, variants=["fp32", "int8_static"], target_loss=-1.0)
+
+
+def test_cli_quantize_prints_a_table_and_exits_2_on_bad_input(tmp_path, digits_model, digits_data, capsys):
+    assert main(["quantize", str(digits_model), "--data", str(digits_data), "--out", str(tmp_path),
+                 "--variants", "fp32,int8_static"]) == 0
+    out = capsys.readouterr().out
+    assert "int8_static" in out and "manifest:" in out
+    assert main(["quantize", str(tmp_path / "missing.onnx"), "--data", str(digits_data), "--out", str(tmp_path)]) == 2
+    assert "missing.onnx: model file not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", sorted(p.parent.name for p in (Path(__file__).resolve().parents[2] / "models")
+                                        .glob("*/build.py")))
+def test_every_demo_model_builds_every_variant_within_the_loss_budget(name, repo, tmp_path):
+    folder = repo / "models" / name
+    manifest = build(folder / f"{name}.onnx", folder / f"{name}.npz", tmp_path)
+    assert manifest["model"]["opset"] >= 10 and manifest["data"]["labels"]
+    for variant, entry in manifest["variants"].items():
+        assert entry["status"] == "ok", (variant, entry["reason"])
+        assert entry["host"]["accuracy"]["top1"] > 0.95
+        assert entry["host"]["loss_pct"] < 1.0, variant
+
+
+def test_onet_is_judged_on_its_face_probability_output(repo, tmp_path):
+    manifest = build(repo / "models" / "onet" / "onet.onnx", repo / "models" / "onet" / "onet.npz", tmp_path,
+                            variants=["fp32"])
+    accuracy = manifest["variants"]["fp32"]["host"]["accuracy"]
+    assert accuracy["output"] == "prob" and accuracy["n"] == 200 and accuracy["top1"] == 1.0

@@ -1,0 +1,171 @@
+"""Nightly regression and sign-off, through real stand-ins, the real CLI and the real history."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+
+from farm.record.history import History
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def farm(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "farm", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, **(env or {})})
+
+
+def heavier(src: Path, dst: Path, tiles: int) -> Path:
+    """The same model, outputs and name, plus an input-dependent MatMul whose result is multiplied by 0."""
+    model = onnx.load(str(src))
+    graph = model.graph
+    image, logits = graph.input[0].name, graph.output[0].name
+    graph.initializer.extend([numpy_helper.from_array(np.array([1, 1, tiles, tiles], np.int64), "heavy_tiles"),
+                              numpy_helper.from_array(np.array(0.0, np.float32), "heavy_zero")])
+    for node in graph.node:
+        node.output[:] = ["light_logits" if name == logits else name for name in node.output]
+    graph.node.extend([helper.make_node("Tile", [image, "heavy_tiles"], ["heavy_t"]),
+                       helper.make_node("MatMul", ["heavy_t", "heavy_t"], ["heavy_mm"]),
+                       helper.make_node("ReduceSum", ["heavy_mm"], ["heavy_sum"], keepdims=0),
+                       helper.make_node("Mul", ["heavy_sum", "heavy_zero"], ["heavy_nil"]),
+                       helper.make_node("Add", ["light_logits", "heavy_nil"], [logits])])
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(dst))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def nightly(tmp_path_factory, shared_dir):
+    """A one-core stand-in and a nightly runner sharing one results folder and history."""
+    cwd = tmp_path_factory.mktemp("nightly")
+    inventory = cwd / "lab.yaml"
+    # A stand-in shares this VM's CPU: the same model's p95 moved 33-58 % between unchanged runs here,
+    # so it declares the rule its noise calls for, as a lab does for a noisy board.
+    inventory.write_text(textwrap.dedent("""
+        standins:
+          - name: nightly-sim
+            cores: 1
+            pools: [nightly]
+            regression_rule: p50:30%,p95:60%
+        """))
+    models = cwd / "models"
+    steady = heavier(REPO / "models" / "digits" / "digits.onnx", models / "steady" / "digits.onnx", tiles=12)
+    slow = heavier(REPO / "models" / "digits" / "digits.onnx", models / "slow" / "digits.onnx", tiles=24)
+
+    def run(model: Path, data: Path = REPO / "models" / "digits" / "digits.npz", *extra: str):
+        # Five agent processes per night: the spread between them is the noise a change must exceed.
+        proc = farm("nightly", "--pool", "nightly", "--inventory", str(inventory), "--model", str(model),
+                    "--data", str(data), "--variants", "fp32", "--runs", "60", "--rounds", "5", *extra, cwd=cwd,
+                    env={"FARM_LAB_DIR": str(shared_dir / "lab-nightly")})
+        results = json.loads((cwd / "results" / "latest" / "results.json").read_text())
+        return proc, results
+
+    return cwd, run, steady, slow
+
+
+def regression_check(results: dict) -> dict:
+    checks = results["boards"][0]["variants"]["fp32"]["checks"]
+    return next(c for c in checks if c["item"] == "regression")
+
+
+def test_first_night_has_no_baseline_then_an_unchanged_board_is_not_flagged(nightly):
+    cwd, run, steady, _ = nightly
+    proc, first = run(steady)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert regression_check(first)["status"] == "skip"
+    proc, second = run(steady)
+    check = regression_check(second)
+    assert check["status"] == "pass", check["why"]
+    assert f"against run {first['run_id']}" in check["why"]
+    assert proc.returncode == 0
+    assert "regression against each board's baseline:" in proc.stdout
+
+
+def test_a_slower_model_is_flagged_with_the_right_numbers(nightly):
+    cwd, run, _, slow = nightly
+    baseline_id = History(cwd / "results" / "history.sqlite").baseline("nightly-sim", "digits", "fp32").run_id
+    baseline = json.loads((cwd / "results" / baseline_id / "results.json").read_text())
+    proc, results = run(slow)
+    assert proc.returncode == 1
+    check = regression_check(results)
+    assert check["status"] == "fail" and check["item"] == "regression"
+    assert check["limit"] == "p50:30%,p95:60%"  # the board's own rule
+    p95 = next(d for d in check["details"] if d["figure"] == "p95")
+    before = baseline["boards"][0]["variants"]["fp32"]["latency_ms"]["p95"]
+    after = results["boards"][0]["variants"]["fp32"]["latency_ms"]["p95"]
+    assert p95["baseline"] == pytest.approx(before) and p95["new"] == pytest.approx(after)
+    assert p95["change_pct"] == pytest.approx((after - before) / before * 100) and p95["change_pct"] > 50
+    assert p95["verdict"] == "regression" and p95["p_value"] < 0.01
+    assert f"regressed against run {baseline_id}" in check["why"]
+    # A failed night does not become the baseline.
+    assert History(cwd / "results" / "history.sqlite").baseline("nightly-sim", "digits", "fp32").run_id == baseline_id
+    compare = farm("compare", baseline_id, results["run_id"], cwd=cwd)
+    assert compare.returncode == 1
+    assert any(line.split()[:3] == ["nightly-sim", "fp32", "p95"] and line.endswith("regression")
+               for line in compare.stdout.splitlines())
+
+
+def test_an_accuracy_drop_is_flagged(nightly, tmp_path):
+    cwd, run, steady, _ = nightly
+    data = dict(np.load(REPO / "models" / "digits" / "digits.npz"))
+    labels = data["labels"].copy()
+    labels[:45] = (labels[:45] + 1) % 10  # 10 % of the labels now disagree with the model
+    wrong = tmp_path / "digits.npz"
+    np.savez(wrong, **{**data, "labels": labels})
+    proc, results = run(steady, wrong)
+    check = regression_check(results)
+    accuracy = next(d for d in check["details"] if d["figure"] == "accuracy")
+    assert accuracy["verdict"] == "regression" and accuracy["change_pct"] == pytest.approx(-10.0, abs=0.3)
+    assert check["status"] == "fail" and proc.returncode == 1
+
+
+def test_pinned_baseline_and_history_listing(nightly):
+    cwd, run, steady, _ = nightly
+    history = History(cwd / "results" / "history.sqlite")
+    runs = history.runs(board="nightly-sim")
+    oldest = runs[-1]["run_id"]
+    pinned = farm("baseline", "set", oldest, "--pool", "nightly", cwd=cwd)
+    assert pinned.returncode == 0 and f"baseline of nightly-sim fp32: run {oldest}" in pinned.stdout
+    assert history.baseline("nightly-sim", "digits", "fp32").run_id == oldest
+    listing = farm("history", "--board", "nightly-sim", cwd=cwd)
+    assert all(r["run_id"] in listing.stdout for r in runs)
+
+
+def test_signoff_refused_with_a_failure_then_signed_and_verified(nightly, tmp_path):
+    cwd, run, steady, slow = nightly
+    history = History(cwd / "results" / "history.sqlite")
+    failed = next(r for r in history.runs() if not r["all_passed"])
+    refused = farm("signoff", failed["run_id"], "--by", "Ada", cwd=cwd)
+    assert refused.returncode == 1 and "sign-off refused" in refused.stdout
+    assert "nightly-sim fp32 regression: fail" in refused.stdout
+    assert not (cwd / "results" / failed["run_id"] / "signoff.json").exists()
+
+    good = next(r for r in history.runs() if r["all_passed"])
+    signed = farm("signoff", good["run_id"], "--by", "Ada Lovelace", "--note", "release 1.4", cwd=cwd)
+    assert signed.returncode == 0, signed.stdout
+    record_path = cwd / "results" / good["run_id"] / "signoff.json"
+    record = json.loads(record_path.read_text())
+    assert record["signed_by"] == "Ada Lovelace" and record["model"]["variants"]["fp32"]
+    assert (record_path.parent / "signoff.html").read_text().count("Ada Lovelace") >= 1
+    ok = farm("signoff", "verify", str(record_path), "--model", str(steady), cwd=cwd)
+    assert ok.returncode == 0 and "verified" in ok.stdout
+
+    swapped = farm("signoff", "verify", str(record_path), "--model", str(slow), cwd=cwd)
+    assert swapped.returncode == 1 and "is not the signed model" in swapped.stdout
+
+    tampered = json.loads(record_path.read_text())
+    latency = next(c for c in tampered["boards"][0]["verdicts"]["fp32"] if c["item"] == "latency")
+    latency["value"] = 0.001
+    record_path.write_text(json.dumps(tampered))
+    edited = farm("signoff", "verify", str(record_path), cwd=cwd)
+    assert edited.returncode == 1
+    assert "changed after signing" in edited.stdout and "nightly-sim fp32 latency value" in edited.stdout

@@ -1,0 +1,92 @@
+"""Checklist items judged on the typed results: what passes, fails, errors or is informational."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from farm import resources
+from farm.build.variants import model_result
+from farm.config.checklist import load_checklist
+from farm.config.inventory import Board
+from farm.judge.items import _regression, evaluate
+from farm.results import Baseline, VariantResult
+
+
+def agent_doc(name: str, p50: float) -> VariantResult:
+    return VariantResult.from_agent(name, {
+        "model": {"opset": 17}, "latency_ms": {"n": 10, "p50": p50, "p95": p50 * 1.1}, "samples_ms": [p50] * 10,
+        "peak_rss_mb": 100.0, "accuracy": {"top1": 0.98}, "errors": []})
+
+
+def test_emulated_timing_is_reported_not_judged():
+    checklist = load_checklist(resources.checklist("dms"))
+    manifest = {"model": {"task": "classification"}, "data": {"evaluation_samples": 10, "calibration_samples": 300},
+                "variants": {"fp32": {"host": {"accuracy": {"top1": 0.98}}}, "int8_static": {"float_op_types": {}}}}
+    variants = {"fp32": agent_doc("fp32", 80.0), "int8_static": agent_doc("int8_static", 200.0)}  # over budget, and slower
+    native = evaluate(checklist, Board(name="b", host="h"), variants, model_result(manifest))
+    emulated = evaluate(checklist, Board(name="b", host="h", emulated_cpu="cortex-a72"), variants, model_result(manifest))
+    by_item = lambda checks: {c.item: c for c in checks}  # noqa: E731
+    assert by_item(native["fp32"])["latency"].status == "fail"
+    assert by_item(native["int8_static"])["speedup"].status == "fail"
+    latency = by_item(emulated["fp32"])["latency"]
+    assert latency.status == "skip" and latency.value == 88.0 and latency.limit == 50.0
+    assert "emulated board (QEMU cortex-a72), not silicon timing" in latency.why
+    assert by_item(emulated["int8_static"])["speedup"].status == "skip"
+    assert by_item(emulated["fp32"])["accuracy"].status == "pass"  # correctness is still judged
+
+
+def test_speedup_failure_says_what_to_fix():
+    checklist = load_checklist(resources.checklist("dms"))
+    manifest = {"model": {"task": "classification"}, "data": {"evaluation_samples": 10, "calibration_samples": 300},
+                "variants": {"fp32": {}, "int8_dynamic": {"float_op_types": {"Conv": 5, "Relu": 6}},
+                             "int8_static": {"float_op_types": {}}}}
+    variants = {"fp32": agent_doc("fp32", 1.0), "int8_dynamic": agent_doc("int8_dynamic", 2.0), "int8_static": agent_doc("int8_static", 1.5)}
+    verdicts = evaluate(checklist, Board(name="b", host="h"), variants, model_result(manifest))
+    dynamic = next(c for c in verdicts["int8_dynamic"] if c.item == "speedup")
+    static = next(c for c in verdicts["int8_static"] if c.item == "speedup")
+    assert dynamic.status == "fail" and dynamic.value == 0.5
+    assert dynamic.why == "latency not reduced: operators not quantized: Conv x5, Relu x6"
+    assert static.status == "fail" and "every compute operator is quantized" in static.why
+
+
+def timed(name: str, p50: float, n: int = 200, seed: int = 0, rounds: list | None = None) -> VariantResult:
+    samples = list(np.random.default_rng(seed).normal(p50, p50 * 0.02, n))
+    return VariantResult(name, latency_ms={"p50": p50, "p95": p50 * 1.05, "n": n}, samples_ms=samples,
+                         rounds=rounds or [], peak_rss_mb=100.0, accuracy={"top1": 0.98})
+
+
+NIGHTLY = {"rule": "p95:10%", "alpha": 0.01, "max_accuracy_drop_points": 0.5, "max_memory_increase_pct": 10.0}
+
+
+def test_regression_needs_a_change_beyond_the_rule_and_significant():
+    baseline = Baseline("night-1", timed("fp32", 1.0, seed=1))
+    slower = _regression(timed("fp32", 1.3, seed=2), NIGHTLY, baseline)
+    assert slower.status == "fail" and "regressed against run night-1" in slower.why
+    p95 = next(d for d in slower.details if d["figure"] == "p95")
+    assert 25 < p95["change_pct"] < 35 and p95["p_value"] < 0.01 and p95["verdict"] == "regression"
+    same = _regression(timed("fp32", 1.0, seed=3), NIGHTLY, baseline)
+    assert same.status == "pass" and same.why == "no regression against run night-1"
+    assert _regression(timed("fp32", 1.0), NIGHTLY, None).status == "skip"
+
+
+def test_regression_threshold_grows_to_the_spread_between_rounds():
+    """A 15 % change is noise on a board whose rounds already moved 18 % ((1.2 - 1.0) / median 1.1)."""
+    noisy = [{"p95": 1.0}, {"p95": 1.2}, {"p95": 1.1}]
+    baseline = Baseline("night-1", timed("fp32", 1.0, seed=1, rounds=noisy))
+    assert _regression(timed("fp32", 1.15, seed=2), NIGHTLY, Baseline("night-1", timed("fp32", 1.0, seed=1))
+                       ).status == "fail"
+    check = _regression(timed("fp32", 1.15, seed=2), NIGHTLY, baseline)
+    assert check.status == "pass"
+    p95 = next(d for d in check.details if d["figure"] == "p95")
+    assert p95["limit"] == "+18.2 %" and round(p95["noise_pct"], 1) == 18.2
+
+
+def test_regression_flags_memory_and_accuracy_by_the_checklist_rules():
+    baseline = Baseline("night-1", timed("fp32", 1.0, seed=1))
+    worse = timed("fp32", 1.0, seed=2)
+    worse.peak_rss_mb, worse.accuracy = 115.0, {"top1": 0.97}
+    check = _regression(worse, NIGHTLY, baseline)
+    verdicts = {d["figure"]: d["verdict"] for d in check.details}
+    assert check.status == "fail" and verdicts["peak_rss_mb"] == "regression" and verdicts["accuracy"] == "regression"
+    assert _regression(worse, {**NIGHTLY, "max_memory_increase_pct": 20.0, "max_accuracy_drop_points": 2.0},
+                       baseline).status == "pass"

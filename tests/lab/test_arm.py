@@ -1,0 +1,96 @@
+"""Board classes, provider fallback and emulated Arm boards."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def farm(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "farm", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=900, env={**os.environ, **(env or {})})
+
+
+
+
+def test_board_class_inheritance_and_override(tmp_path):
+    from farm.config.inventory import load_inventory
+
+    path = tmp_path / "lab.yaml"
+    path.write_text(textwrap.dedent("""
+        boards:
+          - {name: tda4, host: h, class: tda4vm}
+          - {name: tda4-tuned, host: h, class: tda4vm, threads: 1, providers: [CPUExecutionProvider]}
+        """))
+    boards = {b.name: b for b in load_inventory(path).boards}
+    assert boards["tda4"].providers == ("TIDLExecutionProvider", "CPUExecutionProvider")
+    assert boards["tda4"].threads == 2 and boards["tda4"].latency_budget_ms == 30
+    assert boards["tda4-tuned"].providers == ("CPUExecutionProvider",) and boards["tda4-tuned"].threads == 1
+    assert boards["tda4-tuned"].cores == 2  # still inherited
+
+
+def test_standin_of_an_accelerator_class_says_it_ran_on_cpu(tmp_path, shared_dir):
+    inventory = tmp_path / "orin.yaml"
+    inventory.write_text("standins:\n  - name: orin-sim\n    class: jetson-orin\n    cores: 1\n")
+    proc = farm("run", "--inventory", str(inventory), "--variants", "fp32", "--runs", "10", cwd=tmp_path,
+                env={"FARM_LAB_DIR": str(shared_dir / "lab-orin")})
+    run_dir = (tmp_path / "results" / "latest").resolve()
+    board = json.loads((run_dir / "results.json").read_text())["boards"][0]
+    assert board["providers_requested"][0] == "TensorrtExecutionProvider"
+    fp32 = board["variants"]["fp32"]
+    assert fp32["provider_used"] == "CPUExecutionProvider"
+    assert any("asked for TensorrtExecutionProvider, ran on CPUExecutionProvider" in w for w in fp32["warnings"])
+    assert "CPU (asked Tensorrt)" in (run_dir / "report.html").read_text()
+    assert proc.returncode in (0, 1)  # the class's 10 ms budget is the board's business; the report is the point
+
+
+@pytest.mark.slow
+def test_farm_run_on_an_emulated_cortex_a72(tmp_path):
+    inventory = tmp_path / "arm.yaml"
+    inventory.write_text("standins:\n  - name: a72-qemu\n    arch: arm64\n    class: cortex-a72\n    cores: 2\n")
+    proc = farm("run", "--inventory", str(inventory), "--runs", "20", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads((tmp_path / "results" / "latest" / "results.json").read_text())
+    board = results["boards"][0]
+    assert board["status"] == "ok" and board["emulated"] and board["qemu_cpu"] == "cortex-a72"
+    assert board["facts"]["machine"] == "aarch64" and board["facts"]["qemu_cpu"] == "cortex-a72"
+    assert "ASIMD" in board["facts"]["numpy_cpu_features"]  # the emulated CPU's, not the host's
+    assert "AVX2" not in board["facts"]["numpy_cpu_features"]
+    assert set(board["variants"]) == {"fp32", "int8_dynamic", "int8_static"}
+    manifest = json.loads((tmp_path / "results" / results["run_id"] / "manifest.json").read_text())
+    for variant, entry in board["variants"].items():
+        checks = {c["item"]: c for c in entry["checks"]}
+        assert checks["accuracy"]["status"] == "pass", checks["accuracy"]
+        # The same model on Arm kernels agrees with x86 within the checklist's tolerance.
+        host_top1 = manifest["variants"][variant]["host"]["accuracy"]["top1"]
+        assert abs(entry["accuracy"]["top1"] - host_top1) * 100 < 1.0
+        assert checks["latency"]["status"] == "skip" and "emulated" in checks["latency"]["why"]
+        assert checks["latency"]["value"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.fullsystem
+def test_farm_run_on_a_full_system_cortex_a72(tmp_path):
+    """qemu-system-aarch64 with Debian's arm64 kernel: /proc/cpuinfo is an Arm one, not the host's."""
+    inventory = tmp_path / "vm.yaml"
+    inventory.write_text("standins:\n  - name: a72-vm\n    arch: arm64\n    full_system: true\n"
+                         "    class: cortex-a72\n    cores: 2\n")
+    proc = farm("run", "--inventory", str(inventory), "--variants", "fp32,int8_static", "--runs", "10", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    board = json.loads((tmp_path / "results" / "latest" / "results.json").read_text())["boards"][0]
+    facts = board["facts"]
+    assert facts["machine"] == "aarch64" and facts["kernel"].endswith("-arm64")
+    assert (facts["cpu_part"], facts["cpu"]) == ("0xd08", "Cortex-A72")  # a real Arm /proc/cpuinfo
+    assert board["emulated"] and board["qemu_cpu"] == "cortex-a72"
+    for entry in board["variants"].values():
+        checks = {c["item"]: c for c in entry["checks"]}
+        assert checks["accuracy"]["status"] == "pass" and checks["latency"]["status"] == "skip"
