@@ -6,6 +6,9 @@ import dataclasses
 import json
 import shlex
 import socket
+import subprocess
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -47,3 +50,18 @@ def deploy(plan, out: Path, boards: list, **fanout) -> GroupResult:
 def saved_board(out: Path, name: str) -> dict:
     """boards/<name>.json as the fan-out left it."""
     return json.loads(RunDir(out, RUN).board_file(name).read_text())
+
+
+def processes(marker: str) -> str:
+    """The processes whose command line holds `marker` (empty: none)."""
+    return subprocess.run(["pgrep", "-af", marker], capture_output=True, text=True).stdout
+
+
+def run_until_agent_starts(fanout: Fanout, boards: list, marker: str, timeout_s: float = 60) -> threading.Thread:
+    """Start the fan-out in a thread; return once a process with `marker` runs on the board."""
+    worker = threading.Thread(target=lambda: fanout.run(boards))
+    worker.start()
+    deadline = time.monotonic() + timeout_s
+    while not processes(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return worker

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import subprocess
 import sys
-import threading
-import time
 import uuid
 from pathlib import Path
 
 import pytest
-from helpers import RUN, deploy, saved_board, wrapper_python
+from helpers import RUN, deploy, processes, run_until_agent_starts, saved_board, wrapper_python
 
 from farm.board.artifacts import push
 from farm.board.lease import Lease
@@ -68,15 +65,11 @@ def test_cancel_kills_the_agent_keeps_what_was_measured_and_releases_the_lease(b
                                                      f"'import time; time.sleep(600)' {marker};; esac", sys.executable)
     board = dataclasses.replace(board, python=python)
     run = Fanout(plan, RunDir(tmp_path, RUN))
-    worker = threading.Thread(target=lambda: run.run([board]))
-    worker.start()
-    deadline = time.monotonic() + 60
-    while not subprocess.run(["pgrep", "-f", marker], capture_output=True).stdout and time.monotonic() < deadline:
-        time.sleep(0.1)
+    worker = run_until_agent_starts(run, [board], marker)
     run.cancel()
     worker.join(30)
     assert not worker.is_alive()
-    assert subprocess.run(["pgrep", "-f", marker], capture_output=True).stdout == b""
+    assert processes(marker) == ""
     saved = saved_board(tmp_path, "here")
     assert saved["status"] == "cancelled" and set(saved["variants"]) == {"fp32", "int8_dynamic"}
     assert not Path(board.workdir, "farm.lock").exists()

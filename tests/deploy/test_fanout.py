@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import subprocess
-import threading
 import time
 import uuid
 from pathlib import Path
 
-from helpers import RUN, closed_port, deploy, fresh_workdir, saved_board, wrapper_python
+from helpers import (RUN, closed_port, deploy, fresh_workdir, processes, run_until_agent_starts, saved_board,
+                     wrapper_python)
 
 from farm.deploy.fanout import Fanout
 from farm.record.rundir import RunDir
@@ -43,8 +42,7 @@ def test_hung_agent_is_killed_at_its_deadline(lab, plan, tmp_path, shared_dir):
     elapsed = time.monotonic() - started
     assert outcome.status == "timeout" and "deadline" in outcome.error
     assert elapsed < 3 + 10
-    leftover = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
-    assert leftover.stdout == "", f"processes left on the board: {leftover.stdout}"
+    assert processes(marker) == "", f"processes left on the board: {processes(marker)}"
 
 
 def test_crashed_agent_is_an_agent_error_with_its_stderr(lab, plan, tmp_path, shared_dir):
@@ -89,16 +87,12 @@ def test_cancel_kills_remote_agents_releases_locks_and_keeps_results(lab, plan, 
                             boards["t3"].python)
     board = dataclasses.replace(fresh_workdir(boards["t3"], "cancel"), python=python)
     deployment = Fanout(plan, RunDir(tmp_path, RUN))
-    worker = threading.Thread(target=lambda: deployment.run([board]))
-    worker.start()
-    deadline = time.monotonic() + 60
-    while not subprocess.run(["pgrep", "-f", marker], capture_output=True).stdout and time.monotonic() < deadline:
-        time.sleep(0.2)
+    worker = run_until_agent_starts(deployment, [board], marker)
     started = time.monotonic()
     deployment.cancel()
     worker.join(30)
     assert not worker.is_alive() and time.monotonic() - started < 10
-    assert subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout == ""
+    assert processes(marker) == ""
     saved = saved_board(tmp_path, board.name)
     assert saved["status"] == "cancelled"
     assert set(saved["variants"]) == {"fp32", "int8_dynamic"}  # measured before the cancel, kept
