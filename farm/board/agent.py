@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import farm
 from farm import resources
 from farm.config.settings import Measurement
 from farm.errors import AgentError
@@ -49,8 +50,12 @@ def parse_agent_output(stdout: str, stderr: str = "") -> dict:
         doc = json.loads(lines[-1])
     except json.JSONDecodeError as exc:
         raise AgentError(f"the agent's output is not JSON ({exc}); stderr tail: {tail or '(empty)'}") from exc
-    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
-        raise AgentError(f"the agent's document is not {SCHEMA}")
+    if not isinstance(doc, dict) or not str(doc.get("schema", "")).startswith("farm.agent/"):
+        raise AgentError(f"the agent printed JSON that is not a farm agent document (expected schema {SCHEMA})")
+    if doc["schema"] != SCHEMA:
+        raise AgentError(f"the board's agent speaks {doc['schema']}, this farm ({farm.__version__}) speaks {SCHEMA}: "
+                         "an agent of another farm version is on the board's path; let farm push its own "
+                         "(the board's workdir/blobs) or install the same farm version on the controller")
     missing = [key for key in REQUIRED_KEYS if key not in doc]
     if missing:
         raise AgentError(f"the agent's document lacks {', '.join(missing)}")

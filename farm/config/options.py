@@ -1,17 +1,23 @@
-"""The run options, declared once: `farm run --X` and pytest's `--farm-X` are the same table.
+"""The run options, declared once: `farm run --X`, pytest's `--farm-X`, `FARM_X` and `[tool.farm] x`.
 
-The CLI and the pytest plugin both read their options through this table, so
-names, defaults and help never drift apart.
+One table gives every option its name, type, default and help; `resolve`
+applies the one precedence rule (command line > environment > project
+configuration > default) and remembers where each value came from, which
+`farm config` prints. Numbers are checked here: a bad one is exit 2 naming
+where it came from.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from farm import resources
+from farm.config.project import ProjectConfig, ProjectConfigError, check_keys
 from farm.config.settings import VARIANTS, Measurement, RunSettings
+from farm.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -19,59 +25,151 @@ class RunOption:
     name: str
     help: str
     default: Any = None
-    type: Callable | None = None
+    type: Callable = str
     repeat: bool = False
+    key: str | None = None  # its key in [tool.farm], when not its name
+    path: bool = False      # a file or folder: relative to the configuration file that names it
+    minimum: float | None = None
+    above: bool = False     # the value must be strictly above `minimum`
+
+    @property
+    def env(self) -> str:
+        return f"FARM_{self.name.upper()}"
+
+    @property
+    def config_key(self) -> str:
+        return self.key or self.name
 
 
 SELECTION = (
-    RunOption("inventory", "inventory YAML, farm or Ansible (default: the built-in stand-ins)"),
-    RunOption("pool", "only boards of this pool (repeatable)", repeat=True),
-    RunOption("tag", "only boards with this tag (repeatable)", repeat=True),
-    RunOption("board", "only boards matching this glob (repeatable)", repeat=True),
+    RunOption("inventory", "inventory YAML, farm or Ansible (default: the built-in stand-ins)", path=True),
+    RunOption("pool", "only boards of this pool (repeatable)", repeat=True, key="pools"),
+    RunOption("tag", "only boards with this tag (repeatable)", repeat=True, key="tags"),
+    RunOption("board", "only boards matching this glob (repeatable)", repeat=True, key="boards"),
 )
-OUT = RunOption("out", "results root: <out>/<run-id>/", "results")
+OUT = RunOption("out", "results root: <out>/<run-id>/", "results", key="results", path=True)
 RUN_OPTIONS = SELECTION + (
-    RunOption("model", "FP32 ONNX model (default: the digits demo)"),
-    RunOption("data", ".npz data file of the model"),
-    RunOption("checklist", "checklist YAML (default: the packaged dms checklist)"),
+    RunOption("model", "FP32 ONNX model (default: the digits demo)", path=True),
+    RunOption("data", ".npz data file of the model (required with --model)", path=True),
+    RunOption("checklist", "checklist YAML (default: the packaged dms checklist)", path=True),
     RunOption("variants", "comma-separated variants", ",".join(VARIANTS)),
-    RunOption("runs", "timed runs per variant", 100, int),
-    RunOption("warmup", "warm-up runs per variant", 10, int),
-    RunOption("rounds", "agent processes per variant (noise between processes)", 1, int),
-    RunOption("deadline", "seconds per variant before the agent is killed on the board", 300.0, float),
-    RunOption("wait", "seconds to wait for a busy board", 0.0, float),
+    RunOption("runs", "timed runs per variant", 100, int, minimum=1),
+    RunOption("warmup", "warm-up runs per variant", 10, int, minimum=0),
+    RunOption("rounds", "agent processes per variant (noise between processes)", 1, int, minimum=1),
+    RunOption("deadline", "seconds per variant before the agent is killed on the board", 300.0, float, minimum=0,
+              above=True),
+    RunOption("wait", "seconds to wait for a busy board", 0.0, float, minimum=0),
     OUT,
     RunOption("history", "history store (default <out>/history.sqlite; 'none': keep none)", ""),
 )
+BY_NAME = {o.name: o for o in RUN_OPTIONS}
+TYPE_WORDS = {int: "a whole number", float: "a number", str: "text"}
+
+
+@dataclass(frozen=True)
+class Setting:
+    value: Any
+    source: str  # "command line", "environment FARM_X", "<file>:<line>", "default"
 
 
 def add_to_argparse(parser, options: tuple[RunOption, ...] = RUN_OPTIONS) -> None:
     for option in options:
-        parser.add_argument(f"--{option.name}", help=option.help, type=option.type,
+        parser.add_argument(f"--{option.name}", help=f"{option.help} [env {option.env}]",
+                            type=None if option.type is str else option.type,
                             action="append" if option.repeat else "store", default=None)
 
 
 def add_to_pytest(group) -> None:
     for option in RUN_OPTIONS:
-        group.addoption(f"--farm-{option.name}", dest=f"farm_{option.name}", help=option.help, type=option.type,
+        group.addoption(f"--farm-{option.name}", dest=f"farm_{option.name}", help=f"{option.help} [env {option.env}]",
+                        type=None if option.type is str else option.type,
                         action="append" if option.repeat else "store", default=None)
 
 
-def run_settings(value: Callable[[str], Any], **overrides: Any) -> RunSettings:
-    """RunSettings from any source of option values (argparse namespace, pytest config); None: unset."""
-    def get(name: str) -> Any:
-        found = value(name)
-        if found is not None:
-            return found
-        option = next(o for o in RUN_OPTIONS if o.name == name)
-        return [] if option.repeat else option.default
+def _from_text(option: RunOption, text: str, where: str) -> Any:
+    if option.repeat:
+        return [part.strip() for part in text.split(",") if part.strip()]
+    try:
+        return option.type(text)
+    except ValueError:
+        raise ConfigError(f"{where}: expected {TYPE_WORDS[option.type]}, got {text!r}") from None
 
-    path = lambda name, default: Path(get(name)) if get(name) else default()  # noqa: E731
-    settings = RunSettings(
+
+def _from_config(option: RunOption, value: Any, project: ProjectConfig) -> Any:
+    key = option.config_key
+    line = project.lines.get(key)
+    fail = lambda what: ProjectConfigError(str(project.path), line, f"expected {what}, got {value!r}",  # noqa: E731
+                                           field=key)
+    if option.repeat or option.name == "variants":
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise fail("a list of names")
+        return value if option.repeat else ",".join(value)
+    if option.type in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or option.type is int and isinstance(value, float):
+            raise fail(TYPE_WORDS[option.type])
+        return option.type(value)
+    if not isinstance(value, str):
+        raise fail("text")
+    if option.path:
+        path = Path(os.path.expanduser(value))
+        return str(path if path.is_absolute() else project.folder / path)
+    return value
+
+
+def _check_number(option: RunOption, setting: Setting) -> None:
+    if option.minimum is None:
+        return
+    bad = setting.value <= option.minimum if option.above else setting.value < option.minimum
+    if bad:
+        word = "above" if option.above else "at least"
+        raise ConfigError(f"{option.name} = {setting.value} ({setting.source}): must be {word} "
+                          f"{option.minimum:g}")
+
+
+def resolve(cli: Callable[[str], Any], *, environ: Mapping[str, str] | None = None,
+            project: ProjectConfig | None = None, defaults: Mapping[str, Any] | None = None) -> dict[str, Setting]:
+    """Every run option's value and where it came from: command line > environment > project > default.
+
+    `defaults`: a command's own defaults (`farm nightly`: its checklist, three rounds).
+    """
+    environ = os.environ if environ is None else environ
+    if project is not None:
+        check_keys(project, {o.config_key: o.help for o in RUN_OPTIONS})
+    resolved = {}
+    for option in RUN_OPTIONS:
+        given = cli(option.name)
+        if given is not None and given != []:
+            setting = Setting(given, "command line")
+        elif environ.get(option.env):
+            setting = Setting(_from_text(option, environ[option.env], f"environment {option.env}"),
+                              f"environment {option.env}")
+        elif project is not None and option.config_key in project.values:
+            setting = Setting(_from_config(option, project.values[option.config_key], project),
+                              project.where(option.config_key))
+        elif defaults and option.name in defaults:
+            setting = Setting(defaults[option.name], "default of this command")
+        else:
+            setting = Setting([] if option.repeat else option.default, "default")
+        _check_number(option, setting)
+        resolved[option.name] = setting
+    return resolved
+
+
+def run_settings(resolved: dict[str, Setting], **overrides: Any) -> RunSettings:
+    """RunSettings from resolved options; a user's model without its data is an error, not the demo's data."""
+    value = lambda name: resolved[name].value  # noqa: E731
+    model, data = resolved["model"], resolved["data"]
+    if model.value and not data.value:
+        raise ConfigError(f"model {model.value} ({model.source}) needs its data file: give --data "
+                          "(or FARM_DATA, or data in [tool.farm]); farm never judges a model on the demo's data")
+    path = lambda name, default: Path(value(name)) if value(name) else default()  # noqa: E731
+    return RunSettings(
         inventory=path("inventory", resources.standin_inventory), model=path("model", resources.demo_model),
         data=path("data", resources.demo_data), checklist=path("checklist", lambda: resources.checklist("dms")),
-        variants=[v.strip() for v in get("variants").split(",") if v.strip()],
-        pools=get("pool"), tags=get("tag"), boards=get("board"),
-        measurement=Measurement(warmup=get("warmup"), runs=get("runs"), rounds=get("rounds")),
-        out=Path(get("out")), lock_wait_s=get("wait"), variant_deadline_s=get("deadline"), history=get("history"))
-    return replace(settings, **overrides)
+        variants=[v.strip() for v in value("variants").split(",") if v.strip()],
+        pools=value("pool"), tags=value("tag"), boards=value("board"),
+        measurement=Measurement(warmup=value("warmup"), runs=value("runs"), rounds=value("rounds")),
+        out=Path(value("out")), lock_wait_s=value("wait"), variant_deadline_s=value("deadline"),
+        history=value("history"), **overrides)

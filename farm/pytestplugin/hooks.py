@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -38,11 +39,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     options.add_to_pytest(group)
 
 
+def _project(config: pytest.Config):
+    from farm.config.project import find_project_config
+    from farm.errors import FarmError
+
+    try:
+        return find_project_config(config.invocation_params.dir)
+    except FarmError as exc:
+        raise pytest.UsageError(f"farm: {exc}") from exc
+
+
 def requested(config: pytest.Config) -> bool:
-    """Was farm asked for in this session (by `farm run`, or a --farm-* option)?"""
+    """Was farm asked for in this session: `farm run`, a --farm-* option, a FARM_* variable, [tool.farm]?"""
     if config.pluginmanager.get_plugin(PREPARED) is not None:
         return True
-    return any(config.getoption(f"farm_{o.name}") is not None for o in options.RUN_OPTIONS)
+    if any(config.getoption(f"farm_{o.name}") is not None for o in options.RUN_OPTIONS):
+        return True
+    return any(os.environ.get(o.env) for o in options.RUN_OPTIONS) or _project(config) is not None
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -67,7 +80,8 @@ def session_job(config: pytest.Config) -> "Job":
             from farm.errors import FarmError
 
             try:
-                state.job = Job(options.run_settings(lambda name: config.getoption(f"farm_{name}")))
+                resolved = options.resolve(lambda name: config.getoption(f"farm_{name}"), project=_project(config))
+                state.job = Job(options.run_settings(resolved))
             except FarmError as exc:
                 raise pytest.UsageError(f"farm: {exc}") from exc
     return state.job

@@ -135,3 +135,15 @@ def test_agent_is_python_3_8_syntax():
     source = AGENT.read_text()
     ast.parse(source, feature_version=(3, 8))
     assert "from __future__ import annotations" in source  # annotations never evaluated on old Pythons
+
+
+def test_an_agent_of_another_protocol_is_refused_with_what_to_do():
+    from farm.board.agent import SCHEMA, parse_agent_output
+    from farm.errors import AgentError
+
+    newer = json.dumps({"schema": "farm.agent/2", "facts": {}})
+    with pytest.raises(AgentError) as caught:
+        parse_agent_output(newer)
+    assert "the board's agent speaks farm.agent/2, this farm" in str(caught.value) and SCHEMA in str(caught.value)
+    with pytest.raises(AgentError, match="not a farm agent document"):
+        parse_agent_output(json.dumps({"hello": "world"}))

@@ -149,8 +149,15 @@ def test_broken_inventory_exits_2_with_one_line(tmp_path):
 
 
 def test_missing_model_exits_2(tmp_path):
-    proc = farm("run", "--model", str(tmp_path / "none.onnx"), cwd=tmp_path)
+    proc = farm("run", "--model", str(tmp_path / "none.onnx"), "--data", str(REPO / "models/digits/digits.npz"),
+                cwd=tmp_path)
     assert proc.returncode == 2 and "none.onnx: model file not found" in proc.stderr
+
+
+def test_a_model_without_its_data_exits_2_with_one_line(tmp_path):
+    proc = farm("run", "--model", str(REPO / "models/onet/onet.onnx"), cwd=tmp_path)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "needs its data file: give --data" in proc.stderr and not (tmp_path / "results").exists()
 
 
 def test_user_suite_with_board_fixtures_runs_through_plain_pytest(pytester, lab):

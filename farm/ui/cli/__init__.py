@@ -7,17 +7,23 @@ Exit codes: 0 success; 1 a check failed or errored (or a refused sign-off);
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
+import farm
 from farm.errors import ConfigError, FarmError
-from farm.ui.cli import lab, quantize, records, run
+from farm.board.agent import SCHEMA as AGENT_SCHEMA
+from farm.results import SCHEMA as RUN_SCHEMA
+from farm.ui.cli import init, lab, quantize, records, run
 from farm.ui.cli.common import say
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="farm", description="edge-AI device test farm")
+    parser.add_argument("--version", action="version", version=f"farm {farm.__version__} (results {RUN_SCHEMA}, "
+                                                               f"agent protocol {AGENT_SCHEMA})")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (run, quantize, records, lab):
+    for group in (run, quantize, records, lab, init):
         group.register(sub)
     return parser
 
@@ -35,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         say("farm: interrupted; results gathered so far are kept")
         return 130
+    except BrokenPipeError:  # `farm ... | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

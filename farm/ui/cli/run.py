@@ -35,15 +35,22 @@ def print_summary(result) -> None:
     Console().print(table)
 
 
-def run_job(args: argparse.Namespace, **overrides):
+def resolved(args: argparse.Namespace) -> dict[str, options.Setting]:
+    """The run options of a command: its arguments, then FARM_*, then [tool.farm], then defaults."""
+    from farm.config.project import find_project_config
+
+    return options.resolve(lambda name: getattr(args, name, None), project=find_project_config(),
+                           defaults=getattr(args, "command_defaults", None))
+
+
+def run_job(args: argparse.Namespace):
     """Validate everything, then run the suites as one pytest session; (exit code, job)."""
     import pytest
 
     from farm.deploy.job import Job
     from farm.pytestplugin.hooks import PreparedJob
 
-    job = Job(options.run_settings(lambda name: getattr(args, name, None), **overrides),
-              say=lambda m: say(f"farm: {m}"))
+    job = Job(options.run_settings(resolved(args)), say=lambda m: say(f"farm: {m}"))
     run_dir = job.run_dir
     code = pytest.main([*(args.suites or [str(resources.default_suite())]), f"--html={run_dir.report}",
                         "--self-contained-html", f"--junitxml={run_dir.junit}", "-p", "no:cacheprovider", "-q", "-rfE",
@@ -74,6 +81,23 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    from farm.config.project import find_project_config
+
+    project = find_project_config()
+    print(f"project configuration: {project.path if project else 'none (no farm.toml or [tool.farm] found)'}")
+    for name, setting in resolved(args).items():
+        shown = ",".join(setting.value) if isinstance(setting.value, list) else setting.value
+        if shown in (None, "") and name in DEFAULT_FILES:
+            shown = DEFAULT_FILES[name]()
+        print(f"{name:<10} {str(shown) if shown not in (None, '') else '-':<60} {setting.source}")
+    return 0
+
+
+DEFAULT_FILES = {"inventory": resources.standin_inventory, "model": resources.demo_model, "data": resources.demo_data,
+                 "checklist": lambda: resources.checklist("dms")}
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -86,12 +110,13 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from farm.ui.progress import BoardProgress
     from farm.util import new_run_id
 
-    selection = Selection(Path(args.inventory or resources.standin_inventory()), args.pool or [], args.tag or [],
-                          args.board or [], say=lambda m: say(f"farm: {m}"))
+    value = {name: setting.value for name, setting in resolved(args).items()}
+    selection = Selection(Path(value["inventory"] or resources.standin_inventory()), value["pool"], value["tag"],
+                          value["board"], say=lambda m: say(f"farm: {m}"))
     run_id = new_run_id()
     plan = DeployPlan(run_id, Artifact.of(resources.agent()), {}, None, None, Measurement(), steps=PROBE_ONLY)
     with selection.standins_up() as boards, BoardProgress(selection.names) as progress:
-        group = Fanout(plan, RunDir(Path(args.out or "results") / ".probe", run_id), progress.update).run(boards)
+        group = Fanout(plan, RunDir(Path(value["out"]) / ".probe", run_id), progress.update).run(boards)
     for result in group:
         facts = result.facts
         detail = (f"python {facts.get('python')}, onnxruntime {facts.get('onnxruntime', '-')}, "
@@ -111,8 +136,12 @@ def register(sub) -> None:
     nightly = sub.add_parser("nightly", help="run on a pool, compare with each board's baseline; exit 1 on failure "
                                              "or regression")
     options.add_to_argparse(nightly)
-    nightly.set_defaults(func=cmd_nightly, suites=[], pytest_args=[], checklist=str(resources.checklist("dms-nightly")),
-                         rounds=3)
+    nightly.set_defaults(func=cmd_nightly, suites=[], pytest_args=[],
+                         command_defaults={"checklist": str(resources.checklist("dms-nightly")), "rounds": 3})
+
+    config = sub.add_parser("config", help="the effective run settings and where each comes from")
+    options.add_to_argparse(config)
+    config.set_defaults(func=cmd_config)
 
     probe = sub.add_parser("probe", help="connect to the boards and report what they have")
     options.add_to_argparse(probe, options.SELECTION + (options.OUT,))

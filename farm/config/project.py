@@ -1,0 +1,101 @@
+"""A team's project configuration: `[tool.farm]` in pyproject.toml, or farm.toml.
+
+Found the way pytest finds its configuration: from the current folder upwards,
+the first farm.toml, or pyproject.toml with a `[tool.farm]` table
+(`FARM_CONFIG` names one explicitly). Paths in it are relative to its folder.
+Every key is checked: an unknown key or a wrong type is an error naming the
+file, the line and the key, like the inventory's.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from farm.errors import LocatedError
+
+TABLE = "tool.farm"
+
+
+class ProjectConfigError(LocatedError):
+    pass
+
+
+@dataclass
+class ProjectConfig:
+    path: Path
+    values: dict[str, Any] = field(default_factory=dict)
+    lines: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    def where(self, key: str) -> str:
+        return f"{self.path}:{self.lines.get(key, 1)}"
+
+
+def _key_lines(text: str, in_pyproject: bool) -> dict[str, int]:
+    """The line of each top-level key of the farm table (tomllib keeps no positions)."""
+    lines, inside = {}, not in_pyproject
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            inside = (stripped.replace(" ", "") == f"[{TABLE}]") if in_pyproject else False
+            continue
+        match = re.match(r"([A-Za-z0-9_-]+)\s*=", stripped)
+        if inside and match:
+            lines.setdefault(match.group(1), number)
+    return lines
+
+
+def load_project_config(path: Path) -> ProjectConfig | None:
+    """The farm table of one file; None when a pyproject.toml has none."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+        doc = tomllib.loads(text)
+    except OSError as exc:
+        raise ProjectConfigError(str(path), None, f"cannot read the file ({exc})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        found = re.search(r"line (\d+)", str(exc))
+        raise ProjectConfigError(str(path), int(found.group(1)) if found else None, f"TOML syntax: {exc}") from exc
+    in_pyproject = path.name == "pyproject.toml"
+    table = doc.get("tool", {}).get("farm") if in_pyproject else doc
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise ProjectConfigError(str(path), None, f"[{TABLE}] must be a table")
+    return ProjectConfig(path, table, _key_lines(text, in_pyproject))
+
+
+def find_project_config(start: Path | None = None) -> ProjectConfig | None:
+    """FARM_CONFIG, else the nearest farm.toml or pyproject.toml with [tool.farm] from `start` upwards."""
+    if os.environ.get("FARM_CONFIG"):
+        path = Path(os.environ["FARM_CONFIG"])
+        if not path.is_file():
+            raise ProjectConfigError(str(path), None, "FARM_CONFIG names a file that does not exist")
+        return load_project_config(path)
+    folder = Path(start or Path.cwd()).resolve()
+    for candidate in (folder, *folder.parents):
+        for name in ("farm.toml", "pyproject.toml"):
+            path = candidate / name
+            if path.is_file():
+                found = load_project_config(path)
+                if found is not None:
+                    return found
+    return None
+
+
+def check_keys(config: ProjectConfig, known: dict[str, str]) -> None:
+    """Unknown keys are errors (with the nearest known key), never ignored. `known`: key -> description."""
+    for key in config.values:
+        if key not in known:
+            near = difflib.get_close_matches(key, list(known), n=1)
+            raise ProjectConfigError(str(config.path), config.lines.get(key), "unknown key", field=key,
+                                     hint=f"did you mean {near[0]!r}?" if near else "keys: " + ", ".join(known))

@@ -1,0 +1,56 @@
+"""farm as a team installs it: a wheel in a clean venv, `farm init`, `farm run`, in a folder of their own."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def clean_env(**extra: str) -> dict:
+    """No PYTHONPATH, no FARM_* of this session, no virtualenv of the checkout."""
+    keep = {k: v for k, v in os.environ.items()
+            if not k.startswith(("FARM_", "PYTHON", "VIRTUAL_ENV", "PYTEST"))}
+    return {**keep, **extra}
+
+
+@pytest.mark.slow
+def test_a_wheel_in_a_clean_venv_runs_init_then_run_from_an_empty_folder(tmp_path, shared_dir):
+    dist = tmp_path / "dist"
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(REPO)],
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-2000:]
+    (wheel,) = dist.glob("farm-*.whl")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    installed = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(wheel)], capture_output=True,
+                               text=True, timeout=900, env=clean_env())
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    project = tmp_path / "team-project"
+    project.mkdir()
+    env = clean_env(FARM_LAB_DIR=str(shared_dir / "lab-wheel"))
+    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import farm, farm.resources as r; "
+                            "print(farm.__file__); print(r.agent())"], cwd=project, capture_output=True, text=True,
+                           env=env, timeout=60)
+    assert all(line.startswith(str(venv)) for line in where.stdout.split()), where.stdout  # not the checkout
+
+    init = subprocess.run([str(venv / "bin" / "farm"), "init"], cwd=project, capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert init.returncode == 0 and "wrote  pyproject.toml" in init.stdout, init.stderr
+    run = subprocess.run([str(venv / "bin" / "farm"), "run", "--runs", "10"], cwd=project, capture_output=True,
+                         text=True, env=env, timeout=600)
+    (run_dir,) = [p for p in (project / "results").iterdir() if p.is_dir() and not p.is_symlink()]
+    results = json.loads((run_dir / "results.json").read_text())
+    failed = [c for b in results["boards"] for v in b["variants"].values() for c in v["checks"] if c["status"] == "fail"]
+    assert run.returncode == (1 if failed else 0), run.stdout[-3000:] + run.stderr[-3000:]
+    assert [b["name"] for b in results["boards"]] == ["a53-sim", "a72-sim"]  # the inventory farm init wrote
+    assert all(b["status"] == "ok" for b in results["boards"])
+    assert f"report: {run_dir / 'report.html'}" in run.stdout
+    assert "farm-matrix" in (run_dir / "report.html").read_text()
+    assert results["inventory"] == str(project / "inventory" / "lab.yaml")
