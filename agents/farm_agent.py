@@ -3,9 +3,16 @@
 
 This file is copied alone onto a board and run there. It needs Python >= 3.8, the
 standard library, numpy and onnxruntime, and never imports farm. Logs go to
-stderr; stdout carries exactly one JSON document (schema farm.agent/1). The exit
+stderr; stdout carries exactly one JSON document (schema farm.agent/2). The exit
 status is 0 whenever a document could be written, even if a measurement failed
 (the failure is in "errors"); 2 means bad arguments.
+
+Two modes, each its own process, so that one never weighs on the other's figures:
+`latency` times the deployed model at its deployment batch and reports its peak
+memory; `accuracy` runs the evaluation set through the model as its spec feeds it
+(data, constants, carried state) and reports each judged output's figures against
+the FP32 reference. The controller imports this file too (farm._agents.farm_agent)
+for the reference outputs and calibration feeds: one way of feeding a model.
 """
 
 from __future__ import annotations
@@ -21,8 +28,7 @@ import sys
 import time
 import traceback
 
-SCHEMA = "farm.agent/1"
-ACCURACY_BATCH = 32
+SCHEMA = "farm.agent/2"
 
 
 def log(message):
@@ -161,8 +167,8 @@ def summarize(samples):
 class Report(object):
     """The JSON document under construction: every fact gathered so far survives a failure."""
 
-    def __init__(self):
-        self.doc = {"schema": SCHEMA, "facts": {}, "model": {}, "latency_ms": None,
+    def __init__(self, mode):
+        self.doc = {"schema": SCHEMA, "mode": mode, "facts": {}, "model": {}, "latency_ms": None,
                     "samples_ms": [], "peak_rss_mb": None, "memory_mb": {}, "accuracy": None,
                     "settings": {}, "warnings": [], "errors": []}
 
@@ -180,59 +186,280 @@ NP_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(do
             "tensor(uint8)": "uint8", "tensor(bool)": "bool"}
 
 
-def split_data(np, data, inputs, section):
-    """Arrays of one section (calibration / evaluation) keyed by input name.
+# -- feeding a model from its spec ------------------------------------------------------------------
+# The spec (JSON, written by the controller) says for every input where its values come from:
+#   {"name", "source": "data" | "value" | "state", "dtype", "shape" (the deployment shape),
+#    "batch_axis" (None: no batch axis), "value" (source value), "from_output" + "init" (source state)}
+# and for every judged output its metric: {"name", "metric", "batch_axis", "threshold", "points"}.
+# "batch" is the deployment batch; "sequence" says the samples are consecutive steps of one stream
+# (state carried from step to step). Data arrays hold one sample per row: [N, *sample shape], the
+# sample shape being the deployment shape without its batch axis.
 
-    A single-input model may use the plain key; a multi-input one uses
-    "section:input_name".
-    """
-    arrays = {}
-    for spec in inputs:
-        key = "%s:%s" % (section, spec.name)
-        if key in data:
-            arrays[spec.name] = data[key]
-        elif len(inputs) == 1 and section in data:
-            arrays[spec.name] = data[section]
-    return arrays
-
-
-def check_shapes(arrays, inputs):
-    """Raise ValueError naming the input whose data does not fit the model."""
-    for spec in inputs:
-        if spec.name not in arrays:
-            raise ValueError("no data for input %r" % spec.name)
-        given = tuple(arrays[spec.name].shape)
-        expected = tuple(spec.shape)
-        fits = len(given) == len(expected) and all(
-            not isinstance(e, int) or e <= 0 or g == e or i == 0
-            for i, (g, e) in enumerate(zip(given, expected)))
-        if not fits:
-            raise ValueError("input %r expects shape %s, data has %s" % (spec.name, list(expected), list(given)))
+def stack_samples(np, block, batch_axis):
+    """B samples [B, *sample] -> the model's layout, the batch on its own axis."""
+    if batch_axis is None:
+        return block[0]
+    return np.moveaxis(block, 0, batch_axis)
 
 
-def synthetic_inputs(np, inputs):
-    """Latency-only inputs where no data file was given (accuracy then is not measured)."""
-    feeds = {}
-    for spec in inputs:
-        shape = [d if isinstance(d, int) and d > 0 else 1 for d in spec.shape]
-        feeds[spec.name] = np.zeros(shape, dtype=NP_TYPES.get(spec.type, "float32"))
-    return feeds
+def unstack_samples(np, value, batch_axis):
+    """The model's output -> [B, *sample]."""
+    value = np.asarray(value)
+    if batch_axis is None:
+        return value[None]
+    return np.moveaxis(value, batch_axis, 0)
 
 
-def measure_latency(session, feeds, warmup, runs, duration, report):
-    """Time session.run alone; everything else is prepared before the clock starts."""
+class Feeder(object):
+    """Feeds for each step of a model: data samples, constants, and state carried from its outputs."""
+
+    def __init__(self, np, spec, arrays):
+        self.np, self.spec, self.arrays = np, spec, arrays
+        self.batch = int(spec.get("batch") or 1)
+        self.inputs = spec["inputs"]
+        data = [i for i in self.inputs if i["source"] == "data"]
+        self.count = len(arrays[data[0]["name"]]) if data else 1
+        self.state = {}
+        self.reset()
+
+    def reset(self):
+        """The initial state of every state input (zeros unless the spec gives a value)."""
+        np = self.np
+        for spec in self.inputs:
+            if spec["source"] == "state":
+                self.state[spec["name"]] = np.full(spec["shape"], spec.get("init") or 0, dtype=spec["dtype"])
+
+    def steps(self):
+        """Start indices of the steps: whole batches only (a short last batch would change the shape)."""
+        return range(0, self.count - self.batch + 1, self.batch)
+
+    def feed(self, start):
+        np = self.np
+        feeds = {}
+        for spec in self.inputs:
+            name, source = spec["name"], spec["source"]
+            if source == "data":
+                block = self.arrays[name][start:start + self.batch].astype(spec["dtype"], copy=False)
+                feeds[name] = stack_samples(np, block, spec.get("batch_axis"))
+            elif source == "value":
+                feeds[name] = np.asarray(spec["value"], dtype=spec["dtype"]).reshape(spec["shape"])
+            else:
+                feeds[name] = self.state[name]
+        return feeds
+
+    def carry(self, outputs):
+        """Next step's state from this step's named outputs (`outputs`: name -> array)."""
+        for spec in self.inputs:
+            if spec["source"] == "state":
+                self.state[spec["name"]] = outputs[spec["from_output"]].astype(spec["dtype"], copy=False)
+
+
+def run_steps(np, session, spec, arrays, on_step):
+    """Run the model over every sample of `arrays` as the spec feeds it; on_step(start, feeds, outputs)."""
+    feeder = Feeder(np, spec, arrays)
+    names = [o.name for o in session.get_outputs()]
+    for start in feeder.steps():
+        feeds = feeder.feed(start)
+        outputs = dict(zip(names, session.run(names, feeds)))
+        feeder.carry(outputs)
+        on_step(start, feeds, outputs)
+    return feeder
+
+
+def judged_outputs(np, spec, outputs):
+    """The judged outputs of one step, each as [B, *sample] float32."""
+    return {o["name"]: unstack_samples(np, outputs[o["name"]], o.get("batch_axis")).astype("float32", copy=False)
+            for o in spec["outputs"]}
+
+
+# -- metrics: streaming, in float32, one step at a time ---------------------------------------------
+class Metric(object):
+    """Figures of one judged output against the FP32 reference (and labels, where there are some)."""
+
+    def __init__(self, np, spec):
+        self.np, self.spec, self.n = np, spec, 0
+        self.sums = {}
+
+    def add(self, key, value):
+        self.sums[key] = self.sums.get(key, 0.0) + float(value)
+
+    def update(self, pred, ref, labels):
+        raise NotImplementedError
+
+    def result(self):
+        figures = {k: v / self.n for k, v in self.sums.items()} if self.n else {}
+        figures.update(metric=self.spec["metric"], n=self.n)
+        return figures
+
+
+class Top1(Metric):
+    def update(self, pred, ref, labels):
+        np = self.np
+        pred = pred.reshape(len(pred), -1)
+        classes = pred.argmax(1)
+        if ref is not None:
+            self.add("agreement", (classes == ref.reshape(len(ref), -1).argmax(1)).sum())
+        if labels is not None:
+            self.add("top1", (classes == np.asarray(labels).reshape(-1)).sum())
+        self.n += len(pred)
+
+
+class Binary(Metric):
+    def update(self, pred, ref, labels):
+        threshold = self.spec.get("threshold", 0.5)
+        decided = pred.reshape(len(pred), -1) > threshold
+        if ref is not None:
+            self.add("agreement", (decided == (ref.reshape(len(ref), -1) > threshold)).mean(1).sum())
+        if labels is not None:
+            self.add("accuracy", (decided[:, 0] == (self.np.asarray(labels).reshape(-1) > 0.5)).sum())
+        self.n += len(pred)
+
+
+class IoU(Metric):
+    def update(self, pred, ref, labels):
+        threshold = self.spec.get("threshold", 0.5)
+        for a, b in zip(pred.reshape(len(pred), -1) > threshold, ref.reshape(len(ref), -1) > threshold):
+            union = (a | b).sum()
+            self.add("iou", (a & b).sum() / union if union else 1.0)
+        self.n += len(pred)
+
+
+class NME(Metric):
+    """Mean point distance over the reference points' bounding-box diagonal (landmarks)."""
+
+    def _nme(self, pred, target):
+        np = self.np
+        dims = int(self.spec.get("points") or 2)
+        total = 0.0
+        for a, b in zip(pred.reshape(len(pred), -1, dims), target.reshape(len(target), -1, dims)):
+            diagonal = float(np.linalg.norm(b.max(0) - b.min(0))) or 1.0
+            total += float(np.linalg.norm(a - b, axis=1).mean()) / diagonal
+        return total
+
+    def update(self, pred, ref, labels):
+        self.add("nme", self._nme(pred, ref))
+        if labels is not None:
+            self.add("nme_labels", self._nme(pred, self.np.asarray(labels, dtype="float32")))
+        self.n += len(pred)
+
+
+class MAE(Metric):
+    """Mean absolute error in the output's own units (boxes in pixels, say), and the largest one."""
+
+    max_abs = 0.0
+
+    def update(self, pred, ref, labels):
+        diff = self.np.abs(pred - ref)
+        self.add("mae", diff.reshape(len(pred), -1).mean(1).sum())
+        self.max_abs = max(self.max_abs, float(diff.max()))
+        self.n += len(pred)
+
+    def result(self):
+        figures = Metric.result(self)
+        figures["max_abs"] = self.max_abs
+        return figures
+
+
+class Sequence(Metric):
+    """Per-timestep argmax agreement (class axis last) and exact-sequence match."""
+
+    def update(self, pred, ref, labels):
+        classes = pred.shape[-1]
+        a = pred.reshape(len(pred), -1, classes).argmax(-1)
+        b = ref.reshape(len(ref), -1, classes).argmax(-1)
+        self.add("timestep_agreement", (a == b).mean(1).sum())
+        self.add("sequence_match", (a == b).all(1).sum())
+        self.n += len(pred)
+
+
+class Cosine(Metric):
+    def update(self, pred, ref, labels):
+        np = self.np
+        for a, b in zip(pred.reshape(len(pred), -1), ref.reshape(len(ref), -1)):
+            norm = float(np.linalg.norm(a)) * float(np.linalg.norm(b))
+            self.add("cosine", float(a.dot(b)) / norm if norm else float(np.allclose(a, b)))
+        self.n += len(pred)
+
+
+class SNR(Metric):
+    def update(self, pred, ref, labels):
+        self.sums["signal"] = self.sums.get("signal", 0.0) + float((ref.astype("float64") ** 2).sum())
+        self.sums["noise"] = self.sums.get("noise", 0.0) + float(((pred - ref).astype("float64") ** 2).sum())
+        self.n += len(pred)
+
+    def result(self):
+        figures = {"metric": "snr_db", "n": self.n}
+        signal, noise = self.sums.get("signal", 0.0), self.sums.get("noise", 0.0)
+        figures["snr_db"] = 10 * math.log10(signal / noise) if noise and signal else (200.0 if signal else 0.0)
+        return figures
+
+
+METRICS = {"top1": Top1, "binary": Binary, "iou": IoU, "nme": NME, "mae": MAE, "sequence": Sequence,
+           "cosine": Cosine, "snr_db": SNR}
+
+
+def labels_of(data, output, spec):
+    """The labels of one judged output: `labels:<output>`, or `labels` for the spec's label output."""
+    key = "labels:" + output["name"]
+    if key in data:
+        return data[key]
+    if "labels" in data and output.get("labels"):
+        return data["labels"]
+    return None
+
+
+def measure_accuracy(np, session, spec, data, reference, report):
+    """Every judged output's figures over the evaluation set, a step at a time, in float32."""
+    arrays = {i["name"]: data[i["name"]] for i in spec["inputs"] if i["source"] == "data"}
+    metrics = {o["name"]: METRICS[o["metric"]](np, o) for o in spec["outputs"]}
+    labels = {o["name"]: labels_of(data, o, spec) for o in spec["outputs"]}
+    refs = {o["name"]: reference[o["name"]] for o in spec["outputs"]} if reference is not None else {}
+
+    def on_step(start, feeds, outputs):
+        stop = start + int(spec.get("batch") or 1)
+        for name, pred in judged_outputs(np, spec, outputs).items():
+            ref = refs[name][start:stop] if name in refs else None
+            found = labels[name][start:stop] if labels[name] is not None else None
+            metrics[name].update(pred, ref, found)
+
+    feeder = run_steps(np, session, spec, arrays, on_step)
+    report.doc["accuracy"] = {"n": len(feeder.steps()) * feeder.batch,
+                              "outputs": {name: m.result() for name, m in metrics.items()}}
+
+
+def collect_outputs(np, session, spec, arrays):
+    """The judged outputs over a whole set, [N, *sample] each: the FP32 reference (controller side)."""
+    collected = {o["name"]: [] for o in spec["outputs"]}
+
+    def on_step(start, feeds, outputs):
+        for name, value in judged_outputs(np, spec, outputs).items():
+            collected[name].append(value)
+
+    run_steps(np, session, spec, arrays, on_step)
+    return {name: np.concatenate(values) for name, values in collected.items()}
+
+
+# -- latency, memory, profile -----------------------------------------------------------------------
+def measure_latency(session, feeds, carry, warmup, runs, duration, report):
+    """Time session.run alone; carrying the state between runs happens outside the clock."""
     clock = time.perf_counter_ns
-    start = clock()
-    session.run(None, feeds)
-    report.doc["cold_run_ms"] = round((clock() - start) / 1e6, 6)
+    names = [o.name for o in session.get_outputs()]
+
+    def step():
+        start = clock()
+        outputs = session.run(names, feeds)
+        took = clock() - start
+        for target, source in carry:
+            feeds[target] = outputs[names.index(source)].astype(feeds[target].dtype, copy=False)
+        return took
+
+    report.doc["cold_run_ms"] = round(step() / 1e6, 6)
     for _ in range(warmup):
-        session.run(None, feeds)
+        step()
     samples = []
     deadline = time.monotonic() + duration if duration else None
     for _ in range(runs):
-        start = clock()
-        session.run(None, feeds)
-        samples.append((clock() - start) / 1e6)
+        samples.append(step() / 1e6)
         if deadline is not None and time.monotonic() >= deadline:
             break
     if len(samples) < runs:
@@ -241,47 +468,37 @@ def measure_latency(session, feeds, warmup, runs, duration, report):
     report.doc["latency_ms"] = summarize(samples)
 
 
-def run_batches(np, session, arrays, batch_dynamic):
-    """Outputs for a whole evaluation set, batched where the model allows it."""
-    count = len(next(iter(arrays.values())))
-    step = ACCURACY_BATCH if batch_dynamic else 1
-    chunks = []
-    for begin in range(0, count, step):
-        chunks.append(session.run(None, {k: v[begin:begin + step] for k, v in arrays.items()}))
-    return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
+def profile_op_shares(ort, model, options, providers, feeds, runs):
+    """Share of run time per op type from onnxruntime's own profile (what a slow INT8 variant spends on)."""
+    import tempfile
+    options.enable_profiling = True
+    options.profile_file_prefix = os.path.join(tempfile.gettempdir(), "farm-profile-%d" % os.getpid())
+    session = ort.InferenceSession(model, options, providers=providers)
+    for _ in range(runs):
+        session.run(None, feeds)
+    path = session.end_profiling()
+    try:
+        with open(path) as handle:
+            events = json.load(handle)
+    finally:
+        os.remove(path)
+    totals = {}
+    for event in events:
+        op = (event.get("args") or {}).get("op_name")
+        if event.get("cat") == "Node" and op and event.get("name", "").endswith("_kernel_time"):
+            totals[op] = totals.get(op, 0) + event.get("dur", 0)
+    whole = float(sum(totals.values())) or 1.0
+    return {"runs": runs, "op_share_pct": {op: round(100.0 * t / whole, 2)
+                                           for op, t in sorted(totals.items(), key=lambda kv: -kv[1])}}
 
 
-def measure_accuracy(np, session, data, reference_path, report):
-    inputs = session.get_inputs()
-    outputs = [o.name for o in session.get_outputs()]
-    arrays = split_data(np, data, inputs, "evaluation")
-    if not arrays:
-        report.warn("the data file has no evaluation set: accuracy not measured")
-        return
-    check_shapes(arrays, inputs)
-    arrays = {s.name: arrays[s.name].astype(NP_TYPES.get(s.type, "float32")) for s in inputs}
-    batch_dynamic = all(not isinstance(s.shape[0], int) or s.shape[0] <= 0 for s in inputs)
-    results = run_batches(np, session, arrays, batch_dynamic)
-    judged_name = str(data["label_output"]) if "label_output" in data else outputs[0]
-    judged = results[outputs.index(judged_name)]
-    accuracy = {"n": int(judged.shape[0]), "output": judged_name}
-    if "labels" in data:
-        labels = data["labels"]
-        accuracy["top1"] = float((judged.reshape(len(judged), -1).argmax(1) == labels).mean())
-    if reference_path:
-        reference = np.load(reference_path)[judged_name].astype("float64")
-        if reference.shape != judged.shape:
-            raise ValueError("reference output %r has shape %s, model gives %s"
-                             % (judged_name, list(reference.shape), list(judged.shape)))
-        diff = judged.astype("float64") - reference
-        flat_ref = reference.reshape(len(reference), -1)
-        accuracy["agreement_with_reference"] = float(
-            (judged.reshape(len(judged), -1).argmax(1) == flat_ref.argmax(1)).mean())
-        accuracy["mse"] = float((diff ** 2).mean())
-        accuracy["max_abs_diff"] = float(np.abs(diff).max())
-        scale = float(np.abs(reference).mean()) or 1.0
-        accuracy["mean_rel_error"] = float(np.abs(diff).mean() / scale)
-    report.doc["accuracy"] = accuracy
+def synthetic_inputs(np, inputs):
+    """Latency-only inputs where no feed was given (accuracy then is not measured)."""
+    feeds = {}
+    for spec in inputs:
+        shape = [d if isinstance(d, int) and d > 0 else 1 for d in spec.shape]
+        feeds[spec.name] = np.zeros(shape, dtype=NP_TYPES.get(spec.type, "float32"))
+    return feeds
 
 
 def choose_providers(ort, requested, report):
@@ -340,31 +557,21 @@ def model_opset(path):
     return max(versions) if versions else None
 
 
-def measure(args, report):
-    doc = report.doc
-    doc["facts"] = gather_facts()
-    doc["settings"] = {"warmup": args.warmup, "runs": args.runs, "duration_s": args.duration,
-                       "skip_accuracy": args.skip_accuracy,
-                       "threads": args.threads, "providers_requested": args.providers}
-    try:
-        import numpy as np
-        doc["facts"]["numpy"] = np.__version__
-        doc["facts"]["numpy_cpu_features"] = numpy_cpu_features()
-        import onnxruntime as ort
-    except ImportError as exc:
-        report.error("import", "cannot import %s on this board: %s" % (getattr(exc, "name", None) or "a module", exc))
-        return
-    doc["facts"]["onnxruntime"] = ort.__version__
-    doc["facts"]["providers_available"] = ort.get_available_providers()
+def load_spec(path):
+    with open(path) as handle:
+        return json.load(handle)
 
+
+def open_session(args, ort, report):
+    """Check the model's hash, load it with the requested providers; None when it cannot run."""
+    doc = report.doc
     digest = sha256_of(args.model)
     doc["model"]["sha256"] = digest
     doc["model"]["size_bytes"] = os.path.getsize(args.model)
     if args.expect_sha256 and digest != args.expect_sha256:
         report.error("integrity", "model sha256 %s does not match the expected %s: nothing measured"
                      % (digest, args.expect_sha256))
-        return
-
+        return None, None, None
     doc["memory_mb"]["rss_before_load"] = read_proc_status("VmRSS")
     options = ort.SessionOptions()
     if args.threads:
@@ -375,7 +582,7 @@ def measure(args, report):
         session = ort.InferenceSession(args.model, options, providers=providers)
     except Exception as exc:  # onnxruntime raises several unrelated types for a bad model
         report.error("load", "onnxruntime cannot load the model: %s" % exc)
-        return
+        return None, None, None
     doc["load_ms"] = round((time.perf_counter_ns() - start) / 1e6, 3)
     doc["memory_mb"]["rss_after_load"] = read_proc_status("VmRSS")
     used = session.get_providers()
@@ -388,60 +595,99 @@ def measure(args, report):
     except Exception as exc:
         report.warn("cannot read the opset: %s" % exc)
     doc["model"]["inputs"] = [{"name": i.name, "shape": i.shape, "type": i.type} for i in session.get_inputs()]
+    return session, options, providers
 
-    data = None
-    if args.data:
-        data = np.load(args.data)
-        first = split_data(np, data, session.get_inputs(), "evaluation") or \
-            split_data(np, data, session.get_inputs(), "calibration")
-        try:
-            check_shapes(first, session.get_inputs())
-        except ValueError as exc:
-            report.error("data", str(exc))
-            return
-        feeds = {s.name: first[s.name][:1].astype(NP_TYPES.get(s.type, "float32")) for s in session.get_inputs()}
-    else:
-        feeds = synthetic_inputs(np, session.get_inputs())
-        report.warn("no data file: latency measured on zero inputs, accuracy not measured")
 
+def load_feed(np, args, session, spec, report):
+    """The deployment feed (and which state inputs follow which outputs), or zeros with a warning."""
+    carry = [(i["name"], i["from_output"]) for i in (spec or {}).get("inputs", []) if i["source"] == "state"]
+    if args.feed:
+        with np.load(args.feed) as feed:
+            return {name: feed[name] for name in feed.files}, carry
+    report.warn("no feed file: latency measured on zero inputs")
+    return synthetic_inputs(np, session.get_inputs()), []
+
+
+def measure(args, report):
+    doc = report.doc
+    doc["facts"] = gather_facts()
+    doc["settings"] = {"mode": args.mode, "warmup": args.warmup, "runs": args.runs, "duration_s": args.duration,
+                       "threads": args.threads, "providers_requested": args.providers,
+                       "profile_runs": args.profile_runs}
     try:
-        measure_latency(session, feeds, args.warmup, args.runs, args.duration, report)
-    except Exception as exc:
-        report.error("latency", "inference failed: %s" % exc)
+        import numpy as np
+        doc["facts"]["numpy"] = np.__version__
+        doc["facts"]["numpy_cpu_features"] = numpy_cpu_features()
+        import onnxruntime as ort
+    except ImportError as exc:
+        report.error("import", "cannot import %s on this board: %s" % (getattr(exc, "name", None) or "a module", exc))
         return
-    if data is not None and not args.skip_accuracy:
+    doc["facts"]["onnxruntime"] = ort.__version__
+    doc["facts"]["providers_available"] = ort.get_available_providers()
+    session, options, providers = open_session(args, ort, report)
+    if session is None:
+        return
+    spec = load_spec(args.spec) if args.spec else None
+    if args.mode == "latency":
         try:
-            measure_accuracy(np, session, data, args.reference, report)
+            feeds, carry = load_feed(np, args, session, spec, report)
+            measure_latency(session, feeds, carry, args.warmup, args.runs, args.duration, report)
         except Exception as exc:
-            report.error("accuracy", str(exc))
-    doc["memory_mb"]["rss_after_runs"] = read_proc_status("VmRSS")
-    doc["peak_rss_mb"] = peak_rss_mb()
+            report.error("latency", "the model failed at run time: %s" % str(exc).strip().splitlines()[0])
+            return
+        doc["memory_mb"]["rss_after_runs"] = read_proc_status("VmRSS")
+        doc["peak_rss_mb"] = peak_rss_mb()
+        return
+    if spec is None or not args.data:
+        report.error("accuracy", "the accuracy pass needs --spec and --data")
+        return
+    try:
+        with np.load(args.data) as data:
+            reference = np.load(args.reference) if args.reference else None
+            measure_accuracy(np, session, spec, data, reference, report)
+    except MemoryError:
+        report.error("accuracy", "the accuracy pass ran out of memory holding the evaluation set and its FP32 "
+                     "reference: evaluate fewer samples (the data file's evaluation arrays); the model's own "
+                     "memory is measured apart, in the latency pass")
+    except Exception as exc:
+        report.error("accuracy", "the model failed at run time on the evaluation set: %s"
+                     % str(exc).strip().splitlines()[0])
+    doc["accuracy_peak_rss_mb"] = peak_rss_mb()
+    if args.profile_runs and args.feed:
+        try:
+            feeds, _ = load_feed(np, args, session, spec, report)
+            doc["profile"] = profile_op_shares(ort, args.model, options, providers, feeds, args.profile_runs)
+        except Exception as exc:
+            report.warn("no profile: %s" % exc)
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description="farm board agent (prints one JSON document)")
     parser.add_argument("--model", required=True, help="ONNX model file")
-    parser.add_argument("--data", help=".npz with evaluation (and labels) for accuracy")
-    parser.add_argument("--reference", help=".npz of FP32 reference outputs on the evaluation set")
+    parser.add_argument("--mode", choices=("latency", "accuracy"), default="latency")
+    parser.add_argument("--feed", help=".npz with one deployment feed (latency; the profile of the accuracy pass)")
+    parser.add_argument("--spec", help="the model's resolved spec (JSON): how each input is fed, what is judged")
+    parser.add_argument("--data", help=".npz with the evaluation samples and labels (accuracy)")
+    parser.add_argument("--reference", help=".npz of FP32 reference outputs on the evaluation set (accuracy)")
     parser.add_argument("--expect-sha256", help="refuse to measure a model with another hash")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--duration", type=float, default=None, help="stop timed runs after this many seconds")
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0: onnxruntime's default)")
-    parser.add_argument("--skip-accuracy", action="store_true",
-                        help="latency only (the data file still gives the timed input)")
+    parser.add_argument("--profile-runs", type=int, default=0,
+                        help="accuracy mode: also profile this many runs of the feed (time per op type)")
     parser.add_argument("--providers", default="CPUExecutionProvider",
                         type=lambda s: [p for p in s.split(",") if p], help="comma-separated, in order")
     args = parser.parse_args(argv)
-    if args.runs < 1 or args.warmup < 0 or args.threads < 0:
-        parser.error("--runs must be >= 1, --warmup and --threads >= 0")
+    if args.runs < 1 or args.warmup < 0 or args.threads < 0 or args.profile_runs < 0:
+        parser.error("--runs must be >= 1, --warmup, --threads and --profile-runs >= 0")
     return args
 
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     out = claim_stdout()
-    report = Report()
+    report = Report(args.mode)
     try:
         measure(args, report)
     except Exception as exc:

@@ -25,11 +25,10 @@ sys.path.insert(0, str(REPO))
 
 from farm import resources  # noqa: E402
 from farm.build.variants import build  # noqa: E402
-from farm.config.settings import Measurement  # noqa: E402
 from farm.board.artifacts import Artifact, push  # noqa: E402
 from farm.board.probe import PROBE_SCRIPT  # noqa: E402
 from farm.deploy.fanout import Fanout  # noqa: E402
-from farm.deploy.session import PROBE_ONLY, DeployPlan  # noqa: E402
+from farm.deploy.session import DeployPlan  # noqa: E402
 from farm.record.rundir import RunDir  # noqa: E402
 from farm.config.inventory import StandinSpec  # noqa: E402
 from farm.lab.standins import Lab  # noqa: E402
@@ -68,7 +67,7 @@ def main() -> None:
         lab = Lab(Path(tmp) / "lab", progress=lambda m: print(m, file=sys.stderr))
         boards, _ = lab.up([StandinSpec(f"fan-{i:02d}") for i in range(max(sizes))])
         try:
-            plan = DeployPlan("fanout", Artifact.of(resources.agent()), {}, None, None, Measurement(), steps=PROBE_ONLY)
+            plan = DeployPlan.probe("fanout")
             print(f"{'boards':>6}{'farm s':>9}{'floor s':>9}{'ratio':>8}")
             for n in sizes:
                 chosen = boards[:n]

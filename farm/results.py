@@ -96,20 +96,30 @@ class VariantResult:
     memory_mb: dict = field(default_factory=dict)
     load_ms: float | None = None
     cold_run_ms: float | None = None
-    accuracy: dict | None = None
+    accuracy: dict | None = None  # {"n", "outputs": {output: the figures of its metric}}
+    accuracy_peak_rss_mb: float | None = None  # the accuracy pass's own process: never the model's memory
+    profile: dict | None = None  # onnxruntime's profile of the accuracy process: time share per op type
     warnings: list = field(default_factory=list)
     errors: list = field(default_factory=list)  # the agent's {stage, message}
     checks: list = field(default_factory=list)
 
     @classmethod
     def from_agent(cls, name: str, doc: dict) -> "VariantResult":
-        """From the agent's farm.agent/1 document."""
+        """From the agent's latency document (farm.agent/2, mode latency)."""
         model = doc.get("model") or {}
         return cls(name=name, sha256=model.get("sha256"), provider_used=model.get("provider_used"),
                    opset=model.get("opset"), latency_ms=doc.get("latency_ms"), samples_ms=doc.get("samples_ms") or [],
                    peak_rss_mb=doc.get("peak_rss_mb"), memory_mb=doc.get("memory_mb") or {},
-                   load_ms=doc.get("load_ms"), cold_run_ms=doc.get("cold_run_ms"), accuracy=doc.get("accuracy"),
+                   load_ms=doc.get("load_ms"), cold_run_ms=doc.get("cold_run_ms"),
                    warnings=list(doc.get("warnings") or []), errors=list(doc.get("errors") or []))
+
+    def add_accuracy(self, doc: dict) -> None:
+        """The accuracy process's document (mode accuracy): figures per output, its own memory, the profile."""
+        self.accuracy = doc.get("accuracy")
+        self.accuracy_peak_rss_mb = doc.get("accuracy_peak_rss_mb")
+        self.profile = doc.get("profile")
+        self.warnings += [w for w in doc.get("warnings") or [] if w not in self.warnings]
+        self.errors += list(doc.get("errors") or [])
 
     def errors_text(self) -> str:
         return "; ".join(f"{e['stage']}: {e['message']}" for e in self.errors) or "not measured"
@@ -189,12 +199,13 @@ class BoardResult:
 class VariantBuild:
     """How one variant was built (from the manifest): what the board was given."""
 
-    status: str = "ok"  # ok | failed
+    status: str = "ok"  # ok | failed | no-op (quantized nothing: not judged as INT8)
     reason: str | None = None
     sha256: str | None = None
     size_bytes: int | None = None
     recipe: dict = field(default_factory=dict)
     float_op_types: dict = field(default_factory=dict)
+    quantized_op_types: dict = field(default_factory=dict)
     host: dict = field(default_factory=dict)  # the agent run on the controller: an indication, never a verdict
 
     def to_json(self) -> dict:
@@ -209,11 +220,11 @@ class VariantBuild:
 class ModelResult:
     name: str | None = None
     sha256: str | None = None
-    task: str | None = None
     opset: int | None = None
     calibration_samples: int | None = None
     evaluation_samples: int | None = None
     labels: bool = False
+    spec: dict = field(default_factory=dict)  # the resolved model spec: inputs, judged outputs, batch
     variants: dict = field(default_factory=dict)  # variant name -> VariantBuild
 
     def to_json(self) -> dict:

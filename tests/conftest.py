@@ -61,14 +61,9 @@ def variants(tmp_path_factory, digits_model, digits_data):
 
 @pytest.fixture(scope="session")
 def plan(variants):
-    from farm import resources
-    from farm.board.artifacts import Artifact
     from farm.config.settings import Measurement
     from farm.deploy.session import DeployPlan
 
     out, manifest = variants
-    return DeployPlan(run_id="test-run", agent=Artifact.of(resources.agent()),
-                      variants={v: Artifact.of(out / e["file"]) for v, e in manifest["variants"].items()},
-                      data=Artifact.of(out / manifest["data"]["file"]),
-                      reference=Artifact.of(out / manifest["reference"]["file"]),
-                      measurement=Measurement(warmup=2, runs=20), variant_deadline_s=60, connect_attempts=2)
+    return DeployPlan.from_manifest(manifest, out, "test-run", Measurement(warmup=2, runs=20), variant_deadline_s=60,
+                                    connect_attempts=2)

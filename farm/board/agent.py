@@ -9,34 +9,48 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
+from dataclasses import dataclass
 
 import farm
 from farm import resources
 from farm.config.settings import Measurement
 from farm.errors import AgentError
 
-SCHEMA = "farm.agent/1"
+from farm._agents import farm_agent as library  # noqa: E402  (the agent's own feeding and metrics)
+
+SCHEMA = library.SCHEMA
 REQUIRED_KEYS = ("facts", "model", "latency_ms", "samples_ms", "peak_rss_mb", "accuracy", "errors")
 
 
-def agent_argv(python: str, agent: str, model: str, measurement: Measurement, *, data: str | None = None,
-               reference: str | None = None, expect_sha256: str | None = None,
-               skip_accuracy: bool = False) -> list[str]:
-    """The agent's argument list; quote it with shlex.join before it reaches a shell."""
-    argv = [python, agent, "--model", model, "--warmup", str(measurement.warmup),
+@dataclass(frozen=True)
+class AgentFiles:
+    """Where the agent finds what it measures with, on the board (or here)."""
+
+    model: str
+    spec: str | None = None
+    feed: str | None = None       # one deployment feed: what latency is timed on
+    data: str | None = None       # the evaluation set and labels (never the calibration set)
+    reference: str | None = None  # FP32 outputs on the evaluation set
+    expect_sha256: str | None = None
+
+
+def agent_argv(python: str, agent: str, files: AgentFiles, measurement: Measurement, mode: str,
+               profile_runs: int = 0) -> list[str]:
+    """The agent's argument list for one process (mode latency or accuracy); quote it with shlex.join."""
+    argv = [python, agent, "--mode", mode, "--model", files.model, "--warmup", str(measurement.warmup),
             "--runs", str(measurement.runs), "--threads", str(measurement.threads),
             "--providers", ",".join(measurement.providers)]
     if measurement.duration_s:
         argv += ["--duration", str(measurement.duration_s)]
-    if data:
-        argv += ["--data", data]
-    if reference:
-        argv += ["--reference", reference]
-    if expect_sha256:
-        argv += ["--expect-sha256", expect_sha256]
-    if skip_accuracy:
-        argv.append("--skip-accuracy")
+    for flag, value in (("--spec", files.spec), ("--feed", files.feed), ("--expect-sha256", files.expect_sha256)):
+        if value:
+            argv += [flag, value]
+    if mode == "accuracy":
+        for flag, value in (("--data", files.data), ("--reference", files.reference)):
+            if value:
+                argv += [flag, value]
+        if profile_runs:
+            argv += ["--profile-runs", str(profile_runs)]
     return argv
 
 
@@ -62,11 +76,9 @@ def parse_agent_output(stdout: str, stderr: str = "") -> dict:
     return doc
 
 
-def run_agent_here(model: Path, measurement: Measurement, *, data: Path | None = None,
-                   reference: Path | None = None, timeout_s: float = 600) -> dict:
+def run_agent_here(files: AgentFiles, measurement: Measurement, mode: str, timeout_s: float = 600) -> dict:
     """Run the agent on this machine with this interpreter (host-side indications)."""
-    argv = agent_argv(sys.executable, str(resources.agent()), str(model), measurement,
-                      data=str(data) if data else None, reference=str(reference) if reference else None)
+    argv = agent_argv(sys.executable, str(resources.agent()), files, measurement, mode)
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s)
     if proc.returncode != 0:
         raise AgentError(f"the agent exited {proc.returncode}; stderr tail: {proc.stderr.strip()[-800:]}")

@@ -1,15 +1,18 @@
 """The data file (.npz) that goes with a model: calibration, evaluation, labels.
 
-Format: for a single-input model the arrays `calibration` and `evaluation`; for a
-multi-input model one array per input, `calibration:<input>` and
-`evaluation:<input>`. Optional: `labels` (int, one per evaluation sample) and
-`label_output` (the name of the output that labels and agreement judge; default
-the first output).
+Format: for a single-input model the arrays `calibration` and `evaluation`; for
+several inputs one array per input, `calibration:<input>` and
+`evaluation:<input>`. One sample per row: [N, *sample shape], the sample shape
+being the model input's shape without its batch axis. Optional: `labels` (one
+per evaluation sample, for the label output) and `labels:<output>` (for any
+judged output), and `label_output` (which output `labels` belongs to; default
+the first). Only the inputs that come from data are here: constants and state
+come from the model spec.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,9 +35,9 @@ class DataSet:
     path: Path
     calibration: dict[str, np.ndarray]
     evaluation: dict[str, np.ndarray]
-    labels: np.ndarray | None
-    label_output: str | None
-    sha256: str
+    labels: dict[str, np.ndarray] = field(default_factory=dict)  # output name ("" for plain `labels`) -> labels
+    label_output: str | None = None
+    sha256: str = ""
 
     @property
     def calibration_count(self) -> int:
@@ -45,38 +48,22 @@ class DataSet:
         return len(next(iter(self.evaluation.values()))) if self.evaluation else 0
 
 
-def section_arrays(data, inputs: list[TensorSpec], section: str) -> dict[str, np.ndarray]:
+def _section(path: Path, data, names: list[str], section: str) -> dict[str, np.ndarray]:
     arrays = {}
-    for spec in inputs:
-        key = f"{section}:{spec.name}"
-        if key in data:
-            arrays[spec.name] = data[key]
-        elif len(inputs) == 1 and section in data:
-            arrays[spec.name] = data[section]
+    for name in names:
+        key = f"{section}:{name}"
+        if key in data.files:
+            arrays[name] = data[key]
+        elif len(names) == 1 and section in data.files:
+            arrays[name] = data[section]
+    counts = {len(a) if a.ndim else 0 for a in arrays.values()}
+    if len(counts) > 1:
+        raise ModelError(f"{path}: {section} inputs have different sample counts {sorted(counts)}")
     return arrays
 
 
-def check_fits(path: Path, section: str, arrays: dict[str, np.ndarray], inputs: list[TensorSpec]) -> None:
-    """Every input present, every fixed dimension (but the batch) matching."""
-    counts = set()
-    for spec in inputs:
-        if spec.name not in arrays:
-            raise ModelError(f"{path}: {section} has no data for input {spec.name!r} "
-                             f"(keys: {section!r} for one input, {section + ':' + spec.name!r} for several)")
-        given = arrays[spec.name].shape
-        counts.add(given[0] if given else 0)
-        fits = len(given) == len(spec.shape) and all(
-            i == 0 or not isinstance(want, int) or want <= 0 or got == want
-            for i, (got, want) in enumerate(zip(given, spec.shape)))
-        if not fits:
-            raise ModelError(f"{path}: {section} input {spec.name!r} expects shape {list(spec.shape)}, "
-                             f"the data has {list(given)}")
-    if len(counts) > 1:
-        raise ModelError(f"{path}: {section} inputs have different sample counts {sorted(counts)}")
-
-
-def load_data(path: str | Path, inputs: list[TensorSpec]) -> DataSet:
-    """Load and validate a data file against the model's inputs."""
+def load_data(path: str | Path, names: list[str]) -> DataSet:
+    """The arrays of the inputs fed from data (`names`), per section, and the labels."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: data file not found")
@@ -85,15 +72,20 @@ def load_data(path: str | Path, inputs: list[TensorSpec]) -> DataSet:
     except Exception as exc:
         raise ModelError(f"{path}: not a readable .npz file ({exc})") from exc
     with data:
-        sections = {s: section_arrays(data, inputs, s) for s in SECTIONS}
-        if not any(sections.values()):
+        sections = {s: _section(path, data, names, s) for s in SECTIONS}
+        if names and not any(sections.values()):
             raise ModelError(f"{path}: no 'calibration' or 'evaluation' arrays (found: {', '.join(data.files)})")
         for section, arrays in sections.items():
-            if arrays:
-                check_fits(path, section, arrays, inputs)
-        labels = data["labels"] if "labels" in data.files else None
+            missing = [n for n in names if arrays and n not in arrays]
+            if missing:
+                raise ModelError(f"{path}: {section} has no data for input {missing[0]!r} (keys: {section!r} for one "
+                                 f"input, {section + ':' + missing[0]!r} for several)")
+        labels = {key.partition(":")[2]: data[key] for key in data.files if key == "labels" or
+                  key.startswith("labels:")}
         label_output = str(data["label_output"]) if "label_output" in data.files else None
     dataset = DataSet(path, sections["calibration"], sections["evaluation"], labels, label_output, file_sha256(path))
-    if labels is not None and len(labels) != dataset.evaluation_count:
-        raise ModelError(f"{path}: {len(labels)} labels for {dataset.evaluation_count} evaluation samples")
+    for output, found in labels.items():
+        if len(found) != dataset.evaluation_count:
+            key = f"labels:{output}" if output else "labels"
+            raise ModelError(f"{path}: {len(found)} {key} for {dataset.evaluation_count} evaluation samples")
     return dataset

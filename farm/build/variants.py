@@ -1,11 +1,18 @@
-"""Validate an FP32 ONNX model and build its deployment variants with a manifest.
+"""Build a model's deployment variants, the files its boards measure with, and a manifest.
 
 Variants: `fp32` (the model as given), `int8_dynamic` (weights INT8, activations
 quantized at run time; by default only MatMul/Gemm, because dynamically quantized
 convolutions run several times slower than FP32 on x86), `int8_static` (QDQ,
-calibrated on real samples from the data file). Every built file is keyed by
-the model's sha256, the recipe and the data's sha256, so an unchanged rebuild
-reuses it.
+calibrated on real samples). A variant that quantized nothing is recorded
+`no-op` with the reason, never passed off as INT8; the manifest counts the ops of
+each type every variant quantized.
+
+Calibration is fed exactly as the model spec feeds the model (deployment batch,
+constants, the state a stream really carries, through the FP32 model) and is
+collected by onnxruntime chunk by chunk (`CalibStridedMinMax`), so memory is
+bounded by a chunk, not the calibration set. Boards get the evaluation set, one
+deployment feed and the FP32 reference outputs; the calibration set stays here.
+Every built file is keyed by what it depends on, so an unchanged rebuild reuses it.
 """
 
 from __future__ import annotations
@@ -22,22 +29,28 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from farm.board.agent import run_agent_here
-from farm.build.datafile import DataSet, TensorSpec, load_data
-from farm.build.modelfile import ModelInfo, default_opset, float_op_types, inspect_model
+from farm.board.agent import AgentFiles, library, run_agent_here
+from farm.build.datafile import DataSet
+from farm.build.modelfile import LAYOUT_OPS, ModelInfo, default_opset, float_op_types, inspect_model
+from farm.build.spec import ModelSpec
 from farm.config.settings import CALIBRATION_METHODS, VARIANTS, Measurement
 from farm.errors import AgentError, ModelError
-from farm.judge.stats import accuracy_loss_pct
+from farm.judge.accuracy import output_loss, passes
 from farm.results import ModelResult, VariantBuild
 from farm.util import file_sha256, write_json_atomic
 
 CALIBRATION_RANGE = (100, 1000)
 PER_CHANNEL_MIN_OPSET = 13  # DequantizeLinear has no `axis` before opset 13
 CONVERT_TO_OPSET = 17
+CALIBRATION_CHUNK = 16  # steps onnxruntime collects before merging: bounds calibration memory
 # Pseudo op type for recipes: Conv nodes with group > 1 (depthwise), which quantize badly.
 DEPTHWISE = "DepthwiseConv"
 SEARCH_EXCLUSIONS = ((), ("PRelu",), (DEPTHWISE,), ("PRelu", DEPTHWISE))
 HOST_MEASUREMENT = Measurement(warmup=10, runs=50, threads=1)
+# Quantized op types, by the float op they replace.
+QUANTIZED_FORMS = {"MatMulInteger": "MatMul", "DynamicQuantizeMatMul": "MatMul", "QLinearMatMul": "MatMul",
+                   "ConvInteger": "Conv", "QLinearConv": "Conv", "QGemm": "Gemm", "DynamicQuantizeLSTM": "LSTM",
+                   "QAttention": "Attention"}
 
 Progress = Callable[[str], None]
 
@@ -50,17 +63,67 @@ class Recipe:
     calibration_method: str = "minmax"
     calibration_samples: int | None = None  # None: every calibration sample in the data file
     exclude_op_types: tuple[str, ...] = ()
+    exclude_nodes: tuple[str, ...] = ()
     dynamic_op_types: tuple[str, ...] = ("MatMul", "Gemm")
 
     def for_variant(self, variant: str) -> dict:
         if variant == "int8_dynamic":
-            return {"weight_type": "QInt8", "op_types": list(self.dynamic_op_types)}
+            return {"weight_type": "QInt8", "op_types": list(self.dynamic_op_types), "subgraphs": True,
+                    "constants_folded": True}
         if variant == "int8_static":
             return {"format": "QDQ", "weight_type": "QInt8", "activation_type": "QUInt8",
                     "per_channel": self.per_channel, "calibration_method": self.calibration_method,
                     "calibration_samples": self.calibration_samples,
-                    "exclude_op_types": list(self.exclude_op_types)}
+                    "exclude_op_types": list(self.exclude_op_types), "exclude_nodes": list(self.exclude_nodes)}
         return {}
+
+
+def _graphs(graph: onnx.GraphProto):
+    """A graph and every subgraph in it (If / Loop / Scan bodies), depth first."""
+    yield graph
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                yield from _graphs(attribute.g)
+            for sub in attribute.graphs:
+                yield from _graphs(sub)
+
+
+def op_counts(path: Path) -> dict[str, int]:
+    """Every op type in a model, subgraphs included."""
+    counts: dict[str, int] = {}
+    for graph in _graphs(onnx.load(str(path), load_external_data=False).graph):
+        for node in graph.node:
+            counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def quantized_op_types(path: Path) -> dict[str, int]:
+    """How many ops of each (float) type a variant runs in INT8: QDQ-fed ops and integer kernels."""
+    counts: dict[str, int] = {}
+    for graph in _graphs(onnx.load(str(path), load_external_data=False).graph):
+        dequantized = {o for node in graph.node if node.op_type == "DequantizeLinear" for o in node.output}
+        for node in graph.node:
+            op = QUANTIZED_FORMS.get(node.op_type)
+            if op is None and node.op_type not in LAYOUT_OPS and any(i in dequantized for i in node.input):
+                op = node.op_type
+            if op:
+                counts[op] = counts.get(op, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _no_op_reason(variant: str, recipe: Recipe, source: Path) -> str:
+    ops = op_counts(source)
+    compute = {op: n for op, n in ops.items() if op not in LAYOUT_OPS}
+    listed = ", ".join(f"{op} x{n}" for op, n in compute.items()) or "none"
+    if variant == "int8_dynamic":
+        wanted = [op for op in recipe.dynamic_op_types if op in ops]
+        if not wanted:
+            return (f"the model has no {' or '.join(recipe.dynamic_op_types)} (its compute ops: {listed}); dynamic "
+                    "INT8 quantizes only those (dynamically quantized Conv ran 4.7x slower than FP32 here)")
+        return (f"its {', '.join(f'{op} x{ops[op]}' for op in wanted)} take no constant weights onnxruntime can "
+                "quantize (weights computed at run time)")
+    return f"no op took quantize / dequantize pairs (compute ops: {listed})"
 
 
 def _excluded_nodes(model: onnx.ModelProto, op_types: Iterable[str]) -> list[str]:
@@ -74,17 +137,46 @@ def _excluded_nodes(model: onnx.ModelProto, op_types: Iterable[str]) -> list[str
 
 
 class _Calibration:
-    """onnxruntime CalibrationDataReader over real samples, in small batches where allowed."""
+    """onnxruntime's CalibrationDataReader over the real calibration samples, fed as the spec says.
 
-    def __init__(self, arrays: dict[str, np.ndarray], inputs: list[TensorSpec], count: int):
-        # Equal batches: the histogram calibrators (entropy, percentile) cannot stack a short last one.
-        dynamic = all(not isinstance(s.shape[0], int) for s in inputs)
-        batch = max(b for b in range(1, 17) if count % b == 0) if dynamic else 1
-        self._batches = iter([{s.name: arrays[s.name][i:i + batch].astype(s.dtype) for s in inputs}
-                              for i in range(0, count, batch)])
+    One deployment batch per step, with the state a stream really carries (run
+    through the FP32 model). `set_range` lets onnxruntime collect chunk by chunk
+    (CalibStridedMinMax): memory stays bounded by a chunk, whatever the count.
+    """
+
+    def __init__(self, fp32: Path, spec: dict, arrays: dict[str, np.ndarray], count: int):
+        self.feeder = library.Feeder(np, spec, {name: a[:count] for name, a in arrays.items()})
+        stateful = any(i["source"] == "state" for i in spec["inputs"])
+        self.session = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"]) if stateful else None
+        self.names = [o.name for o in self.session.get_outputs()] if self.session else []
+        self.starts = list(self.feeder.steps())
+        self.position, self.end = 0, len(self.starts)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def _next_feeds(self) -> dict:
+        feeds = dict(self.feeder.feed(self.starts[self.position]))
+        if self.session is not None:
+            self.feeder.carry(dict(zip(self.names, self.session.run(self.names, feeds))))
+        self.position += 1
+        return feeds
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        if start_index < self.position:  # a stream restarts from its first step
+            self.feeder.reset()
+            self.position = 0
+        while self.position < start_index:
+            self._next_feeds()
+        self.end = end_index
 
     def get_next(self):
-        return next(self._batches, None)
+        return self._next_feeds() if self.position < min(self.end, len(self.starts)) else None
+
+
+def _chunk(steps: int) -> int:
+    """The largest chunk of at most CALIBRATION_CHUNK steps that divides the steps evenly."""
+    return max(c for c in range(1, min(CALIBRATION_CHUNK, steps) + 1) if steps % c == 0)
 
 
 def _ensure_names(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -95,7 +187,8 @@ def _ensure_names(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def _build_static(info: ModelInfo, data: DataSet, recipe: Recipe, target: Path, notes: list[str]) -> None:
+def _build_static(info: ModelInfo, data: DataSet, spec: dict, recipe: Recipe, count: int, fp32: Path,
+                  target: Path, notes: list[str]) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -107,53 +200,82 @@ def _build_static(info: ModelInfo, data: DataSet, recipe: Recipe, target: Path, 
     with tempfile.TemporaryDirectory(prefix="farm-quant-") as tmp:
         source, prepared = Path(tmp) / "source.onnx", Path(tmp) / "prepared.onnx"
         onnx.save(model, str(source))
-        try:
-            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        try:  # with nodes excluded by name, no optimization may rename them
+            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True,
+                              skip_optimization=bool(recipe.exclude_nodes))
         except Exception as exc:  # seen on real exports; quantizing the raw model still works
             notes.append(f"quant_pre_process failed ({exc}); quantized the model without it")
             shutil.copy(source, prepared)
         methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                    "percentile": CalibrationMethod.Percentile}
-        count = min(recipe.calibration_samples or data.calibration_count, data.calibration_count)
-        quantize_static(str(prepared), str(target), _Calibration(data.calibration, info.inputs, count),
-                        quant_format=QuantFormat.QDQ, per_channel=recipe.per_channel,
-                        weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
+        reader = _Calibration(fp32, spec, data.calibration, count)
+        quantize_static(str(prepared), str(target), reader, quant_format=QuantFormat.QDQ,
+                        per_channel=recipe.per_channel, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
                         calibrate_method=methods[recipe.calibration_method],
-                        nodes_to_exclude=_excluded_nodes(model, recipe.exclude_op_types))
+                        nodes_to_exclude=sorted({*_excluded_nodes(model, recipe.exclude_op_types),
+                                                 *recipe.exclude_nodes}),
+                        extra_options={"CalibStridedMinMax": _chunk(len(reader))})
 
 
-def _build_dynamic(info: ModelInfo, recipe: Recipe, target: Path) -> None:
+def fold_constants(model: onnx.ModelProto) -> int:
+    """Constant nodes become initializers (in subgraphs too): quantizers only see initializer weights."""
+    folded = 0
+    for graph in _graphs(model.graph):
+        for node in [n for n in graph.node if n.op_type == "Constant"]:
+            value = next((a for a in node.attribute if a.name == "value"), None)
+            if value is None:
+                continue
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(value.t)
+            tensor.name = node.output[0]
+            graph.initializer.append(tensor)
+            graph.node.remove(node)
+            folded += 1
+    return folded
+
+
+def _build_dynamic(info: ModelInfo, recipe: Recipe, target: Path, notes: list[str]) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(info.path), str(target), weight_type=QuantType.QInt8,
-                     op_types_to_quantize=list(recipe.dynamic_op_types) or None)
+    model = onnx.ModelProto.FromString(info.proto.SerializeToString())
+    folded = fold_constants(model)
+    if folded:
+        notes.append(f"{folded} Constant node(s) folded into initializers before quantizing (weights the "
+                     "quantizer would not see otherwise)")
+    with tempfile.TemporaryDirectory(prefix="farm-quant-") as tmp:
+        source = Path(tmp) / "source.onnx"
+        onnx.save(model, str(source))
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8,
+                         op_types_to_quantize=list(recipe.dynamic_op_types) or None,
+                         extra_options={"EnableSubgraph": True})
 
 
-def _cache_key(info: ModelInfo, variant: str, recipe: Recipe, data_sha: str) -> str:
-    key = {"model": info.sha256, "variant": variant, "recipe": recipe.for_variant(variant),
-           "data": data_sha if variant == "int8_static" else None, "onnxruntime": ort.__version__}
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+def _key(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _build_variant(info: ModelInfo, data: DataSet, data_sha: str, variant: str, recipe: Recipe,
-                   out_dir: Path) -> dict:
+def _build_variant(info: ModelInfo, data: DataSet, spec: ModelSpec, variant: str, recipe: Recipe,
+                   calibration_count: int | None, out_dir: Path) -> dict:
     """Build (or reuse) one variant; a failure is recorded, never raised."""
     entry: dict = {"status": "ok", "reason": None, "recipe": recipe.for_variant(variant), "notes": []}
+    fp32 = out_dir / f"{info.name}.fp32.onnx"
+    if not fp32.exists() or file_sha256(fp32) != info.sha256:
+        shutil.copy(info.path, fp32)
     if variant == "fp32":
-        target = out_dir / f"{info.name}.fp32.onnx"
-        if not target.exists() or file_sha256(target) != info.sha256:
-            shutil.copy(info.path, target)
+        target = fp32
         entry["cached"] = False
     else:
-        target = out_dir / f"{info.name}.{variant}.{_cache_key(info, variant, recipe, data_sha)[:16]}.onnx"
+        depends = (info.sha256, variant, recipe.for_variant(variant), ort.__version__,
+                   (data.sha256, spec.to_json(), calibration_count) if variant == "int8_static" else None)
+        target = out_dir / f"{info.name}.{variant}.{_key(*depends)}.onnx"
         entry["cached"] = target.exists()
         if not target.exists():
             partial = target.with_suffix(".partial.onnx")
             try:
                 if variant == "int8_dynamic":
-                    _build_dynamic(info, recipe, partial)
+                    _build_dynamic(info, recipe, partial, entry["notes"])
                 else:
-                    _build_static(info, data, recipe, partial, entry["notes"])
+                    _build_static(info, data, spec.to_json(), recipe, calibration_count, fp32, partial, entry["notes"])
                 ort.InferenceSession(str(partial), providers=["CPUExecutionProvider"])
             except Exception as exc:
                 partial.unlink(missing_ok=True)
@@ -161,36 +283,75 @@ def _build_variant(info: ModelInfo, data: DataSet, data_sha: str, variant: str, 
             partial.replace(target)
     entry.update(file=target.name, sha256=file_sha256(target), size_bytes=target.stat().st_size,
                  opset=default_opset(onnx.load(str(target), load_external_data=False)),
-                 float_op_types=float_op_types(target))
+                 float_op_types=float_op_types(target), quantized_op_types=quantized_op_types(target))
+    if variant != "fp32" and not entry["quantized_op_types"]:
+        entry.update(status="no-op", reason=_no_op_reason(variant, recipe, info.path))
     return entry
 
 
-def write_reference(info: ModelInfo, data: DataSet, out_dir: Path) -> dict | None:
-    """FP32 outputs on the evaluation set: what the agent's agreement check compares with."""
-    if not data.evaluation:
-        return None
-    session = ort.InferenceSession(str(info.path), providers=["CPUExecutionProvider"])
-    feeds = {s.name: data.evaluation[s.name].astype(s.dtype) for s in info.inputs}
-    batched = all(not isinstance(s.shape[0], int) for s in info.inputs)
-    step = 64 if batched else 1
-    chunks = [session.run(None, {k: v[i:i + step] for k, v in feeds.items()})
-              for i in range(0, data.evaluation_count, step)]
-    outputs = {o.name: np.concatenate([c[i] for c in chunks]) for i, o in enumerate(session.get_outputs())}
-    target = out_dir / f"{info.name}.reference.npz"
-    np.savez(target, **outputs)
+def _write(out_dir: Path, name: str, writer: Callable[[Path], None]) -> dict:
+    target = out_dir / name
+    if not target.exists():
+        partial = target.with_name(f".partial-{target.name}")  # np.savez insists on its .npz suffix
+        writer(partial)
+        partial.replace(target)
     return {"file": target.name, "sha256": file_sha256(target)}
 
 
-def _host_figures(model: Path, data: DataSet, reference: Path | None) -> dict:
-    """Host-side indication: the agent run on the controller (never the verdict)."""
+def board_files(info: ModelInfo, data: DataSet, spec: ModelSpec, out_dir: Path) -> dict:
+    """What every board gets besides the variants: the spec, one deployment feed, the evaluation set, and
+    the FP32 reference outputs on it. Never the calibration set."""
+    spec_json = spec.to_json()
+    key = _key(info.sha256, data.sha256, spec_json)
+    files = {"spec": _write(out_dir, f"{info.name}.spec.{key}.json",
+                            lambda p: p.write_text(json.dumps(spec_json, indent=1)))}
+    source = data.evaluation or data.calibration
+    feed = library.Feeder(np, spec_json, source).feed(0) if source or not spec.data_inputs else None
+    if feed is not None:
+        files["feed"] = _write(out_dir, f"{info.name}.feed.{key}.npz", lambda p: np.savez(p, **feed))
+    if data.evaluation:
+        labels = {}
+        for output in spec.outputs:
+            found = data.labels.get(output.name, data.labels.get("") if output.labels else None)
+            if found is not None:
+                labels[f"labels:{output.name}"] = found
+        files["data"] = _write(out_dir, f"{info.name}.eval.{key}.npz",
+                               lambda p: np.savez(p, **data.evaluation, **labels))
+        session = ort.InferenceSession(str(info.path), providers=["CPUExecutionProvider"])
+        files["reference"] = _write(out_dir, f"{info.name}.reference.{key}.npz", lambda p: np.savez(
+            p, **library.collect_outputs(np, session, spec_json, data.evaluation)))
+    return files
+
+
+def _host_figures(model: Path, out_dir: Path, files: dict) -> dict:
+    """Host-side indication: the agent run on the controller, as on a board (never the verdict)."""
+    path = lambda name: str(out_dir / files[name]["file"]) if name in files else None  # noqa: E731
+    agent_files = AgentFiles(str(model), spec=path("spec"), feed=path("feed"), data=path("data"),
+                             reference=path("reference"))
     try:
-        doc = run_agent_here(model, HOST_MEASUREMENT, data=data.path, reference=reference)
+        timing = run_agent_here(agent_files, HOST_MEASUREMENT, "latency")
+        accuracy = run_agent_here(agent_files, HOST_MEASUREMENT, "accuracy") if "data" in files else {"errors": []}
     except AgentError as exc:
         return {"error": str(exc)}
-    if doc["errors"]:
-        return {"error": "; ".join(e["message"] for e in doc["errors"])}
-    return {"p50_ms": doc["latency_ms"]["p50"], "threads": HOST_MEASUREMENT.threads,
-            "peak_rss_mb": doc["peak_rss_mb"], "accuracy": doc["accuracy"]}
+    errors = timing["errors"] + accuracy["errors"]
+    if errors:
+        return {"error": "; ".join(e["message"] for e in errors)}
+    return {"p50_ms": timing["latency_ms"]["p50"], "threads": HOST_MEASUREMENT.threads,
+            "peak_rss_mb": timing["peak_rss_mb"], "accuracy": accuracy.get("accuracy")}
+
+
+def host_losses(spec: ModelSpec, host: dict, fp32_accuracy: dict | None, target: float | None = None) -> list[dict]:
+    """Each judged output's loss on the host against the host's FP32; `ok` against its limit (or `target` %)."""
+    rows = []
+    for output in spec.outputs:
+        doc = output.to_json()
+        figures = ((host.get("accuracy") or {}).get("outputs") or {}).get(output.name)
+        base = ((fp32_accuracy or {}).get("outputs") or {}).get(output.name)
+        value, unit, _ = output_loss(doc, figures, base)
+        limit = target if target is not None and unit == "%" else output.limit
+        rows.append({"output": output.name, "metric": output.metric, "loss": value, "unit": unit,
+                     "ok": None if value is None or limit is None else passes(doc, value, limit)})
+    return rows
 
 
 def _check_calibration(data: DataSet, recipe: Recipe, allow: bool) -> int:
@@ -203,28 +364,28 @@ def _check_calibration(data: DataSet, recipe: Recipe, allow: bool) -> int:
     return count
 
 
-def _search_recipes(info: ModelInfo, data: DataSet, data_sha: str, base: Recipe, target_loss: float,
-                    out_dir: Path, reference: Path | None, task: str, fp32_accuracy: dict | None,
-                    progress: Progress) -> tuple[Recipe, list[dict]]:
-    """Try static recipes; keep the fastest on the host whose loss stays within the target."""
+def _search_recipes(info: ModelInfo, data: DataSet, spec: ModelSpec, base: Recipe, count: int, target_loss: float,
+                    out_dir: Path, files: dict, fp32_accuracy: dict | None,
+                    progress: Progress) -> tuple[Recipe | None, list[dict]]:
+    """Try static recipes; keep the fastest on the host whose every output stays within the target."""
     tried = []
-    candidates = [replace(base, calibration_method=m, per_channel=pc, exclude_op_types=ex)
+    candidates = [replace(base, calibration_method=m, per_channel=pc, exclude_op_types=tuple({*base.exclude_op_types,
+                                                                                               *ex}))
                   for m in CALIBRATION_METHODS for pc in (True, False) for ex in SEARCH_EXCLUSIONS
                   if not ex or _excluded_nodes(info.proto, ex)]
     for index, recipe in enumerate(candidates, 1):
         progress(f"recipe search {index}/{len(candidates)}: {recipe.for_variant('int8_static')}")
-        entry = _build_variant(info, data, data_sha, "int8_static", recipe, out_dir)
+        entry = _build_variant(info, data, spec, "int8_static", recipe, count, out_dir)
         row = {"recipe": recipe.for_variant("int8_static"), "status": entry["status"], "reason": entry["reason"]}
         if entry["status"] == "ok":
-            host = _host_figures(out_dir / entry["file"], data, reference)
-            row.update(p50_ms=host.get("p50_ms"),
-                       loss_pct=accuracy_loss_pct(host.get("accuracy"), fp32_accuracy, task))
+            host = _host_figures(out_dir / entry["file"], out_dir, files)
+            losses = host_losses(spec, host, fp32_accuracy, target_loss)
+            row.update(p50_ms=host.get("p50_ms"), losses=losses,
+                       within=all(r["ok"] for r in losses) and host.get("p50_ms") is not None)
         tried.append((recipe, row))
-    within = [(r, row) for r, row in tried if row.get("loss_pct") is not None and row["loss_pct"] <= target_loss
-              and row.get("p50_ms") is not None]
+    within = [(r, row) for r, row in tried if row.get("within")]
     if not within:
-        raise ModelError(f"{info.path}: no static INT8 recipe stays within {target_loss} % loss "
-                         f"({len(tried)} tried; see the manifest's recipe_search)")
+        return None, [row for _, row in tried]
     chosen, chosen_row = min(within, key=lambda pair: pair[1]["p50_ms"])
     chosen_row["chosen"] = True
     return chosen, [row for _, row in tried]
@@ -238,17 +399,17 @@ def check_variants(variants: Iterable[str]) -> list[str]:
     return variants
 
 
-def build_variants(info: ModelInfo, data: DataSet, out_dir: str | Path, *, variants: Iterable[str] = VARIANTS,
-                   recipe: Recipe = Recipe(), task: str | None = None, allow_calibration_count: bool = False,
+def build_variants(info: ModelInfo, data: DataSet, spec: ModelSpec, out_dir: str | Path, *,
+                   variants: Iterable[str] = VARIANTS, recipe: Recipe = Recipe(), allow_calibration_count: bool = False,
                    target_loss: float | None = None, host_figures: bool = True,
                    progress: Progress = lambda message: None) -> dict:
-    """Build (or reuse) the variants of an inspected model into out_dir; return the manifest."""
+    """Build (or reuse) the variants and the boards' files into out_dir; return the manifest."""
     variants = check_variants(variants)
     if recipe.calibration_method not in CALIBRATION_METHODS:
         raise ModelError(f"unknown calibration method {recipe.calibration_method!r}; "
                          f"choose from {', '.join(CALIBRATION_METHODS)}")
-    data_sha = data.sha256
-    task = task or ("classification" if data.labels is not None else "regression")
+    recipe = replace(recipe, exclude_op_types=tuple({*recipe.exclude_op_types, *spec.exclude_op_types}),
+                     exclude_nodes=tuple({*recipe.exclude_nodes, *spec.exclude_nodes}))
     calibration_count = None
     if "int8_static" in variants:
         if not data.calibration:
@@ -257,41 +418,46 @@ def build_variants(info: ModelInfo, data: DataSet, out_dir: str | Path, *, varia
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     progress(f"model {info.name}: opset {info.opset}, sha256 {info.sha256[:12]}")
-    reference = write_reference(info, data, out_dir)
-    reference_path = out_dir / reference["file"] if reference else None
-    shutil.copy(data.path, out_dir / f"{info.name}.data.npz")
-
+    files = board_files(info, data, spec, out_dir)
     manifest: dict = {
-        "schema": "farm.manifest/1", "model": {**info.describe(), "task": task},
-        "data": {"file": f"{info.name}.data.npz", "source": str(data.path), "sha256": data_sha,
-                 "calibration_samples": calibration_count, "evaluation_samples": data.evaluation_count,
-                 "labels": data.labels is not None},
-        "reference": reference, "onnxruntime": ort.__version__, "variants": {},
+        "schema": "farm.manifest/2", "model": info.describe(), "spec": spec.to_json(),
+        "data": {"source": str(data.path), "sha256": data.sha256, "calibration_samples": calibration_count,
+                 "evaluation_samples": data.evaluation_count, "labels": bool(data.labels)},
+        "files": files, "onnxruntime": ort.__version__, "variants": {},
     }
     fp32_accuracy = None
     for variant in sorted(variants, key=VARIANTS.index):
         variant_recipe = recipe
         if variant == "int8_static" and target_loss is not None:
-            variant_recipe, manifest["recipe_search"] = _search_recipes(
-                info, data, data_sha, recipe, target_loss, out_dir, reference_path, task, fp32_accuracy, progress)
+            chosen, manifest["recipe_search"] = _search_recipes(info, data, spec, recipe, calibration_count,
+                                                                target_loss, out_dir, files, fp32_accuracy, progress)
+            if chosen is None:
+                write_json_atomic(out_dir / "manifest.json", manifest)
+                raise ModelError(f"{info.path}: no static INT8 recipe keeps every judged output within {target_loss} % "
+                                 f"({len(manifest['recipe_search'])} tried; each with its losses in "
+                                 f"{out_dir / 'manifest.json'}, recipe_search)")
+            variant_recipe = chosen
         progress(f"building {variant}")
-        entry = _build_variant(info, data, data_sha, variant, variant_recipe, out_dir)
+        entry = _build_variant(info, data, spec, variant, variant_recipe, calibration_count, out_dir)
         if variant == "int8_static":
             entry["recipe"]["calibration_samples"] = calibration_count
-        if entry["status"] == "ok" and host_figures:
-            entry["host"] = _host_figures(out_dir / entry["file"], data, reference_path)
+        if entry["status"] in ("ok", "no-op") and host_figures:
+            entry["host"] = _host_figures(out_dir / entry["file"], out_dir, files)
             if variant == "fp32":
                 fp32_accuracy = entry["host"].get("accuracy")
-            entry["host"]["loss_pct"] = accuracy_loss_pct(entry["host"].get("accuracy"), fp32_accuracy, task)
+            entry["host"]["losses"] = host_losses(spec, entry["host"], fp32_accuracy)
         manifest["variants"][variant] = entry
         progress(f"{variant}: {entry['status']}" + (f" ({entry['reason']})" if entry["reason"] else ""))
     return manifest
 
 
-def build(model_path: str | Path, data_path: str | Path, out_dir: str | Path, **options) -> dict:
+def build(model_path: str | Path, data_path: str | Path, out_dir: str | Path, *, spec_path: str | Path | None = None,
+          progress: Progress = lambda message: None, **options) -> dict:
     """`farm quantize`: validate, build the variants into out_dir and write out_dir/manifest.json."""
-    info = inspect_model(model_path)
-    manifest = build_variants(info, load_data(data_path, info.inputs), out_dir, **options)
+    from farm.build.loading import load_model_and_data
+
+    info, data, spec = load_model_and_data(model_path, data_path, spec_path, progress)
+    manifest = build_variants(info, data, spec, out_dir, progress=progress, **options)
     write_json_atomic(Path(out_dir) / "manifest.json", manifest)
     return manifest
 
@@ -300,7 +466,7 @@ def model_result(manifest: dict) -> ModelResult:
     """What a run's results say about the model, from its manifest."""
     model, data = manifest.get("model", {}), manifest.get("data", {})
     return ModelResult(
-        name=model.get("name"), sha256=model.get("sha256"), task=model.get("task"), opset=model.get("opset"),
+        name=model.get("name"), sha256=model.get("sha256"), opset=model.get("opset"),
         calibration_samples=data.get("calibration_samples"), evaluation_samples=data.get("evaluation_samples"),
-        labels=bool(data.get("labels")),
+        labels=bool(data.get("labels")), spec=manifest.get("spec") or {},
         variants={v: VariantBuild.from_json(e) for v, e in manifest.get("variants", {}).items()})

@@ -50,7 +50,8 @@ SELECTION = (
 OUT = RunOption("out", "results root: <out>/<run-id>/", "results", key="results", path=True)
 RUN_OPTIONS = SELECTION + (
     RunOption("model", "FP32 ONNX model (default: the digits demo)", path=True),
-    RunOption("data", ".npz data file of the model (required with --model)", path=True),
+    RunOption("data", ".npz data file of the model (required with --model, unless the spec names it)", path=True),
+    RunOption("spec", "model spec YAML: inputs, judged outputs and metrics (default: inferred)", path=True),
     RunOption("checklist", "checklist YAML (default: the packaged dms checklist)", path=True),
     RunOption("variants", "comma-separated variants", ",".join(VARIANTS)),
     RunOption("runs", "timed runs per variant", 100, int, minimum=1),
@@ -157,17 +158,37 @@ def resolve(cli: Callable[[str], Any], *, environ: Mapping[str, str] | None = No
     return resolved
 
 
+def _from_spec(resolved: dict[str, Setting]) -> None:
+    """A spec's own `model:` and `data:` (relative to it) stand in for options not given."""
+    spec = resolved["spec"]
+    if not spec.value or (resolved["model"].value and resolved["data"].value):
+        return
+    from farm.config.yamlfile import load_yaml
+    from farm.errors import LocatedError
+
+    doc = load_yaml(Path(spec.value), lambda p, line, message: LocatedError(p, line, message), "model spec")
+    for name in ("model", "data"):
+        if not resolved[name].value and isinstance(doc, dict) and isinstance(doc.get(name), str):
+            resolved[name] = Setting(str(Path(spec.value).parent / doc[name]), f"{spec.value}:{doc.line_of(name)}")
+
+
 def run_settings(resolved: dict[str, Setting], **overrides: Any) -> RunSettings:
     """RunSettings from resolved options; a user's model without its data is an error, not the demo's data."""
+    resolved = dict(resolved)
+    _from_spec(resolved)
     value = lambda name: resolved[name].value  # noqa: E731
     model, data = resolved["model"], resolved["data"]
     if model.value and not data.value:
-        raise ConfigError(f"model {model.value} ({model.source}) needs its data file: give --data "
-                          "(or FARM_DATA, or data in [tool.farm]); farm never judges a model on the demo's data")
+        raise ConfigError(f"model {model.value} ({model.source}) needs its data file: give --data (or FARM_DATA, "
+                          "data in [tool.farm], or data: in its spec); farm never judges a model on the demo's data")
+    if value("spec") and not model.value:
+        raise ConfigError(f"spec {value('spec')} ({resolved['spec'].source}) is for a model: give --model "
+                          "(or model: in the spec)")
     path = lambda name, default: Path(value(name)) if value(name) else default()  # noqa: E731
     return RunSettings(
         inventory=path("inventory", resources.standin_inventory), model=path("model", resources.demo_model),
-        data=path("data", resources.demo_data), checklist=path("checklist", lambda: resources.checklist("dms")),
+        data=path("data", resources.demo_data), spec=Path(value("spec")) if value("spec") else None,
+        checklist=path("checklist", lambda: resources.checklist("dms")),
         variants=[v.strip() for v in value("variants").split(",") if v.strip()],
         pools=value("pool"), tags=value("tag"), boards=value("board"),
         measurement=Measurement(warmup=value("warmup"), runs=value("runs"), rounds=value("rounds")),

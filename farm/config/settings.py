@@ -40,6 +40,7 @@ class RunSettings:
     inventory: Path = field(default_factory=resources.standin_inventory)
     model: Path = field(default_factory=resources.demo_model)
     data: Path = field(default_factory=resources.demo_data)
+    spec: Path | None = None  # the model spec; None: inferred from the model and its data
     checklist: Path = field(default_factory=lambda: resources.checklist("dms"))
     variants: list[str] = field(default_factory=lambda: list(VARIANTS))
     pools: list[str] = field(default_factory=list)

@@ -14,10 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 import farm
-from farm import resources
-from farm.board.artifacts import Artifact
-from farm.build.datafile import load_data
-from farm.build.modelfile import inspect_model
+from farm.build.loading import load_model_and_data
 from farm.build.variants import build_variants, check_variants, model_result
 from farm.config.checklist import Checklist, load_checklist
 from farm.config.inventory import Board
@@ -45,8 +42,7 @@ class Job:
         check_variants(settings.variants)
         self.selection = Selection(settings.inventory, *settings.selection, say=say)
         self.checklist: Checklist = load_checklist(settings.checklist)
-        self.model = inspect_model(settings.model)
-        self.data = load_data(settings.data, self.model.inputs)
+        self.model, self.data, self.spec = load_model_and_data(settings.model, settings.data, settings.spec, say)
         self.run_dir = RunDir(settings.out, settings.run_id)
         self.cache_dir = Path(settings.cache) / f"{self.model.name}-{self.model.sha256[:12]}"
         self.manifest: dict = {}
@@ -61,21 +57,14 @@ class Job:
 
     # -- steps ------------------------------------------------------------------------------
     def build(self) -> None:
-        self.manifest = build_variants(self.model, self.data, self.cache_dir, variants=self.settings.variants,
-                                       progress=lambda m: self.say(f"build: {m}"))
+        self.manifest = build_variants(self.model, self.data, self.spec, self.cache_dir,
+                                       variants=self.settings.variants, progress=lambda m: self.say(f"build: {m}"))
         self.run_dir.save_manifest(self.manifest)
 
     def plan(self) -> DeployPlan:
-        """The artifacts by the hashes the manifest recorded when it built them: nothing is hashed twice."""
-        built = {v: Artifact(self.cache_dir / e["file"], e["sha256"]) for v, e in self.manifest["variants"].items()
-                 if e["status"] == "ok"}
-        reference, data = self.manifest.get("reference"), self.manifest["data"]
-        return DeployPlan(
-            run_id=self.settings.run_id, agent=Artifact.of(resources.agent()), variants=built,
-            data=Artifact(self.cache_dir / data["file"], data["sha256"]),
-            reference=Artifact(self.cache_dir / reference["file"], reference["sha256"]) if reference else None,
-            measurement=self.settings.measurement, variant_deadline_s=self.settings.variant_deadline_s,
-            lock_wait_s=self.settings.lock_wait_s)
+        return DeployPlan.from_manifest(self.manifest, self.cache_dir, self.settings.run_id, self.settings.measurement,
+                                        variant_deadline_s=self.settings.variant_deadline_s,
+                                        lock_wait_s=self.settings.lock_wait_s)
 
     def deploy(self, boards: list[Board], progress: Progress) -> None:
         self._fanout = Fanout(self.plan(), self.run_dir, progress)

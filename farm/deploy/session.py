@@ -15,9 +15,11 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterator
 
-from farm.board.agent import agent_argv, parse_agent_output
+from farm import resources
+from farm.board.agent import AgentFiles, agent_argv, parse_agent_output
 from farm.board.artifacts import Artifact, blob_path, push
 from farm.board.lease import Lease
 from farm.board.probe import probe, require_ready
@@ -31,6 +33,7 @@ from farm.results import BoardResult, BoardStatus, Step, VariantResult
 from farm.util import utc_now
 
 SETUP_STEPS = ("connect", "lock", "probe", "push")
+PROFILE_RUNS = 20  # runs of an INT8 variant profiled in its accuracy process: what a slow one spends time on
 FULL_RUN = SETUP_STEPS + ("measure",)
 PROBE_ONLY = ("connect", "probe")
 
@@ -44,23 +47,41 @@ class DeployPlan:
     run_id: str
     agent: Artifact
     variants: dict[str, Artifact]
-    data: Artifact | None
-    reference: Artifact | None
     measurement: Measurement
+    spec: Artifact | None = None
+    feed: Artifact | None = None
+    data: Artifact | None = None  # the evaluation set and labels only: calibration stays on the controller
+    reference: Artifact | None = None
     variant_deadline_s: float = 300.0
     lock_wait_s: float = 0.0
     connect_timeout_s: float = 10.0
     connect_attempts: int = 3
     steps: tuple[str, ...] = FULL_RUN
 
+    @classmethod
+    def from_manifest(cls, manifest: dict, folder: Path, run_id: str, measurement: Measurement,
+                      **options) -> "DeployPlan":
+        """The plan for what a manifest built in `folder`, by the hashes it recorded: nothing is hashed twice."""
+        artifact = lambda entry: Artifact(folder / entry["file"], entry["sha256"]) if entry else None  # noqa: E731
+        files = manifest["files"]
+        return cls(run_id=run_id, agent=Artifact.of(resources.agent()),
+                   variants={v: artifact(e) for v, e in manifest["variants"].items() if e["status"] in ("ok", "no-op")},
+                   spec=artifact(files.get("spec")), feed=artifact(files.get("feed")), data=artifact(files.get("data")),
+                   reference=artifact(files.get("reference")), measurement=measurement, **options)
+
+    @classmethod
+    def probe(cls, run_id: str) -> "DeployPlan":
+        """Connect and ask the board what it has: nothing pushed, nothing locked, nothing measured."""
+        return cls(run_id, Artifact.of(resources.agent()), {}, Measurement(), steps=PROBE_ONLY)
+
     @property
     def artifacts(self) -> list[Artifact]:
-        return [self.agent, *self.variants.values(), *(a for a in (self.data, self.reference) if a)]
+        return [self.agent, *self.variants.values(), *(a for a in (self.spec, self.feed, self.data, self.reference) if a)]
 
     @property
     def lock_ttl_s(self) -> int:
-        rounds = max(1, self.measurement.rounds)
-        return int(self.variant_deadline_s * (len(self.variants) * rounds + 1) + 120)
+        processes = max(1, self.measurement.rounds) + (1 if self.data else 0)
+        return int(self.variant_deadline_s * (len(self.variants) * processes + 1) + 120)
 
 
 def board_result(board: Board) -> BoardResult:
@@ -192,20 +213,24 @@ class BoardSession:
             self.log(f"pushed {len(report.uploaded)} blob(s), {report.bytes_sent} bytes; "
                      f"{len(report.already_there)} already there; re-sent {len(report.resent)}")
 
+    def _files(self, variant: str) -> AgentFiles:
+        plan, workdir = self.plan, self.board.workdir
+        blob = lambda artifact: blob_path(workdir, artifact) if artifact else None  # noqa: E731
+        return AgentFiles(blob(plan.variants[variant]), spec=blob(plan.spec), feed=blob(plan.feed),
+                          data=blob(plan.data), reference=blob(plan.reference),
+                          expect_sha256=plan.variants[variant].sha256)
+
     def measure(self, variant: str) -> None:
-        """Run the agent `rounds` times; samples are pooled, each round's summary kept."""
+        """Latency in `rounds` agent processes (samples pooled, each round's summary kept), then accuracy in
+        a process of its own: the evaluation set never weighs on the model's memory or timing."""
         board, plan = self.board, self.plan
-        artifact = plan.variants[variant]
+        files, agent = self._files(variant), blob_path(board.workdir, plan.agent)
         measurement = dataclasses.replace(plan.measurement, threads=board.threads or plan.measurement.threads,
                                           providers=board.providers)
         rounds = max(1, measurement.rounds)
         docs = []
         for index in range(rounds):
-            argv = agent_argv(board.python, blob_path(board.workdir, plan.agent), blob_path(board.workdir, artifact),
-                              measurement, expect_sha256=artifact.sha256,
-                              data=blob_path(board.workdir, plan.data) if plan.data else None,
-                              reference=blob_path(board.workdir, plan.reference) if plan.reference else None,
-                              skip_accuracy=index > 0)
+            argv = agent_argv(board.python, agent, files, measurement, "latency")
             with self._measuring(), self.step(f"measure {variant}" + (f" ({index + 1}/{rounds})" if rounds > 1 else "")):
                 docs.append(self._run_agent(variant, argv))
         result = VariantResult.from_agent(variant, docs[0])
@@ -214,6 +239,11 @@ class BoardSession:
             result.samples_ms = [s for d in docs for s in d["samples_ms"]]
             result.latency_ms = {**latency_summary(result.samples_ms), "rounds": len(docs)}
             result.peak_rss_mb = max(d["peak_rss_mb"] for d in docs)
+        if plan.data is not None:
+            argv = agent_argv(board.python, agent, files, measurement, "accuracy",
+                              profile_runs=PROFILE_RUNS if variant != "fp32" else 0)
+            with self._measuring(), self.step(f"accuracy {variant}"):
+                result.add_accuracy(self._run_agent(variant, argv))
         self.result.variants[variant] = result
         self.result.facts.update(docs[0].get("facts") or {})
 

@@ -12,7 +12,8 @@ from typing import Callable
 
 from farm.config.checklist import Checklist, parse_rule
 from farm.config.inventory import Board
-from farm.judge.stats import accuracy_loss_pct, latency_change, round_spread
+from farm.judge.accuracy import output_loss, passes, quality
+from farm.judge.stats import latency_change, round_spread
 from farm.results import Baseline, Check, CheckStatus, ModelResult, VariantResult
 
 PASS, FAIL, ERROR, SKIP = CheckStatus.PASS, CheckStatus.FAIL, CheckStatus.ERROR, CheckStatus.SKIP
@@ -31,10 +32,15 @@ def limits_for(checklist: Checklist, board: Board) -> dict[str, dict]:
     return items
 
 
-def accuracy_figure(accuracy: dict | None) -> float | None:
-    """The accuracy a person reads and the regression item compares: top-1 on labels, else agreement."""
-    accuracy = accuracy or {}
-    return accuracy.get("top1", accuracy.get("agreement_with_reference"))
+OVERHEAD_OPS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "Cast")
+
+
+def _no_op(variant: VariantResult, model: ModelResult) -> str | None:
+    """Why a variant is not judged as INT8: it quantized nothing."""
+    build = model.variants.get(variant.name)
+    if build is not None and build.status == "no-op":
+        return f"{variant.name} quantized nothing (no-op): {build.reason}; not judged as INT8"
+    return None
 
 
 def speedup_ratio(fp32: VariantResult | None, int8: VariantResult | None) -> float | None:
@@ -70,22 +76,54 @@ def _calibration(variant: VariantResult, limits: dict, model: ModelResult, **_) 
                  "" if ok else f"{count} calibration samples is outside {limit}")
 
 
+def accuracy_rows(variant: VariantResult, model: ModelResult, reference: dict | None,
+                  default_limit: float) -> list[dict]:
+    """Each judged output's loss against FP32 (or labels), its limit and verdict."""
+    rows = []
+    for output in model.spec.get("outputs", []):
+        figures = (variant.accuracy or {}).get("outputs", {}).get(output["name"])
+        base = (reference or {}).get("outputs", {}).get(output["name"])
+        value, unit, what = output_loss(output, figures, base)
+        key = "min_db" if output["metric"] == "snr_db" else "max_loss" if output["metric"] == "mae" else "max_loss_pct"
+        limit = output.get(key) if output.get(key) is not None else default_limit
+        verdict = None if value is None else "pass" if passes(output, value, limit) else "fail"
+        rows.append({"output": output["name"], "metric": output["metric"], "value": value, "limit": limit,
+                     "unit": unit, "what": what, "verdict": verdict})
+    return rows
+
+
 def _accuracy(variant: VariantResult, limits: dict, model: ModelResult, fp32: VariantResult | None, **_) -> Check:
     limit = limits["max_loss_pct"]
     if not model.evaluation_samples:
         return Check("accuracy", SKIP, why="the data file has no evaluation set")
+    if (no_op := _no_op(variant, model)) is not None:
+        return Check("accuracy", SKIP, why=no_op)
     if not variant.accuracy:
         return Check("accuracy", ERROR, None, limit, "%", variant.errors_text())
     host_build = model.variants.get("fp32")
     host_fp32 = host_build.host.get("accuracy") if host_build else None
     reference = host_fp32 if variant.name == "fp32" else ((fp32.accuracy if fp32 else None) or host_fp32)
-    loss = accuracy_loss_pct(variant.accuracy, reference, model.task or "classification")
-    if loss is None:
-        return Check("accuracy", ERROR, None, limit, "%", "no labels and no FP32 reference to compare with")
     against = "the host's FP32" if variant.name == "fp32" or reference is host_fp32 else "FP32 on this board"
-    ok = loss < limit
-    return Check("accuracy", PASS if ok else FAIL, round(loss, 4), limit, "%",
-                 f"loss against {against}" + ("" if ok else f" is not below {limit} %"))
+    rows = accuracy_rows(variant, model, reference, limit)
+    unjudged = [r for r in rows if r["verdict"] is None]
+    if unjudged:
+        return Check("accuracy", ERROR, None, limit, "%", f"output {unjudged[0]['output']}: {unjudged[0]['what']}",
+                     tuple(rows))
+    # The check shows the output nearest its limit (or furthest past it); every output is in the details.
+    worst = max(rows, key=lambda r: (r["verdict"] == "fail", _closeness(r)))
+    failed = [r for r in rows if r["verdict"] == "fail"]
+    text = "; ".join(f"{r['output']} {r['metric']}: {r['value']:.4g} {r['unit']} ({r['what']}, limit {r['limit']})"
+                     .replace("  ", " ") for r in (failed or rows))
+    return Check("accuracy", FAIL if failed else PASS, round(worst["value"], 4), worst["limit"], worst["unit"],
+                 f"against {against}: {text}", tuple(rows))
+
+
+def _closeness(row: dict) -> float:
+    """How near its limit an output is (1: at it); snr_db is better the higher it is."""
+    value, limit = row["value"], row["limit"]
+    if row["metric"] == "snr_db":
+        return limit / value if value else float("inf")
+    return value / limit if limit else float("inf")
 
 
 def _latency(variant: VariantResult, limits: dict, **_) -> Check:
@@ -111,6 +149,8 @@ def _memory(variant: VariantResult, limits: dict, **_) -> Check:
 def _speedup(variant: VariantResult, limits: dict, model: ModelResult, fp32: VariantResult | None, **_) -> Check:
     if variant.name == "fp32":
         return Check("speedup", SKIP, why="compares INT8 variants with FP32")
+    if (no_op := _no_op(variant, model)) is not None:
+        return Check("speedup", SKIP, why=no_op)
     if not fp32 or not fp32.latency_ms:
         return Check("speedup", SKIP, why="FP32 was not measured on this board")
     ratio = speedup_ratio(fp32, variant)
@@ -118,14 +158,26 @@ def _speedup(variant: VariantResult, limits: dict, model: ModelResult, fp32: Var
         return Check("speedup", ERROR, None, limits["min_ratio"], "x", variant.errors_text())
     if ratio >= speedup_floor(limits):
         return Check("speedup", PASS, round(ratio, 3), limits["min_ratio"], "x", "FP32 p50 / INT8 p50")
+    return Check("speedup", FAIL, round(ratio, 3), limits["min_ratio"], "x", slow_int8_advice(variant, model))
+
+
+def slow_int8_advice(variant: VariantResult, model: ModelResult) -> str:
+    """What the profile shows an INT8 variant spending its time on, and which ops stayed in float."""
     build = model.variants.get(variant.name)
     left = build.float_op_types if build else {}
+    parts = []
+    shares = (variant.profile or {}).get("op_share_pct") or {}
+    if shares:
+        top = ", ".join(f"{op} {pct:.0f} %" for op, pct in list(shares.items())[:4])
+        parts.append(f"the profile shows {top} of run time")
+        overhead = sum(pct for op, pct in shares.items() if op in OVERHEAD_OPS)
+        if overhead >= 10:
+            parts.append(f"quantize / dequantize / cast overhead is {overhead:.0f} % of it")
     if left:
-        why = "latency not reduced: operators not quantized: " + ", ".join(f"{op} x{n}" for op, n in left.items())
-    else:
-        why = ("latency not reduced although every compute operator is quantized: the quantize / dequantize "
-               "overhead outweighs the INT8 gain at this model size and thread count")
-    return Check("speedup", FAIL, round(ratio, 3), limits["min_ratio"], "x", why)
+        parts.append("ops left in float: " + ", ".join(f"{op} x{n}" for op, n in left.items()))
+    if not parts:
+        parts.append("every compute op is quantized and no profile was taken")
+    return "latency not reduced: " + "; ".join(parts)
 
 
 def _describe(d: dict) -> str:
@@ -141,11 +193,13 @@ def memory_change(baseline_mb: float | None, new_mb: float | None, max_increase_
             "limit": f"+{max_increase_pct} %", "verdict": "regression" if growth > max_increase_pct else "same"}
 
 
-def _regression(variant: VariantResult, limits: dict, baseline: Baseline | None, **_) -> Check:
+def _regression(variant: VariantResult, limits: dict, baseline: Baseline | None, model: ModelResult | None = None,
+                **_) -> Check:
     """Against the baseline run: latency (threshold and significance), accuracy, memory."""
     if baseline is None:
         return Check("regression", SKIP, why="no baseline yet for this board, model and variant")
     base = baseline.variant
+    outputs = model.spec.get("outputs", []) if model else []
     if not variant.samples_ms or not base.samples_ms:
         return Check("regression", ERROR, None, limits["rule"], "", variant.errors_text())
     details = []
@@ -156,11 +210,14 @@ def _regression(variant: VariantResult, limits: dict, baseline: Baseline | None,
         change = latency_change(base.samples_ms, variant.samples_ms, figure, effective, limits["alpha"])
         details.append({**change, "unit": "ms", "limit": f"+{effective:.1f} %",
                         "noise_pct": max(spreads) if spreads else None})
-    base_acc, new_acc = accuracy_figure(base.accuracy), accuracy_figure(variant.accuracy)
-    if base_acc is not None and new_acc is not None:
+    for output in outputs:
+        base_acc = quality(output, ((base.accuracy or {}).get("outputs") or {}).get(output["name"]))
+        new_acc = quality(output, ((variant.accuracy or {}).get("outputs") or {}).get(output["name"]))
+        if base_acc is None or new_acc is None:
+            continue
         drop = (base_acc - new_acc) * 100
-        details.append({"figure": "accuracy", "baseline": base_acc, "new": new_acc, "change_pct": -drop,
-                        "unit": "points", "limit": f"-{limits['max_accuracy_drop_points']} points",
+        details.append({"figure": f"accuracy {output['name']}", "baseline": base_acc, "new": new_acc,
+                        "change_pct": -drop, "unit": "points", "limit": f"-{limits['max_accuracy_drop_points']} points",
                         "verdict": "regression" if drop > limits["max_accuracy_drop_points"] else
                         "improvement" if drop < -limits["max_accuracy_drop_points"] else "same"})
     memory = memory_change(base.peak_rss_mb, variant.peak_rss_mb, limits["max_memory_increase_pct"])

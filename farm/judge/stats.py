@@ -23,24 +23,6 @@ def latency_summary(samples_ms: Sequence[float]) -> dict:
     return summary
 
 
-def accuracy_loss_pct(accuracy: dict | None, fp32_accuracy: dict | None, task: str) -> float | None:
-    """Loss of a variant against FP32, in percent, by the best evidence available.
-
-    Labels: top-1 drop in percentage points. No labels, classification: share of
-    samples whose top-1 disagrees with FP32. Regression (landmarks, boxes): mean
-    relative error against the FP32 outputs.
-    """
-    if not accuracy:
-        return None
-    if accuracy.get("top1") is not None and fp32_accuracy and fp32_accuracy.get("top1") is not None:
-        return (fp32_accuracy["top1"] - accuracy["top1"]) * 100.0
-    if task == "regression" and accuracy.get("mean_rel_error") is not None:
-        return accuracy["mean_rel_error"] * 100.0
-    if accuracy.get("agreement_with_reference") is not None:
-        return (1.0 - accuracy["agreement_with_reference"]) * 100.0
-    return None
-
-
 def latency_change(baseline_ms: Sequence[float], new_ms: Sequence[float], figure: str, threshold_pct: float,
                    alpha: float) -> dict:
     """Did `figure` move by more than the threshold, and is the shift real (Mann-Whitney U)?

@@ -113,7 +113,7 @@ def _row_properties(item: pytest.Item) -> dict | None:
     marker = item.get_closest_marker("farm_item")
     variant = board.variants.get(callspec.params["variant"])
     check = variant.check(marker.args[0]) if variant and marker else None
-    return row_properties(board, callspec.params["variant"], check)
+    return row_properties(board, callspec.params["variant"], check, state.job.result.model.spec.get("outputs", []))
 
 
 @pytest.hookimpl(wrapper=True)

@@ -12,7 +12,8 @@ import html
 import io
 
 from farm.config.checklist import ITEMS
-from farm.judge.items import accuracy_figure, speedup_floor, speedup_ratio
+from farm.judge.accuracy import summary as accuracy_summary
+from farm.judge.items import speedup_floor, speedup_ratio
 from farm.results import BoardResult, Check, RunResult, VariantResult
 
 COLUMNS = ("board", "cpu", "variant", "provider", "p50 ms", "p95 ms", "p99 ms", "peak MB", "accuracy",
@@ -47,7 +48,7 @@ def provider_text(board: BoardResult, variant: VariantResult) -> str:
     return used
 
 
-def row_properties(board: BoardResult, variant: str, check: Check | None) -> dict:
+def row_properties(board: BoardResult, variant: str, check: Check | None, spec_outputs: list[dict]) -> dict:
     """The figures of one test row, kept as user_properties (they reach the JUnit file too)."""
     entry = board.variants.get(variant) or VariantResult(variant)
     stats = entry.latency_ms or {}
@@ -59,7 +60,7 @@ def row_properties(board: BoardResult, variant: str, check: Check | None) -> dic
         cpu = f"{board.qemu_cpu} (QEMU, emulated)"
     return {"board": board.name, "cpu": cpu, "variant": variant, "provider": provider_text(board, entry),
             "p50 ms": _fmt(stats.get("p50")), "p95 ms": _fmt(stats.get("p95")), "p99 ms": _fmt(stats.get("p99")),
-            "peak MB": _fmt(entry.peak_rss_mb, 1), "accuracy": _fmt(accuracy_figure(entry.accuracy), 4),
+            "peak MB": _fmt(entry.peak_rss_mb, 1), "accuracy": accuracy_summary(spec_outputs, entry.accuracy),
             "value vs limit": value}
 
 

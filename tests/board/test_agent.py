@@ -34,10 +34,22 @@ def agent_json(board_dir: Path, *args: str) -> dict:
     return json.loads(lines[0])
 
 
-def test_measures_latency_memory_accuracy_and_facts(board_dir, digits_model, digits_data):
-    doc = agent_json(board_dir, "--model", str(digits_model), "--data", str(digits_data),
-                     "--runs", "40", "--warmup", "3", "--threads", "1")
-    assert doc["schema"] == "farm.agent/1"
+@pytest.fixture(scope="module")
+def digits_files(tmp_path_factory, digits_model, digits_data) -> dict[str, Path]:
+    """What a board gets for the digits demo, built by the controller: spec, feed, evaluation set, reference."""
+    from farm.build.loading import load_model_and_data
+    from farm.build.variants import board_files
+
+    out = tmp_path_factory.mktemp("board-files")
+    info, data, spec = load_model_and_data(digits_model, digits_data, None)
+    return {name: out / entry["file"] for name, entry in board_files(info, data, spec, out).items()}
+
+
+def test_latency_mode_measures_latency_memory_and_facts(board_dir, digits_model, digits_files):
+    doc = agent_json(board_dir, "--mode", "latency", "--model", str(digits_model), "--spec",
+                     str(digits_files["spec"]), "--feed", str(digits_files["feed"]), "--runs", "40", "--warmup", "3",
+                     "--threads", "1")
+    assert doc["schema"] == "farm.agent/2" and doc["mode"] == "latency"
     assert doc["errors"] == []
     facts = doc["facts"]
     for key in ("hostname", "machine", "kernel", "cpu", "cpu_flags", "cores", "memory_total_mb",
@@ -47,10 +59,19 @@ def test_measures_latency_memory_accuracy_and_facts(board_dir, digits_model, dig
     assert doc["model"]["provider_used"] == "CPUExecutionProvider"
     assert doc["settings"]["threads"] == 1
     assert doc["peak_rss_mb"] >= doc["memory_mb"]["rss_after_load"] > doc["memory_mb"]["rss_before_load"] > 0
-    assert doc["load_ms"] > 0 and doc["cold_run_ms"] > 0
-    # The demo digits classifier is judged against real labels.
-    assert doc["accuracy"]["n"] == 450
-    assert doc["accuracy"]["top1"] > 0.95
+    assert doc["load_ms"] > 0 and doc["cold_run_ms"] > 0 and doc["latency_ms"]["n"] == 40
+    assert doc["accuracy"] is None  # the latency process never runs the evaluation set
+
+
+def test_accuracy_mode_judges_each_output_by_its_metric(board_dir, digits_model, digits_files):
+    doc = agent_json(board_dir, "--mode", "accuracy", "--model", str(digits_model), "--spec",
+                     str(digits_files["spec"]), "--data", str(digits_files["data"]), "--reference",
+                     str(digits_files["reference"]))
+    assert doc["errors"] == [] and doc["latency_ms"] is None
+    logits = doc["accuracy"]["outputs"]["logits"]
+    assert logits["metric"] == "top1" and logits["n"] == 450 == doc["accuracy"]["n"]
+    assert logits["top1"] > 0.95 and logits["agreement"] == 1.0  # FP32 against its own reference
+    assert doc["accuracy_peak_rss_mb"] > 0
 
 
 def test_statistics_are_those_of_the_raw_samples(board_dir, digits_model):
@@ -72,21 +93,30 @@ def test_duration_stops_timed_runs_early(board_dir, digits_model):
     assert any("--duration" in w for w in doc["warnings"])
 
 
-def test_reference_outputs_give_agreement_and_error(board_dir, digits_model, digits_data, tmp_path):
+def test_figures_against_a_known_reference(board_dir, digits_model, digits_files, tmp_path):
+    """A reference offset by a known amount: every metric's figure is exactly what it must be."""
     import onnxruntime as ort
 
-    data = np.load(digits_data)
+    spec = json.loads(digits_files["spec"].read_text())
+    data = np.load(digits_files["data"])
     session = ort.InferenceSession(str(digits_model), providers=["CPUExecutionProvider"])
-    logits = session.run(None, {"image": data["evaluation"]})[0]
+    logits = session.run(None, {"image": data["image"]})[0]
     reference = tmp_path / "reference.npz"
-    np.savez(reference, logits=logits + 0.5)  # a known offset: MSE 0.25, agreement 100 %
-    doc = agent_json(board_dir, "--model", str(digits_model), "--data", str(digits_data),
-                     "--reference", str(reference), "--runs", "5")
-    acc = doc["accuracy"]
-    assert acc["agreement_with_reference"] == 1.0
-    assert acc["mse"] == pytest.approx(0.25, rel=1e-3)
-    assert acc["max_abs_diff"] == pytest.approx(0.5, rel=1e-3)
-    assert acc["mean_rel_error"] > 0
+    np.savez(reference, logits=logits + 0.5)
+    results = {}
+    for metric in ("top1", "mae", "cosine", "snr_db"):
+        spec["outputs"][0].update(metric=metric, labels=metric == "top1")
+        path = tmp_path / f"{metric}.json"
+        path.write_text(json.dumps(spec))
+        doc = agent_json(board_dir, "--mode", "accuracy", "--model", str(digits_model), "--spec", str(path),
+                         "--data", str(digits_files["data"]), "--reference", str(reference))
+        results[metric] = doc["accuracy"]["outputs"]["logits"]
+    assert results["top1"]["agreement"] == 1.0  # an offset moves no argmax
+    assert results["mae"]["mae"] == pytest.approx(0.5, rel=1e-4)
+    assert results["mae"]["max_abs"] == pytest.approx(0.5, rel=1e-4)  # float32 arithmetic
+    expected_snr = 10 * np.log10((((logits + 0.5).astype("float64")) ** 2).sum() / (0.25 * logits.size))
+    assert results["snr_db"]["snr_db"] == pytest.approx(expected_snr, rel=1e-4)
+    assert 0.9 < results["cosine"]["cosine"] < 1.0
 
 
 def test_missing_onnxruntime_is_a_json_error_with_facts(board_dir, digits_model):
@@ -114,13 +144,13 @@ def test_corrupted_model_is_a_json_error(board_dir, digits_model):
     assert doc["facts"]["onnxruntime"]
 
 
-def test_wrong_input_shape_names_the_input(board_dir, digits_model, tmp_path):
-    data = tmp_path / "bad.npz"
-    np.savez(data, evaluation=np.zeros((4, 1, 28, 28), np.float32))
-    doc = agent_json(board_dir, "--model", str(digits_model), "--data", str(data))
-    error = doc["errors"][0]
-    assert error["stage"] == "data"
-    assert "'image'" in error["message"] and "[4, 1, 28, 28]" in error["message"]
+def test_a_model_failing_at_run_time_is_one_line_naming_the_input(board_dir, digits_model, tmp_path):
+    feed = tmp_path / "bad.npz"
+    np.savez(feed, image=np.zeros((1, 1, 28, 28), np.float32))
+    doc = agent_json(board_dir, "--model", str(digits_model), "--feed", str(feed))
+    (error,) = doc["errors"]
+    assert error["stage"] == "latency" and error["message"].startswith("the model failed at run time:")
+    assert "image" in error["message"] and "\n" not in error["message"]
 
 
 def test_bad_arguments_exit_2_with_usage(board_dir):
@@ -141,9 +171,9 @@ def test_an_agent_of_another_protocol_is_refused_with_what_to_do():
     from farm.board.agent import SCHEMA, parse_agent_output
     from farm.errors import AgentError
 
-    newer = json.dumps({"schema": "farm.agent/2", "facts": {}})
+    newer = json.dumps({"schema": "farm.agent/9", "facts": {}})
     with pytest.raises(AgentError) as caught:
         parse_agent_output(newer)
-    assert "the board's agent speaks farm.agent/2, this farm" in str(caught.value) and SCHEMA in str(caught.value)
+    assert "the board's agent speaks farm.agent/9, this farm" in str(caught.value) and SCHEMA in str(caught.value)
     with pytest.raises(AgentError, match="not a farm agent document"):
         parse_agent_output(json.dumps({"hello": "world"}))

@@ -55,7 +55,8 @@ def test_rounds_pool_their_samples_and_keep_each_summary(board, plan, tmp_path):
     fp32 = result.variants["fp32"]
     assert len(fp32.rounds) == 3 and all(r["n"] == 7 for r in fp32.rounds)
     assert len(fp32.samples_ms) == 21 and fp32.latency_ms["n"] == 21 and fp32.latency_ms["rounds"] == 3
-    assert [s.name for s in result.steps][-3:] == ["measure fp32 (1/3)", "measure fp32 (2/3)", "measure fp32 (3/3)"]
+    assert [s.name for s in result.steps][-4:] == ["measure fp32 (1/3)", "measure fp32 (2/3)", "measure fp32 (3/3)",
+                                                   "accuracy fp32"]
 
 
 def test_cancel_kills_the_agent_keeps_what_was_measured_and_releases_the_lease(board, plan, tmp_path):

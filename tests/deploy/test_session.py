@@ -26,9 +26,9 @@ def test_steps_are_recorded_with_their_durations(local_board, plan, tmp_path):
     (result,) = deploy(dataclasses.replace(plan, variants={"fp32": plan.variants["fp32"]}), tmp_path, [local_board])
     assert result.status == "ok", result.error
     names = [s.name for s in result.steps]
-    assert names == ["connect", "lock", "probe", "push", "measure fp32"]
+    assert names == ["connect", "lock", "probe", "push", "measure fp32", "accuracy fp32"]
     assert all(s.seconds >= 0 for s in result.steps)
-    assert saved_board(tmp_path, "here")["steps"][-1]["name"] == "measure fp32"
+    assert saved_board(tmp_path, "here")["steps"][-1]["name"] == "accuracy fp32"
 
 
 def test_a_bug_in_farm_is_an_internal_error_with_its_traceback_in_the_log(local_board, plan, tmp_path, monkeypatch):

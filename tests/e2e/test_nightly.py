@@ -123,7 +123,7 @@ def test_an_accuracy_drop_is_flagged(nightly, tmp_path):
     np.savez(wrong, **{**data, "labels": labels})
     proc, results = run(steady, wrong)
     check = regression_check(results)
-    accuracy = next(d for d in check["details"] if d["figure"] == "accuracy")
+    accuracy = next(d for d in check["details"] if d["figure"] == "accuracy logits")
     assert accuracy["verdict"] == "regression" and accuracy["change_pct"] == pytest.approx(-10.0, abs=0.3)
     assert check["status"] == "fail" and proc.returncode == 1
 

@@ -12,16 +12,22 @@ from farm.judge.items import _regression, evaluate
 from farm.results import Baseline, VariantResult
 
 
+TOP1 = {"outputs": [{"name": "logits", "metric": "top1", "labels": True, "max_loss_pct": None}]}
+ACCURATE = {"n": 10, "outputs": {"logits": {"metric": "top1", "top1": 0.98, "agreement": 1.0}}}
+
+
 def agent_doc(name: str, p50: float) -> VariantResult:
-    return VariantResult.from_agent(name, {
+    result = VariantResult.from_agent(name, {
         "model": {"opset": 17}, "latency_ms": {"n": 10, "p50": p50, "p95": p50 * 1.1}, "samples_ms": [p50] * 10,
-        "peak_rss_mb": 100.0, "accuracy": {"top1": 0.98}, "errors": []})
+        "peak_rss_mb": 100.0, "errors": []})
+    result.add_accuracy({"accuracy": ACCURATE, "errors": []})
+    return result
 
 
 def test_emulated_timing_is_reported_not_judged():
     checklist = load_checklist(resources.checklist("dms"))
-    manifest = {"model": {"task": "classification"}, "data": {"evaluation_samples": 10, "calibration_samples": 300},
-                "variants": {"fp32": {"host": {"accuracy": {"top1": 0.98}}}, "int8_static": {"float_op_types": {}}}}
+    manifest = {"model": {}, "spec": TOP1, "data": {"evaluation_samples": 10, "calibration_samples": 300},
+                "variants": {"fp32": {"host": {"accuracy": ACCURATE}}, "int8_static": {"float_op_types": {}}}}
     variants = {"fp32": agent_doc("fp32", 80.0), "int8_static": agent_doc("int8_static", 200.0)}  # over budget, and slower
     native = evaluate(checklist, Board(name="b", host="h"), variants, model_result(manifest))
     emulated = evaluate(checklist, Board(name="b", host="h", emulated_cpu="cortex-a72"), variants, model_result(manifest))
@@ -37,7 +43,7 @@ def test_emulated_timing_is_reported_not_judged():
 
 def test_speedup_failure_says_what_to_fix():
     checklist = load_checklist(resources.checklist("dms"))
-    manifest = {"model": {"task": "classification"}, "data": {"evaluation_samples": 10, "calibration_samples": 300},
+    manifest = {"model": {}, "spec": TOP1, "data": {"evaluation_samples": 10, "calibration_samples": 300},
                 "variants": {"fp32": {}, "int8_dynamic": {"float_op_types": {"Conv": 5, "Relu": 6}},
                              "int8_static": {"float_op_types": {}}}}
     variants = {"fp32": agent_doc("fp32", 1.0), "int8_dynamic": agent_doc("int8_dynamic", 2.0), "int8_static": agent_doc("int8_static", 1.5)}
@@ -45,14 +51,21 @@ def test_speedup_failure_says_what_to_fix():
     dynamic = next(c for c in verdicts["int8_dynamic"] if c.item == "speedup")
     static = next(c for c in verdicts["int8_static"] if c.item == "speedup")
     assert dynamic.status == "fail" and dynamic.value == 0.5
-    assert dynamic.why == "latency not reduced: operators not quantized: Conv x5, Relu x6"
-    assert static.status == "fail" and "every compute operator is quantized" in static.why
+    assert dynamic.why == "latency not reduced: ops left in float: Conv x5, Relu x6"
+    assert static.status == "fail" and static.why == ("latency not reduced: every compute op is quantized and no "
+                                                      "profile was taken")
+    variants["int8_static"].profile = {"runs": 20, "op_share_pct": {"DequantizeLinear": 30.0, "Conv": 25.0,
+                                                                    "QuantizeLinear": 20.0, "Cast": 5.0}}
+    static = next(c for c in evaluate(checklist, Board(name="b", host="h"), variants, model_result(manifest))
+                  ["int8_static"] if c.item == "speedup")
+    assert static.why == ("latency not reduced: the profile shows DequantizeLinear 30 %, Conv 25 %, QuantizeLinear "
+                          "20 %, Cast 5 % of run time; quantize / dequantize / cast overhead is 55 % of it")
 
 
 def timed(name: str, p50: float, n: int = 200, seed: int = 0, rounds: list | None = None) -> VariantResult:
     samples = list(np.random.default_rng(seed).normal(p50, p50 * 0.02, n))
     return VariantResult(name, latency_ms={"p50": p50, "p95": p50 * 1.05, "n": n}, samples_ms=samples,
-                         rounds=rounds or [], peak_rss_mb=100.0, accuracy={"top1": 0.98})
+                         rounds=rounds or [], peak_rss_mb=100.0, accuracy=ACCURATE)
 
 
 NIGHTLY = {"rule": "p95:10%", "alpha": 0.01, "max_accuracy_drop_points": 0.5, "max_memory_increase_pct": 10.0}
@@ -84,9 +97,12 @@ def test_regression_threshold_grows_to_the_spread_between_rounds():
 def test_regression_flags_memory_and_accuracy_by_the_checklist_rules():
     baseline = Baseline("night-1", timed("fp32", 1.0, seed=1))
     worse = timed("fp32", 1.0, seed=2)
-    worse.peak_rss_mb, worse.accuracy = 115.0, {"top1": 0.97}
-    check = _regression(worse, NIGHTLY, baseline)
+    worse.peak_rss_mb = 115.0
+    worse.accuracy = {"n": 10, "outputs": {"logits": {"metric": "top1", "top1": 0.97, "agreement": 0.99}}}
+    model = model_result({"spec": TOP1})
+    check = _regression(worse, NIGHTLY, baseline, model=model)
     verdicts = {d["figure"]: d["verdict"] for d in check.details}
-    assert check.status == "fail" and verdicts["peak_rss_mb"] == "regression" and verdicts["accuracy"] == "regression"
+    assert check.status == "fail" and verdicts["peak_rss_mb"] == "regression"
+    assert verdicts["accuracy logits"] == "regression"
     assert _regression(worse, {**NIGHTLY, "max_memory_increase_pct": 20.0, "max_accuracy_drop_points": 2.0},
-                       baseline).status == "pass"
+                       baseline, model=model).status == "pass"

@@ -15,16 +15,18 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     recipe = variants.Recipe(per_channel=args.per_channel, calibration_method=args.calibration_method,
                              calibration_samples=args.calibration_samples,
                              exclude_op_types=tuple(args.exclude_op_types))
-    manifest = variants.build(args.model, args.data, args.out, variants=args.variants, recipe=recipe, task=args.task,
-                              allow_calibration_count=args.allow_calibration_count, target_loss=args.target_loss,
-                              progress=lambda m: say(f"quantize: {m}"))
-    print(f"{'variant':<14}{'status':<8}{'size MB':>9}{'host p50 ms':>13}{'loss %':>8}")
+    manifest = variants.build(args.model, args.data, args.out, spec_path=args.spec, variants=args.variants,
+                              recipe=recipe, allow_calibration_count=args.allow_calibration_count,
+                              target_loss=args.target_loss, progress=lambda m: say(f"quantize: {m}"))
+    print(f"{'variant':<14}{'status':<8}{'size MB':>9}{'host p50 ms':>13}  quantized ops / host loss per output")
     for name, entry in manifest["variants"].items():
         host = entry.get("host", {})
         size = f"{entry['size_bytes'] / 1e6:.2f}" if entry.get("size_bytes") else "-"
         p50 = f"{host['p50_ms']:.3f}" if host.get("p50_ms") is not None else "-"
-        loss = f"{host['loss_pct']:.2f}" if host.get("loss_pct") is not None else "-"
-        print(f"{name:<14}{entry['status']:<8}{size:>9}{p50:>13}{loss:>8}")
+        ops = ", ".join(f"{op} x{n}" for op, n in (entry.get("quantized_op_types") or {}).items()) or "-"
+        losses = ", ".join(f"{r['output']} {r['loss']:.3g} {r['unit']}".rstrip()
+                           for r in host.get("losses", []) if r["loss"] is not None)
+        print(f"{name:<14}{entry['status']:<8}{size:>9}{p50:>13}  {ops if name != 'fp32' else '-'} / {losses or '-'}")
         if entry["reason"]:
             print(f"  {entry['reason']}")
     print(f"manifest: {Path(args.out) / 'manifest.json'}")
@@ -45,5 +47,5 @@ def register(sub) -> None:
     p.add_argument("--exclude-op-types", type=csv, default=[],
                    help="op types kept in float in static INT8 (DepthwiseConv: Conv with group > 1)")
     p.add_argument("--target-loss", type=float, help="search static recipes for the fastest within this loss %%")
-    p.add_argument("--task", choices=("classification", "regression"))
+    p.add_argument("--spec", help="model spec YAML: inputs, judged outputs and metrics (default: inferred)")
     p.set_defaults(func=cmd_quantize)

@@ -101,11 +101,9 @@ DEFAULT_FILES = {"inventory": resources.standin_inventory, "model": resources.de
 def cmd_probe(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from farm.board.artifacts import Artifact
-    from farm.config.settings import Measurement
     from farm.deploy.fanout import Fanout
     from farm.deploy.selection import Selection
-    from farm.deploy.session import PROBE_ONLY, DeployPlan
+    from farm.deploy.session import DeployPlan
     from farm.record.rundir import RunDir
     from farm.ui.progress import BoardProgress
     from farm.util import new_run_id
@@ -114,7 +112,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     selection = Selection(Path(value["inventory"] or resources.standin_inventory()), value["pool"], value["tag"],
                           value["board"], say=lambda m: say(f"farm: {m}"))
     run_id = new_run_id()
-    plan = DeployPlan(run_id, Artifact.of(resources.agent()), {}, None, None, Measurement(), steps=PROBE_ONLY)
+    plan = DeployPlan.probe(run_id)
     with selection.standins_up() as boards, BoardProgress(selection.names) as progress:
         group = Fanout(plan, RunDir(Path(value["out"]) / ".probe", run_id), progress.update).run(boards)
     for result in group:
