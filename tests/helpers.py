@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shlex
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -65,3 +67,10 @@ def run_until_agent_starts(fanout: Fanout, boards: list, marker: str, timeout_s:
     while not processes(marker) and time.monotonic() < deadline:
         time.sleep(0.1)
     return worker
+
+
+def farm(*args: str, cwd: Path, env: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+    """The `farm` command as a user types it, in `cwd`; none of this session's FARM_* settings leak in."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
+    return subprocess.run([sys.executable, "-m", "farm", *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env={**clean, **(env or {})})

@@ -73,6 +73,11 @@ def load_data(path: str | Path, names: list[str]) -> DataSet:
         raise ModelError(f"{path}: not a readable .npz file ({exc})") from exc
     with data:
         sections = {s: _section(path, data, names, s) for s in SECTIONS}
+        plain = [s for s in SECTIONS if s in data.files]
+        if len(names) > 1 and plain and not any(sections.values()):
+            raise ModelError(f"{path}: {plain[0]!r} holds one input's samples, but {len(names)} inputs would come "
+                             f"from data ({', '.join(names)}): name the arrays '{plain[0]}:<input>', or give a model "
+                             "spec (--spec) saying which inputs are constants (value:) or state (from_output:)")
         if names and not any(sections.values()):
             raise ModelError(f"{path}: no 'calibration' or 'evaluation' arrays (found: {', '.join(data.files)})")
         for section, arrays in sections.items():
@@ -82,7 +87,7 @@ def load_data(path: str | Path, names: list[str]) -> DataSet:
                                  f"input, {section + ':' + missing[0]!r} for several)")
         labels = {key.partition(":")[2]: data[key] for key in data.files if key == "labels" or
                   key.startswith("labels:")}
-        label_output = str(data["label_output"]) if "label_output" in data.files else None
+        label_output = str(np.asarray(data["label_output"]).reshape(-1)[0]) if "label_output" in data.files else None
     dataset = DataSet(path, sections["calibration"], sections["evaluation"], labels, label_output, file_sha256(path))
     for output, found in labels.items():
         if len(found) != dataset.evaluation_count:

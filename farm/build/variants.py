@@ -31,7 +31,7 @@ import onnxruntime as ort
 
 from farm.board.agent import AgentFiles, library, run_agent_here
 from farm.build.datafile import DataSet
-from farm.build.modelfile import LAYOUT_OPS, ModelInfo, default_opset, float_op_types, inspect_model
+from farm.build.modelfile import LAYOUT_OPS, ModelInfo, default_opset, graphs, quantization_census
 from farm.build.spec import ModelSpec
 from farm.config.settings import CALIBRATION_METHODS, VARIANTS, Measurement
 from farm.errors import AgentError, ModelError
@@ -42,15 +42,11 @@ from farm.util import file_sha256, write_json_atomic
 CALIBRATION_RANGE = (100, 1000)
 PER_CHANNEL_MIN_OPSET = 13  # DequantizeLinear has no `axis` before opset 13
 CONVERT_TO_OPSET = 17
-CALIBRATION_CHUNK = 16  # steps onnxruntime collects before merging: bounds calibration memory
+CALIBRATION_CHUNK = 8  # steps onnxruntime collects before merging: 149 MB a 640x640 sample for entropy
 # Pseudo op type for recipes: Conv nodes with group > 1 (depthwise), which quantize badly.
 DEPTHWISE = "DepthwiseConv"
 SEARCH_EXCLUSIONS = ((), ("PRelu",), (DEPTHWISE,), ("PRelu", DEPTHWISE))
 HOST_MEASUREMENT = Measurement(warmup=10, runs=50, threads=1)
-# Quantized op types, by the float op they replace.
-QUANTIZED_FORMS = {"MatMulInteger": "MatMul", "DynamicQuantizeMatMul": "MatMul", "QLinearMatMul": "MatMul",
-                   "ConvInteger": "Conv", "QLinearConv": "Conv", "QGemm": "Gemm", "DynamicQuantizeLSTM": "LSTM",
-                   "QAttention": "Attention"}
 
 Progress = Callable[[str], None]
 
@@ -78,37 +74,12 @@ class Recipe:
         return {}
 
 
-def _graphs(graph: onnx.GraphProto):
-    """A graph and every subgraph in it (If / Loop / Scan bodies), depth first."""
-    yield graph
-    for node in graph.node:
-        for attribute in node.attribute:
-            if attribute.type == onnx.AttributeProto.GRAPH:
-                yield from _graphs(attribute.g)
-            for sub in attribute.graphs:
-                yield from _graphs(sub)
-
-
 def op_counts(path: Path) -> dict[str, int]:
     """Every op type in a model, subgraphs included."""
     counts: dict[str, int] = {}
-    for graph in _graphs(onnx.load(str(path), load_external_data=False).graph):
+    for graph in graphs(onnx.load(str(path), load_external_data=False).graph):
         for node in graph.node:
             counts[node.op_type] = counts.get(node.op_type, 0) + 1
-    return dict(sorted(counts.items()))
-
-
-def quantized_op_types(path: Path) -> dict[str, int]:
-    """How many ops of each (float) type a variant runs in INT8: QDQ-fed ops and integer kernels."""
-    counts: dict[str, int] = {}
-    for graph in _graphs(onnx.load(str(path), load_external_data=False).graph):
-        dequantized = {o for node in graph.node if node.op_type == "DequantizeLinear" for o in node.output}
-        for node in graph.node:
-            op = QUANTIZED_FORMS.get(node.op_type)
-            if op is None and node.op_type not in LAYOUT_OPS and any(i in dequantized for i in node.input):
-                op = node.op_type
-            if op:
-                counts[op] = counts.get(op, 0) + 1
     return dict(sorted(counts.items()))
 
 
@@ -220,7 +191,7 @@ def _build_static(info: ModelInfo, data: DataSet, spec: dict, recipe: Recipe, co
 def fold_constants(model: onnx.ModelProto) -> int:
     """Constant nodes become initializers (in subgraphs too): quantizers only see initializer weights."""
     folded = 0
-    for graph in _graphs(model.graph):
+    for graph in graphs(model.graph):
         for node in [n for n in graph.node if n.op_type == "Constant"]:
             value = next((a for a in node.attribute if a.name == "value"), None)
             if value is None:
@@ -281,9 +252,10 @@ def _build_variant(info: ModelInfo, data: DataSet, spec: ModelSpec, variant: str
                 partial.unlink(missing_ok=True)
                 return {**entry, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
             partial.replace(target)
+    quantized, left = quantization_census(target)
     entry.update(file=target.name, sha256=file_sha256(target), size_bytes=target.stat().st_size,
                  opset=default_opset(onnx.load(str(target), load_external_data=False)),
-                 float_op_types=float_op_types(target), quantized_op_types=quantized_op_types(target))
+                 float_op_types=left, quantized_op_types=quantized)
     if variant != "fp32" and not entry["quantized_op_types"]:
         entry.update(status="no-op", reason=_no_op_reason(variant, recipe, info.path))
     return entry
@@ -459,6 +431,37 @@ def build(model_path: str | Path, data_path: str | Path, out_dir: str | Path, *,
     info, data, spec = load_model_and_data(model_path, data_path, spec_path, progress)
     manifest = build_variants(info, data, spec, out_dir, progress=progress, **options)
     write_json_atomic(Path(out_dir) / "manifest.json", manifest)
+    return manifest
+
+
+def reuse_variants(folder: Path, info: ModelInfo, data: DataSet, spec: ModelSpec, variants: Iterable[str]) -> dict:
+    """What `farm quantize --out DIR` built, checked: the same model, data and spec, every file intact."""
+    path = Path(folder) / "manifest.json"
+    rebuild = f"rebuild it: farm quantize {info.path} --data {data.path} --out {folder}"
+    if not path.is_file():
+        raise ModelError(f"{folder}: no manifest.json there; {rebuild}")
+    manifest = json.loads(path.read_text())
+    if manifest.get("schema") != "farm.manifest/2":
+        raise ModelError(f"{path}: not a manifest of this farm (schema {manifest.get('schema')!r}); {rebuild}")
+    for what, built, given in (("model", manifest["model"]["sha256"], info.sha256),
+                               ("data", manifest["data"]["sha256"], data.sha256)):
+        if built != given:
+            raise ModelError(f"{path}: built from another {what} (sha256 {built[:12]}, this one is {given[:12]}); "
+                             f"{rebuild}")
+    same_spec = lambda doc: {k: v for k, v in doc.items() if k != "source"}  # noqa: E731
+    if same_spec(manifest["spec"]) != same_spec(spec.to_json()):
+        raise ModelError(f"{path}: built with another model spec than {spec.source}; {rebuild} --spec ...")
+    missing = [v for v in variants if v not in manifest["variants"]]
+    if missing:
+        raise ModelError(f"{path}: has no {', '.join(missing)}; {rebuild} --variants ...")
+    manifest["variants"] = {v: manifest["variants"][v] for v in variants}
+    for entry in [*manifest["variants"].values(), *manifest["files"].values()]:
+        if "file" not in entry:
+            continue
+        target = Path(folder) / entry["file"]
+        if not target.is_file() or file_sha256(target) != entry["sha256"]:
+            raise ModelError(f"{target}: missing, or not the file the manifest recorded (sha256 {entry['sha256'][:12]}); "
+                             f"{rebuild}")
     return manifest
 
 

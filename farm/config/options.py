@@ -33,12 +33,16 @@ class RunOption:
     above: bool = False     # the value must be strictly above `minimum`
 
     @property
+    def dest(self) -> str:
+        return self.name.replace("-", "_")
+
+    @property
     def env(self) -> str:
-        return f"FARM_{self.name.upper()}"
+        return f"FARM_{self.dest.upper()}"
 
     @property
     def config_key(self) -> str:
-        return self.key or self.name
+        return self.key or self.dest
 
 
 SELECTION = (
@@ -52,6 +56,8 @@ RUN_OPTIONS = SELECTION + (
     RunOption("model", "FP32 ONNX model (default: the digits demo)", path=True),
     RunOption("data", ".npz data file of the model (required with --model, unless the spec names it)", path=True),
     RunOption("spec", "model spec YAML: inputs, judged outputs and metrics (default: inferred)", path=True),
+    RunOption("variants-dir", "reuse the variants `farm quantize --out DIR` built (checked against model, data "
+              "and spec by sha256) instead of building them", path=True),
     RunOption("checklist", "checklist YAML (default: the packaged dms checklist)", path=True),
     RunOption("variants", "comma-separated variants", ",".join(VARIANTS)),
     RunOption("runs", "timed runs per variant", 100, int, minimum=1),
@@ -75,14 +81,14 @@ class Setting:
 
 def add_to_argparse(parser, options: tuple[RunOption, ...] = RUN_OPTIONS) -> None:
     for option in options:
-        parser.add_argument(f"--{option.name}", help=f"{option.help} [env {option.env}]",
+        parser.add_argument(f"--{option.name}", dest=option.dest, help=f"{option.help} [env {option.env}]",
                             type=None if option.type is str else option.type,
                             action="append" if option.repeat else "store", default=None)
 
 
 def add_to_pytest(group) -> None:
     for option in RUN_OPTIONS:
-        group.addoption(f"--farm-{option.name}", dest=f"farm_{option.name}", help=f"{option.help} [env {option.env}]",
+        group.addoption(f"--farm-{option.name}", dest=f"farm_{option.dest}", help=f"{option.help} [env {option.env}]",
                         type=None if option.type is str else option.type,
                         action="append" if option.repeat else "store", default=None)
 
@@ -140,7 +146,7 @@ def resolve(cli: Callable[[str], Any], *, environ: Mapping[str, str] | None = No
         check_keys(project, {o.config_key: o.help for o in RUN_OPTIONS})
     resolved = {}
     for option in RUN_OPTIONS:
-        given = cli(option.name)
+        given = cli(option.dest)
         if given is not None and given != []:
             setting = Setting(given, "command line")
         elif environ.get(option.env):
@@ -154,7 +160,7 @@ def resolve(cli: Callable[[str], Any], *, environ: Mapping[str, str] | None = No
         else:
             setting = Setting([] if option.repeat else option.default, "default")
         _check_number(option, setting)
-        resolved[option.name] = setting
+        resolved[option.dest] = setting
     return resolved
 
 
@@ -188,6 +194,7 @@ def run_settings(resolved: dict[str, Setting], **overrides: Any) -> RunSettings:
     return RunSettings(
         inventory=path("inventory", resources.standin_inventory), model=path("model", resources.demo_model),
         data=path("data", resources.demo_data), spec=Path(value("spec")) if value("spec") else None,
+        variants_dir=Path(value("variants_dir")) if value("variants_dir") else None,
         checklist=path("checklist", lambda: resources.checklist("dms")),
         variants=[v.strip() for v in value("variants").split(",") if v.strip()],
         pools=value("pool"), tags=value("tag"), boards=value("board"),

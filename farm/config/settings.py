@@ -41,6 +41,7 @@ class RunSettings:
     model: Path = field(default_factory=resources.demo_model)
     data: Path = field(default_factory=resources.demo_data)
     spec: Path | None = None  # the model spec; None: inferred from the model and its data
+    variants_dir: Path | None = None  # reuse what `farm quantize --out DIR` built there
     checklist: Path = field(default_factory=lambda: resources.checklist("dms"))
     variants: list[str] = field(default_factory=lambda: list(VARIANTS))
     pools: list[str] = field(default_factory=list)

@@ -15,7 +15,7 @@ from typing import Callable
 
 import farm
 from farm.build.loading import load_model_and_data
-from farm.build.variants import build_variants, check_variants, model_result
+from farm.build.variants import build_variants, check_variants, model_result, reuse_variants
 from farm.config.checklist import Checklist, load_checklist
 from farm.config.inventory import Board
 from farm.config.settings import RunSettings
@@ -44,8 +44,10 @@ class Job:
         self.checklist: Checklist = load_checklist(settings.checklist)
         self.model, self.data, self.spec = load_model_and_data(settings.model, settings.data, settings.spec, say)
         self.run_dir = RunDir(settings.out, settings.run_id)
-        self.cache_dir = Path(settings.cache) / f"{self.model.name}-{self.model.sha256[:12]}"
+        self.cache_dir = settings.variants_dir or Path(settings.cache) / f"{self.model.name}-{self.model.sha256[:12]}"
         self.manifest: dict = {}
+        if settings.variants_dir:  # checked now, like the rest of the configuration: before any board
+            self.manifest = reuse_variants(settings.variants_dir, self.model, self.data, self.spec, settings.variants)
         self.group = GroupResult({})
         self.trends: dict[str, dict[str, list[tuple]]] = {}
         self.result = RunResult(settings.run_id, utc_now())
@@ -57,8 +59,12 @@ class Job:
 
     # -- steps ------------------------------------------------------------------------------
     def build(self) -> None:
-        self.manifest = build_variants(self.model, self.data, self.spec, self.cache_dir,
-                                       variants=self.settings.variants, progress=lambda m: self.say(f"build: {m}"))
+        if self.settings.variants_dir:
+            self.say(f"build: reusing {len(self.manifest['variants'])} variant(s) from {self.settings.variants_dir}")
+        else:
+            self.manifest = build_variants(self.model, self.data, self.spec, self.cache_dir,
+                                           variants=self.settings.variants,
+                                           progress=lambda m: self.say(f"build: {m}"))
         self.run_dir.save_manifest(self.manifest)
 
     def plan(self) -> DeployPlan:

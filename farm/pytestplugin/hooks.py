@@ -53,7 +53,7 @@ def requested(config: pytest.Config) -> bool:
     """Was farm asked for in this session: `farm run`, a --farm-* option, a FARM_* variable, [tool.farm]?"""
     if config.pluginmanager.get_plugin(PREPARED) is not None:
         return True
-    if any(config.getoption(f"farm_{o.name}") is not None for o in options.RUN_OPTIONS):
+    if any(config.getoption(f"farm_{o.dest}") is not None for o in options.RUN_OPTIONS):
         return True
     return any(os.environ.get(o.env) for o in options.RUN_OPTIONS) or _project(config) is not None
 

@@ -189,3 +189,78 @@ def test_onet_is_judged_on_each_output_by_the_metric_its_spec_names(repo, tmp_pa
     assert outputs["prob"]["metric"] == "top1" and outputs["prob"]["n"] == 200 and outputs["prob"]["top1"] == 1.0
     assert outputs["boxes"]["metric"] == "mae" and outputs["boxes"]["mae"] == 0.0  # FP32 against itself
     assert outputs["landmarks"]["metric"] == "mae"
+
+
+def tiny_model(path: Path, nodes, initializers=(), inputs=(("x", ["batch", 16]),), output=("y", ["batch", 8])) -> Path:
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(nodes, path.stem, [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
+                              [helper.make_tensor_value_info(output[0], TensorProto.FLOAT, output[1])],
+                              initializer=list(initializers))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture
+def tiny_data(tmp_path) -> Path:
+    x = np.random.default_rng(0).normal(size=(200, 16)).astype(np.float32)
+    np.savez(tmp_path / "data.npz", calibration=x[:120], evaluation=x[120:])
+    return tmp_path / "data.npz"
+
+
+WEIGHTS = np.random.default_rng(1).normal(size=(16, 8)).astype(np.float32)
+
+
+def test_weights_fed_by_constant_nodes_are_quantized_not_skipped(tmp_path, tiny_data):
+    from onnx import helper, numpy_helper
+
+    model = tiny_model(tmp_path / "constant.onnx", [
+        helper.make_node("Constant", [], ["w"], value=numpy_helper.from_array(WEIGHTS, "w")),
+        helper.make_node("MatMul", ["x", "w"], ["y"])])
+    dynamic = build(model, tiny_data, tmp_path / "out", variants=["fp32", "int8_dynamic"],
+                    host_figures=False)["variants"]["int8_dynamic"]
+    assert dynamic["status"] == "ok" and dynamic["quantized_op_types"] == {"MatMul": 1}
+    assert dynamic["notes"] == ["1 Constant node(s) folded into initializers before quantizing (weights the "
+                                "quantizer would not see otherwise)"]
+
+
+def test_matmuls_inside_if_branches_are_quantized(tmp_path, tiny_data):
+    from onnx import TensorProto, helper, numpy_helper
+
+    branch = lambda name, sign: helper.make_graph(  # noqa: E731
+        [helper.make_node("MatMul", ["x", f"w_{name}"], [f"y_{name}"])], name, [],
+        [helper.make_tensor_value_info(f"y_{name}", TensorProto.FLOAT, ["batch", 8])],
+        initializer=[numpy_helper.from_array(sign * WEIGHTS, f"w_{name}")])
+    model = tiny_model(tmp_path / "branches.onnx", [
+        helper.make_node("If", ["cond"], ["y"], then_branch=branch("then", 1), else_branch=branch("else", -1))],
+        initializers=[numpy_helper.from_array(np.array(True), "cond")])
+    dynamic = build(model, tiny_data, tmp_path / "out", variants=["fp32", "int8_dynamic"],
+                    host_figures=False)["variants"]["int8_dynamic"]
+    assert dynamic["status"] == "ok" and dynamic["quantized_op_types"] == {"MatMul": 2}
+
+
+def test_a_variant_that_quantizes_nothing_is_a_no_op_with_the_reason(tmp_path):
+    from onnx import helper, numpy_helper
+
+    kernel = np.random.default_rng(2).normal(size=(4, 1, 3, 3)).astype(np.float32)
+    model = tiny_model(tmp_path / "conv.onnx", [helper.make_node("Conv", ["x", "k"], ["y"], pads=[1, 1, 1, 1])],
+                       initializers=[numpy_helper.from_array(kernel, "k")], inputs=(("x", ["batch", 1, 8, 8]),),
+                       output=("y", ["batch", 4, 8, 8]))
+    x = np.random.default_rng(0).normal(size=(150, 1, 8, 8)).astype(np.float32)
+    np.savez(tmp_path / "conv.npz", calibration=x[:110], evaluation=x[110:])
+    dynamic = build(model, tmp_path / "conv.npz", tmp_path / "out", variants=["fp32", "int8_dynamic"],
+                    host_figures=False)["variants"]["int8_dynamic"]
+    assert dynamic["status"] == "no-op" and dynamic["quantized_op_types"] == {}
+    assert dynamic["reason"].startswith("the model has no MatMul or Gemm (its compute ops: Conv x1)")
+
+
+def test_ops_kept_in_float_by_the_spec_are_counted_in_float(tmp_path, digits_model, digits_data):
+    first_conv = next(n.name for n in onnx.load(str(digits_model)).graph.node if n.op_type == "Conv")
+    spec = tmp_path / "digits.farm.yaml"
+    spec.write_text(f"quantize:\n  exclude_nodes: [{first_conv}]\n")
+    static = build(digits_model, digits_data, tmp_path / "out", spec_path=spec, variants=["int8_static"],
+                   host_figures=False)["variants"]["int8_static"]
+    assert static["quantized_op_types"]["Conv"] == 2 and static["float_op_types"]["Conv"] == 1
+    assert static["recipe"]["exclude_nodes"] == [first_conv]

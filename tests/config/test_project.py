@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import farm
 
 from farm.config.options import resolve, run_settings
 from farm.config.project import ProjectConfigError, find_project_config
@@ -86,10 +84,6 @@ def test_a_model_without_its_data_is_refused_not_judged_on_the_demo_data():
         run_settings(resolve(given(model="mine.onnx"), environ={}))
 
 
-def farm(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
-    return subprocess.run([sys.executable, "-m", "farm", *args], cwd=cwd, capture_output=True, text=True, timeout=120,
-                          env={**clean, **(env or {})})
 
 
 def test_farm_config_prints_each_setting_and_its_source(tmp_path):

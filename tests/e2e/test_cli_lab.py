@@ -2,32 +2,32 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+from helpers import farm
 
-def farm(*args: str, cwd: Path, lab_dir: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "farm", *args], cwd=cwd, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "FARM_LAB_DIR": str(lab_dir)})
+
+
+
+def lab_farm(*args: str, cwd: Path, lab_dir: Path):
+    return farm(*args, cwd=cwd, env={"FARM_LAB_DIR": str(lab_dir)})
 
 
 def test_lab_up_probe_status_down(tmp_path, shared_dir):
     lab_dir = shared_dir / "lab-cli"
-    up = farm("lab", "up", "--boards", "2", "--cores", "1", cwd=tmp_path, lab_dir=lab_dir)
+    up = lab_farm("lab", "up", "--boards", "2", "--cores", "1", cwd=tmp_path, lab_dir=lab_dir)
     assert up.returncode == 0, up.stderr
     assert "sim-01" in up.stdout and "(started)" in up.stdout and f"inventory: {lab_dir}/inventory.yaml" in up.stdout
     try:
-        again = farm("lab", "up", "--boards", "2", cwd=tmp_path, lab_dir=lab_dir)
+        again = lab_farm("lab", "up", "--boards", "2", cwd=tmp_path, lab_dir=lab_dir)
         assert again.stdout.count("(already up)") == 2
-        status = farm("lab", "status", cwd=tmp_path, lab_dir=lab_dir)
+        status = lab_farm("lab", "status", cwd=tmp_path, lab_dir=lab_dir)
         assert "2 stand-in(s) up" in status.stdout and "sim-02" in status.stdout
-        probe = farm("probe", "--inventory", str(lab_dir / "inventory.yaml"), cwd=tmp_path, lab_dir=lab_dir)
+        probe = lab_farm("probe", "--inventory", str(lab_dir / "inventory.yaml"), cwd=tmp_path, lab_dir=lab_dir)
         assert probe.returncode == 0, probe.stdout + probe.stderr
         lines = [line for line in probe.stdout.splitlines() if line.startswith("sim-")]
         assert len(lines) == 2 and all(" ok " in line and "onnxruntime 1." in line for line in lines)
     finally:
-        down = farm("lab", "down", cwd=tmp_path, lab_dir=lab_dir)
+        down = lab_farm("lab", "down", cwd=tmp_path, lab_dir=lab_dir)
     assert down.returncode == 0 and "stopped: sim-01, sim-02" in down.stdout
-    assert "0 stand-in(s) up" in farm("lab", "status", cwd=tmp_path, lab_dir=lab_dir).stdout
+    assert "0 stand-in(s) up" in lab_farm("lab", "status", cwd=tmp_path, lab_dir=lab_dir).stdout

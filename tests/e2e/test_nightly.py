@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+from helpers import farm
 from onnx import helper, numpy_helper
 
 from farm.record.history import History
@@ -19,9 +17,6 @@ from farm.record.history import History
 REPO = Path(__file__).resolve().parents[2]
 
 
-def farm(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "farm", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600, env={**os.environ, **(env or {})})
 
 
 def heavier(src: Path, dst: Path, tiles: int) -> Path:

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from helpers import farm
 
 REPO = Path(__file__).resolve().parents[2]
 ITEMS = ("opset", "calibration", "accuracy", "latency", "memory", "speedup")  # dms.yaml
 TESTS_PER_VARIANT = len(ITEMS) + 1  # the suite's regression test skips under dms.yaml
 
 
-def farm(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "farm", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600, env={**os.environ, **(env or {})})
 
 
 def only_run(out: Path) -> Path:
