@@ -165,6 +165,27 @@ def summary_matrix(result: RunResult) -> str:
             f'<table class="farm-matrix" border="1" cellpadding="4"><tr><th>board</th>{head}</tr>{"".join(rows)}</table>')
 
 
+def model_section(result: RunResult) -> str:
+    """How the model was fed and judged: the spec (read or inferred), deployment shapes, metrics, variants."""
+    spec = result.model.spec or {}
+    rows = [("spec", spec.get("source", "-")), ("deployment batch", spec.get("batch", "-")),
+            ("stream", "yes: samples are steps, state carried" if spec.get("sequence") else "no")]
+    for item in spec.get("inputs", []):
+        how = {"data": "data", "value": f"constant {item.get('value')!r}",
+               "state": f"state from {item.get('from_output')}"}.get(item["source"], item["source"])
+        rows.append((f"input {item['name']}", f"{how}, {item['dtype']} {item['shape']}"))
+    for item in spec.get("outputs", []):
+        limit = next((f"{k} {item[k]}" for k in ("max_loss_pct", "max_loss", "min_db") if item.get(k) is not None),
+                     "the checklist's limit")
+        rows.append((f"output {item['name']}", f"{item['metric']}{' on labels' if item.get('labels') else ''}, {limit}"))
+    for name, build in result.model.variants.items():
+        ops = ", ".join(f"{op} x{n}" for op, n in build.quantized_op_types.items()) or "-"
+        rows.append((f"variant {name}", f"{build.status}{': ' + build.reason if build.reason else ''}"
+                                        + (f"; INT8 ops: {ops}" if name != "fp32" else "")))
+    body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
+    return f'<h2>Model: {html.escape(str(result.model.name))}</h2><table class="farm-model">{body}</table>'
+
+
 def provenance(result: RunResult) -> str:
     prov = result.provenance
     policies = sorted({b.host_key_policy or "-" for b in result.boards})
@@ -179,7 +200,7 @@ def provenance(result: RunResult) -> str:
 
 
 def summary_sections(result: RunResult, trends: dict[str, dict[str, list[tuple]]]) -> list[str]:
-    sections = [summary_matrix(result)]
+    sections = [summary_matrix(result), model_section(result)]
     plots = [p for p in (latency_plot(result), speedup_plot(result), trend_plot(trends)) if p]
     if plots:
         sections.append("<h2>Plots</h2>" + "".join(plots))

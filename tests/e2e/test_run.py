@@ -85,7 +85,7 @@ def test_report_html_is_self_contained_with_columns_matrix_and_plots(demo_run):
     _, run_dir = demo_run
     html = (run_dir / "report.html").read_text()
     for text in ("a53-sim", "a72-sim", "a76-sim", "p95 ms", "peak MB", "value vs limit", "farm-matrix",
-                 "Run provenance", "host-key policy"):
+                 "Run provenance", "host-key policy", "farm-model", "float32 [1, 1, 32, 32]", "top1 on labels"):
         assert text in html, text
     assert html.count("data:image/png;base64,") >= 2  # latency distribution + speedup
     assert "<script src=\"http" not in html and "<link rel=\"stylesheet\" href=\"http" not in html
