@@ -25,6 +25,7 @@ import os
 import platform
 import socket
 import sys
+import threading
 import time
 import traceback
 
@@ -46,6 +47,21 @@ def claim_stdout():
     saved = os.dup(1)
     os.dup2(2, 1)
     return os.fdopen(saved, "w")
+
+
+def stop_when_controller_goes():
+    """The controller holds this process's stdin open (an SSH channel, or a pipe locally); EOF means the
+    controller died or its link did: stop at once rather than measure on for a run that is gone."""
+    def watch():
+        try:
+            while os.read(0, 4096):
+                pass
+        except OSError:
+            pass
+        log("the controller is gone (stdin closed): stopping")
+        os._exit(3)
+
+    threading.Thread(target=watch, name="farm-agent-watchdog", daemon=True).start()
 
 
 def sha256_of(path):
@@ -678,6 +694,8 @@ def parse_args(argv):
                         help="accuracy mode: also profile this many runs of the feed (time per op type)")
     parser.add_argument("--providers", default="CPUExecutionProvider",
                         type=lambda s: [p for p in s.split(",") if p], help="comma-separated, in order")
+    parser.add_argument("--watch-stdin", action="store_true",
+                        help="stop when stdin closes: the controller holds it open while it waits for this run")
     args = parser.parse_args(argv)
     if args.runs < 1 or args.warmup < 0 or args.threads < 0 or args.profile_runs < 0:
         parser.error("--runs must be >= 1, --warmup, --threads and --profile-runs >= 0")
@@ -686,6 +704,8 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.watch_stdin:
+        stop_when_controller_goes()
     out = claim_stdout()
     report = Report(args.mode)
     try:

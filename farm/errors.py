@@ -66,9 +66,11 @@ class BoardBusy(BoardError):
         super().__init__(message, "busy")
 
 
-class Cancelled(BoardError):
-    """The run was stopped (Ctrl-C, a signal, the run's deadline) before this board finished."""
+class Stopped(BoardError):
+    """The whole run was stopped (Ctrl-C, a signal, its deadline) before this board finished: not the board's fault."""
 
+
+class Cancelled(Stopped):
     def __init__(self, message: str = "run cancelled"):
         super().__init__(message, "cancelled")
 

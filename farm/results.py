@@ -29,9 +29,18 @@ class BoardStatus(str, Enum):
     PUSH_FAILED = "push-failed"
     CANCELLED = "cancelled"
     INTERNAL_ERROR = "internal-error"  # a bug in farm, with its traceback in the board's log
+    LINK_LOST = "link-lost"            # the connection died mid-way (a cable, a switch, a reboot)
+    DISK_FULL = "disk-full"            # with the board's free space
+    PERMISSION_DENIED = "permission-denied"  # with the path
+    KILLED = "killed"                  # the agent died of a signal (named: SIGKILL is often the OOM killer)
+    MODEL_ERROR = "model-error"        # the model fails at run time on this board
 
     def __str__(self) -> str:
         return self.value
+
+
+# A board whose session ran to its end but some variants did not: those variants say why, the others count.
+PER_VARIANT = (BoardStatus.TIMEOUT, BoardStatus.KILLED, BoardStatus.MODEL_ERROR, BoardStatus.AGENT_ERROR)
 
 
 class CheckStatus(str, Enum):
@@ -86,6 +95,8 @@ class VariantResult:
     """One variant measured on one board: the agent's figures and, once judged, the checks."""
 
     name: str
+    status: str = "ok"  # ok, or the BoardStatus that stopped this variant (timeout, killed, model-error...)
+    error: str | None = None
     sha256: str | None = None
     provider_used: str | None = None
     opset: int | None = None
@@ -176,6 +187,11 @@ class BoardResult:
     @property
     def ok(self) -> bool:
         return self.status == BoardStatus.OK
+
+    @property
+    def usable(self) -> bool:
+        """Measured to the end: every variant ok, or some stopped for reasons of their own."""
+        return self.ok or (self.status in PER_VARIANT and any(v.status == "ok" for v in self.variants.values()))
 
     def to_json(self) -> dict:
         doc = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("steps", "variants")}
@@ -268,7 +284,8 @@ class RunResult:
         for board in self.boards:
             if not board.ok:
                 lines.append(f"{board.name}: board {board.status}: {board.error}")
-                continue
+                if not board.usable:
+                    continue
             for variant in board.variants.values():
                 for check in variant.checks:
                     if not check.passed:

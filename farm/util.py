@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
 import json
 import os
+import re
 import secrets
-import subprocess
+import shutil
 import threading
 from pathlib import Path
+
+# Board and stand-in names become folder and file names: a letter or digit first, so never `.` or `..`.
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def utc_now() -> str:
@@ -39,14 +42,14 @@ def write_json_atomic(path: Path, doc: dict) -> None:
     partial.replace(path)
 
 
-@functools.cache
-def git_commit(folder: Path) -> str | None:
-    """The commit of a checkout (provenance of farm itself); None outside git (an installed wheel)."""
-    if not (Path(folder) / ".git").exists():
-        return None
-    try:
-        proc = subprocess.run(["git", "-C", str(folder), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return proc.stdout.strip() or None
+def remove_tree(path: Path, inside: Path) -> None:
+    """Delete a folder farm made, and only that: a direct child of `inside`, named as farm names things.
+
+    A stand-in named `..` once had the lab dir's parent emptied; nothing here
+    follows a link or leaves `inside`.
+    """
+    path, inside = Path(path), Path(inside)
+    if not NAME_RE.match(path.name) or path.parent.resolve() != inside.resolve() or path.is_symlink():
+        raise ValueError(f"refusing to delete {path}: not a folder farm made directly in {inside}")
+    if path.exists():
+        shutil.rmtree(path)

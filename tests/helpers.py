@@ -74,3 +74,94 @@ def farm(*args: str, cwd: Path, env: dict | None = None, timeout: float = 900) -
     clean = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
     return subprocess.run([sys.executable, "-m", "farm", *map(str, args)], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env={**clean, **(env or {})})
+
+
+class Proxy:
+    """A TCP proxy on 127.0.0.1 in front of a board: it forwards, stalls (holds every byte, silently) or cuts."""
+
+    def __init__(self, target_port: int, stall_after_bytes: int | None = None):
+        self.target_port, self.stall_after = target_port, stall_after_bytes
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.stalled = threading.Event()
+        self.sent_up = 0  # bytes from the controller to the board
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            board = socket.create_connection(("127.0.0.1", self.target_port))
+            self.sockets += [client, board]
+            threading.Thread(target=self._pipe, args=(client, board, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(board, client, False), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, target: socket.socket, up: bool) -> None:
+        try:
+            while True:
+                while self.stalled.is_set():  # a silent link: nothing read, nothing sent, nothing closed
+                    time.sleep(0.05)
+                data = source.recv(65536)
+                if not data:
+                    break
+                target.sendall(data)
+                if up:
+                    self.sent_up += len(data)
+                    if self.stall_after is not None and self.sent_up > self.stall_after:
+                        self.stalled.set()
+        except OSError:
+            pass
+        for sock in (source, target):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self) -> None:
+        """The cable pulled: both sides see the connection end."""
+        for sock in self.sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.cut()
+        self.server.close()
+
+
+def via_proxy(board, proxy: Proxy, folder: Path):
+    """The same board reached through `proxy`: its host key recorded for the proxy's port."""
+    keys = Path(board.known_hosts).read_text().splitlines()
+    key = next(line.split(" ", 1)[1] for line in keys if line.startswith(f"[127.0.0.1]:{board.port} "))
+    known = folder / f"known_hosts-{proxy.port}"
+    known.write_text(f"[127.0.0.1]:{proxy.port} {key}\n")
+    return dataclasses.replace(board, port=proxy.port, known_hosts=str(known))
+
+
+def write_inventory(path: Path, *boards) -> Path:
+    """A farm inventory naming these boards exactly as they are."""
+    import yaml
+
+    rows = [{"name": b.name, "host": b.host, "port": b.port, "user": b.user, "identity_file": b.identity_file,
+             "known_hosts": b.known_hosts, "workdir": b.workdir, "python": b.python, "threads": b.threads or 1}
+            for b in boards]
+    path.write_text(yaml.safe_dump({"boards": rows}, sort_keys=False))
+    return path
+
+
+def slow_agent_python(folder: Path, name: str, blob: str, marker: str, real_python: str) -> str:
+    """A board Python whose agent, for the blob `blob`, measures (really) for ten minutes; `marker` finds it."""
+    return wrapper_python(folder, name, f'case "$*" in *{blob}*) exec {shlex.quote(real_python)} "$@" --runs 999999999 '
+                          f'--duration 600 --providers CPUExecutionProvider,{marker};; esac', real_python)
+
+
+def wait_for_processes(marker: str, timeout_s: float, present: bool = True) -> bool:
+    """Wait until processes with `marker` run (or, `present=False`, until none does); whether they do."""
+    deadline = time.monotonic() + timeout_s
+    while bool(processes(marker)) != present and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return bool(processes(marker)) == present

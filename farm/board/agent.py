@@ -7,6 +7,7 @@ figures while building variants), so both read identical measurements.
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -35,8 +36,10 @@ class AgentFiles:
 
 
 def agent_argv(python: str, agent: str, files: AgentFiles, measurement: Measurement, mode: str,
-               profile_runs: int = 0) -> list[str]:
-    """The agent's argument list for one process (mode latency or accuracy); quote it with shlex.join."""
+               profile_runs: int = 0, watch_stdin: bool = False) -> list[str]:
+    """The agent's argument list for one process (mode latency or accuracy); quote it with shlex.join.
+
+    `watch_stdin`: the agent stops when its stdin closes (on a board: the controller is gone)."""
     argv = [python, agent, "--mode", mode, "--model", files.model, "--warmup", str(measurement.warmup),
             "--runs", str(measurement.runs), "--threads", str(measurement.threads),
             "--providers", ",".join(measurement.providers)]
@@ -51,6 +54,8 @@ def agent_argv(python: str, agent: str, files: AgentFiles, measurement: Measurem
                 argv += [flag, value]
         if profile_runs:
             argv += ["--profile-runs", str(profile_runs)]
+    if watch_stdin:
+        argv.append("--watch-stdin")
     return argv
 
 
@@ -73,7 +78,45 @@ def parse_agent_output(stdout: str, stderr: str = "") -> dict:
     missing = [key for key in REQUIRED_KEYS if key not in doc]
     if missing:
         raise AgentError(f"the agent's document lacks {', '.join(missing)}")
+    problem = malformed(doc)
+    if problem:
+        raise AgentError(f"the agent's document is malformed: {problem}; stderr tail: {tail or '(empty)'}")
     return doc
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def malformed(doc: dict) -> str | None:
+    """The first field of an agent document that is not what it must be: a board's output is never trusted."""
+    for key, kind in (("facts", dict), ("model", dict), ("errors", list), ("samples_ms", list)):
+        if not isinstance(doc[key], kind):
+            return f"{key} = {doc[key]!r} (expected a {kind.__name__})"
+    if not all(_number(x) for x in doc["samples_ms"]):
+        return "samples_ms holds a value that is not a finite number"
+    if not all(isinstance(e, dict) and isinstance(e.get("stage"), str) and isinstance(e.get("message"), str)
+               for e in doc["errors"]):
+        return "errors holds an entry without a stage and a message"
+    latency = doc["latency_ms"]
+    if latency is not None:
+        if not isinstance(latency, dict) or not all(k in latency for k in ("n", "p50", "p95")):
+            return f"latency_ms = {latency!r} (expected a mapping with n, p50, p95...)"
+        bad = next((k for k, v in latency.items() if v is not None and not _number(v)), None)
+        if bad:
+            return f"latency_ms.{bad} = {latency[bad]!r} (expected a finite number)"
+    if doc["peak_rss_mb"] is not None and not _number(doc["peak_rss_mb"]):
+        return f"peak_rss_mb = {doc['peak_rss_mb']!r} (expected a finite number)"
+    accuracy = doc["accuracy"]
+    if accuracy is not None:
+        outputs = accuracy.get("outputs") if isinstance(accuracy, dict) else None
+        if not isinstance(outputs, dict) or not all(isinstance(f, dict) for f in outputs.values()):
+            return f"accuracy = {accuracy!r} (expected a mapping with outputs)"
+        for name, figures in outputs.items():
+            bad = next((k for k, v in figures.items() if k != "metric" and not _number(v)), None)
+            if bad:
+                return f"accuracy.outputs.{name}.{bad} = {figures[bad]!r} (expected a finite number)"
+    return None
 
 
 def run_agent_here(files: AgentFiles, measurement: Measurement, mode: str, timeout_s: float = 600) -> dict:

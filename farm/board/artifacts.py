@@ -1,13 +1,17 @@
 """Content-addressed push: `<workdir>/blobs/<sha256>`, sending only what a board lacks.
 
 One round-trip asks the board to hash the blobs it should have (a present but
-corrupted blob counts as missing); missing ones are uploaded to a temporary name
-and renamed; the uploads are hashed on the board; a mismatch is sent once more,
-then the board errors. An unchanged re-run sends 0 bytes.
+corrupted blob counts as missing) and clears what interrupted pushes left (the
+run holds the board's lock: no other push is under way); missing ones are
+uploaded to a temporary name and renamed; the uploads are hashed on the board; a
+mismatch is sent once more, then the board errors. An unchanged re-run sends 0
+bytes. Each run records which blobs it used (`<workdir>/runs/<run>`), so
+`farm boards clean` can free what no recent run needs.
 """
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,8 +19,30 @@ from farm.board.transport import Transport
 from farm.errors import BoardError
 from farm.util import file_sha256
 
-# Fixed script; the folder and hashes arrive as positional parameters, never spliced in.
-_HASH_PRESENT = 'd=$1; shift; mkdir -p "$d" && cd "$d" || exit 3; for h; do [ -f "$h" ] && sha256sum "$h"; done; exit 0'
+# Fixed scripts; folders and hashes arrive as positional parameters, never spliced in.
+_HASH_PRESENT = ('d=$1; shift; mkdir -p "$d" && cd "$d" || exit 3; rm -f ./*.partial-*; '
+                 'for h; do [ -f "$h" ] && sha256sum "$h"; done; exit 0')
+_RECORD_RUN = 'd=$1; run=$2; shift 2; mkdir -p "$d" && printf "%s\\n" "$@" > "$d/$run"'
+_FREE_KB = 'df -Pk "$1" | awk \'NR == 2 {print $4}\''
+# Keep the blobs the `keep` newest runs used; delete other blobs (64 hex digits, nothing else) and older run
+# records. Runs while holding the board's lock, so no push is under way.
+_CLEAN = r'''
+d=$1; keep=$2
+cd "$d" 2>/dev/null || { echo "freed 0"; exit 0; }
+mkdir -p runs blobs
+ls -t runs | tail -n +$((keep + 1)) | while read -r old; do rm -f -- "runs/$old"; done
+cat runs/* 2>/dev/null | sort -u > .keep
+freed=0
+for blob in blobs/*; do
+  name=${blob#blobs/}
+  case "$name" in *[!0-9a-f]*|"") continue ;; esac
+  [ ${#name} -eq 64 ] || continue
+  grep -qx "$name" .keep && continue
+  size=$(wc -c < "$blob") && rm -f -- "$blob" && freed=$((freed + size))
+done
+rm -f .keep blobs/*.partial-*
+echo "freed $freed"
+'''
 
 
 @dataclass(frozen=True)
@@ -54,8 +80,8 @@ def blob_path(workdir: str, artifact: Artifact) -> str:
 def _valid_blobs(connection: Transport, workdir: str, hashes: list[str]) -> set[str]:
     result = connection.run(["sh", "-c", _HASH_PRESENT, "sh", blob_dir(workdir), *hashes], deadline_s=300)
     if not result.ok:
-        raise BoardError(f"{connection.board.name}: cannot list blobs in {blob_dir(workdir)}: {result.tail()}",
-                             "push-failed")
+        status = "permission-denied" if "ermission denied" in result.tail() else "push-failed"
+        raise BoardError(f"{connection.board.name}: cannot use {blob_dir(workdir)}: {result.tail()}", status)
     valid = set()
     for line in result.stdout.splitlines():
         parts = line.split()
@@ -64,8 +90,27 @@ def _valid_blobs(connection: Transport, workdir: str, hashes: list[str]) -> set[
     return valid
 
 
-def push(connection: Transport, workdir: str, artifacts: list[Artifact]) -> PushReport:
-    """Make every artifact present and intact on the board."""
+def runs_dir(workdir: str) -> str:
+    return f"{workdir.rstrip('/')}/runs"
+
+
+def _upload_error(connection: Transport, workdir: str, artifact: Artifact, exc: OSError) -> BoardError:
+    """disk-full with the board's free space, or permission-denied with the path; else push-failed."""
+    board, target = connection.board.name, blob_path(workdir, artifact)
+    if exc.errno in (errno.EACCES, errno.EPERM) or "ermission denied" in str(exc):
+        return BoardError(f"{board}: permission denied writing {target}: let {connection.board.user or 'the login user'}"
+                          f" write {blob_dir(workdir)}, or choose another workdir", "permission-denied")
+    free = connection.run(["sh", "-c", _FREE_KB, "sh", blob_dir(workdir)], deadline_s=30).stdout.strip()
+    if exc.errno == errno.ENOSPC or (free.isdigit() and int(free) * 1024 < artifact.size):
+        shown = f"{int(free) / 1024:.1f} MB free" if free.isdigit() else "no space left"
+        return BoardError(f"{board}: disk full: {shown} in {blob_dir(workdir)}, {artifact.path.name} needs "
+                          f"{artifact.size / 1e6:.1f} MB; `farm boards clean` frees old blobs", "disk-full")
+    return BoardError(f"{board}: pushing {artifact.path.name} to {target} failed: {exc}", "push-failed")
+
+
+def push(connection: Transport, workdir: str, artifacts: list[Artifact], run_id: str | None = None,
+         stopped=lambda: False) -> PushReport:
+    """Make every artifact present and intact on the board; `stopped()` (a cancel) ends it early."""
     unique = list({a.sha256: a for a in artifacts}.values())
     report = PushReport()
     present = _valid_blobs(connection, workdir, [a.sha256 for a in unique])
@@ -75,7 +120,10 @@ def push(connection: Transport, workdir: str, artifacts: list[Artifact]) -> Push
         if not pending:
             break
         for artifact in pending:
-            report.bytes_sent += connection.put(artifact.path, blob_path(workdir, artifact))
+            try:
+                report.bytes_sent += connection.put(artifact.path, blob_path(workdir, artifact), stopped=stopped)
+            except OSError as exc:
+                raise _upload_error(connection, workdir, artifact, exc) from exc
             if attempt == 1:
                 report.uploaded.append(artifact.sha256)
             else:
@@ -85,5 +133,18 @@ def push(connection: Transport, workdir: str, artifacts: list[Artifact]) -> Push
     if pending:
         names = ", ".join(a.path.name for a in pending)
         raise BoardError(f"{connection.board.name}: {names} arrived corrupted twice (sha256 mismatch on the board)",
-                             "push-failed")
+                         "push-failed")
+    if run_id:
+        connection.run(["sh", "-c", _RECORD_RUN, "sh", runs_dir(workdir), run_id, *(a.sha256 for a in unique)],
+                       deadline_s=30)
     return report
+
+
+def clean(connection: Transport, workdir: str, keep_runs: int) -> int:
+    """Free board disk: blobs no run among the `keep_runs` newest used. Returns the bytes freed."""
+    result = connection.run(["sh", "-c", _CLEAN, "sh", workdir, str(keep_runs)], deadline_s=300)
+    words = result.stdout.split()
+    if not result.ok or words[:1] != ["freed"]:
+        raise BoardError(f"{connection.board.name}: cleaning {workdir} failed: {result.tail()}",
+                         "permission-denied" if "ermission denied" in result.tail() else "agent-error")
+    return int(words[1])

@@ -21,15 +21,21 @@ class LocalTransport(BaseTransport):
         self.board = board
 
     def _execute(self, command: str, timeout: float | None) -> tuple[str, str, int]:
+        # stdin is a pipe this process holds open, as an SSH channel is: if the controller dies, the
+        # command reads EOF (the agent then stops itself).
+        held_open, child_end = os.pipe()[::-1]
         try:
             # Its own session, as sshd gives a command: `kill -TERM -PGID` then stops the whole group.
             proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=timeout,
-                                  stdin=subprocess.DEVNULL, start_new_session=True)
+                                  stdin=child_end, start_new_session=True)
         except subprocess.TimeoutExpired as exc:
             raise CommandTimeout(exc.stdout or "", exc.stderr or "") from exc
+        finally:
+            os.close(child_end)
+            os.close(held_open)
         return proc.stdout, proc.stderr, proc.returncode
 
-    def put(self, local: Path, remote: str) -> int:
+    def put(self, local: Path, remote: str, stopped=lambda: False) -> int:
         partial = f"{remote}.partial-{os.getpid()}"
         shutil.copyfile(local, partial)
         os.replace(partial, remote)

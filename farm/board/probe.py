@@ -9,8 +9,13 @@ from farm.errors import BoardError
 
 # Fixed text, no user input; runs on Python >= 3 and says what is missing rather than failing.
 PROBE_SCRIPT = r'''
-import json, platform, sys
-facts = {"python": platform.python_version(), "machine": platform.machine(), "missing": []}
+import json, os, platform, sys, time
+facts = {"python": platform.python_version(), "machine": platform.machine(), "missing": [], "now": int(time.time())}
+try:
+    with open(os.path.join(sys.argv[1], "farm.lock")) as handle:
+        facts["lock"] = handle.read().strip()
+except (IndexError, OSError):
+    pass
 if sys.version_info < (3, 8):
     facts["missing"].append("Python >= 3.8 (found %s)" % facts["python"])
 for name in ("numpy", "onnxruntime"):
@@ -25,10 +30,10 @@ print(json.dumps(facts))
 '''
 
 
-def probe(transport: Transport) -> dict:
-    """The board's facts, `missing` listing what a measurement needs and the board lacks."""
+def probe(transport: Transport, workdir: str) -> dict:
+    """The board's facts (`lock`: its lock file, if any), `missing` listing what a measurement needs."""
     board = transport.board
-    result = transport.run([board.python, "-c", PROBE_SCRIPT], deadline_s=60)
+    result = transport.run([board.python, "-c", PROBE_SCRIPT, workdir], deadline_s=60)
     if not result.ok:
         raise BoardError(f"{board.name}: {board.python!r} does not run on the board: {result.tail()}", "not-ready")
     try:

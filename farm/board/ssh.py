@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from pathlib import Path
 
 import paramiko
@@ -21,7 +22,11 @@ from fabric import Connection
 
 from farm.board.transport import BaseTransport, CommandTimeout, kill_group_command
 from farm.config.inventory import Board
-from farm.errors import BoardError
+from farm.errors import BoardError, Cancelled
+
+KEEPALIVE_S = 5       # an SSH keepalive this often keeps NAT and firewalls from dropping an idle session
+PUSH_IDLE_S = 30      # a push that moves no byte for this long has a dead link under it
+PUSH_MIN_RATE = 1e6   # bytes a second: a push slower than this (plus 30 s) has passed its deadline
 
 
 class _AcceptNewPolicy(paramiko.MissingHostKeyPolicy):
@@ -109,6 +114,7 @@ class SshTransport(BaseTransport):
             conn.close()
             sock.close()
             raise
+        conn.transport.set_keepalive(KEEPALIVE_S)
         return conn
 
     def open(self) -> "SshTransport":
@@ -139,10 +145,21 @@ class SshTransport(BaseTransport):
         try:
             return self._exec(command, timeout)
         except socket.timeout as exc:
+            if not self._link_alive():
+                raise BoardError(f"{self.board.name}: the link went silent while a command ran (no answer for "
+                                 f"{timeout:.0f} s, nor to a new channel)", "link-lost") from exc
             raise CommandTimeout() from exc
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise BoardError(f"{self.board.name}: connection lost while running a command ({exc})",
-                             "unreachable") from exc
+            raise BoardError(f"{self.board.name}: the connection was lost while a command ran ({exc or type(exc).__name__})",
+                             "link-lost") from exc
+
+    def _link_alive(self) -> bool:
+        """Does the board still answer: a command outliving its time, or a link that died under it?"""
+        try:
+            self.conn.client.get_transport().open_session(timeout=5).close()
+            return True
+        except Exception:
+            return False
 
     def _exec(self, command: str, timeout: float | None) -> tuple[str, str, int]:
         channel = self.conn.client.get_transport().open_session(timeout=self.connect_timeout)
@@ -156,6 +173,10 @@ class SshTransport(BaseTransport):
             stdout = channel.makefile("rb").read()
             reader.join(timeout)
             exit_code = channel.recv_exit_status()
+            # -1: no exit status. With the connection up, the command died of a signal (sshd sends exit-signal,
+            # which paramiko does not expose); with it down, the link went, not the command.
+            if exit_code == -1 and not channel.get_transport().is_active():
+                raise EOFError("the connection closed before the command's exit status came")
         finally:
             channel.close()
         return stdout.decode(errors="replace"), b"".join(stderr).decode(errors="replace"), exit_code
@@ -165,10 +186,34 @@ class SshTransport(BaseTransport):
         self._exec(kill_group_command(pidfile), 15)
 
     # -- files ------------------------------------------------------------------------------
-    def put(self, local: Path, remote: str) -> int:
-        """Upload to a temporary name, then rename: a board never sees half a file."""
-        sftp = self.conn.sftp()
+    def put(self, local: Path, remote: str, stopped=lambda: False) -> int:
+        """Upload to a temporary name, then rename: a board never sees half a file.
+
+        Never hangs: no byte moved for PUSH_IDLE_S, or slower than PUSH_MIN_RATE
+        overall, is a lost link; `stopped()` (a cancel) ends it within a chunk.
+        """
+        size = local.stat().st_size
+        deadline_s = 30 + size / PUSH_MIN_RATE
+        started = time.monotonic()
+
+        def progress(sent: int, total: int) -> None:
+            if stopped():
+                raise Cancelled()
+            if time.monotonic() - started > deadline_s:
+                raise BoardError(f"{self.board.name}: pushing {local.name} ({size} bytes) passed its {deadline_s:.0f} s "
+                                 f"deadline at {sent} bytes: the link moves under {PUSH_MIN_RATE / 1e6:.0f} MB/s",
+                                 "link-lost")
+
         partial = f"{remote}.partial-{os.getpid()}"
-        sftp.put(str(local), partial)
-        sftp.posix_rename(partial, remote)
-        return local.stat().st_size
+        try:
+            sftp = self.conn.sftp()
+            sftp.get_channel().settimeout(PUSH_IDLE_S)
+            sftp.put(str(local), partial, callback=progress, confirm=False)
+            sftp.posix_rename(partial, remote)
+        except socket.timeout as exc:
+            raise BoardError(f"{self.board.name}: pushing {local.name}: no byte moved for {PUSH_IDLE_S} s, the link "
+                             "stalled", "link-lost") from exc
+        except (EOFError, ConnectionError, paramiko.SSHException) as exc:  # not an SFTP error: push() reads those
+            raise BoardError(f"{self.board.name}: the connection was lost while pushing {local.name} "
+                             f"({exc or type(exc).__name__}: the board stopped answering)", "link-lost") from exc
+        return size

@@ -65,8 +65,11 @@ def kill_group_command(pidfile: str) -> str:
     return f"test -f {quoted} && kill -TERM -$(cat {quoted}) 2>/dev/null; rm -f {quoted}"
 
 
-def timed_out(deadline_s: float | None, exit_code: int) -> bool:
-    return bool(deadline_s) and exit_code in (TIMED_OUT, 128 + 9, -9)
+def timed_out(deadline_s: float | None, exit_code: int, duration_s: float) -> bool:
+    """`timeout` exits 124 at the deadline, or 137 when its KILL follows; 137 sooner is someone else's KILL."""
+    if not deadline_s:
+        return False
+    return exit_code == TIMED_OUT or exit_code in (128 + 9, -9) and duration_s >= deadline_s
 
 
 class CommandTimeout(Exception):
@@ -95,8 +98,8 @@ class BaseTransport:
             stdout, stderr, exit_code = self._execute(command, local_timeout)
         except CommandTimeout as exc:
             return CommandResult(command, exc.stdout, exc.stderr, -1, time.monotonic() - started, timed_out=True)
-        return CommandResult(command, stdout, stderr, exit_code, time.monotonic() - started,
-                             timed_out(deadline_s, exit_code))
+        took = time.monotonic() - started
+        return CommandResult(command, stdout, stderr, exit_code, took, timed_out(deadline_s, exit_code, took))
 
     def open(self):
         return self

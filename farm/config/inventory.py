@@ -20,8 +20,8 @@ from farm.config.boardclasses import BOARD_CLASSES, class_fields
 from farm.config.checklist import parse_rule
 from farm.config.yamlfile import LineMap, load_yaml
 from farm.errors import InventoryError
+from farm.util import NAME_RE
 
-NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 HOST_KEY_POLICIES = ("verify", "accept-new", "off")
 TRANSPORTS = ("ssh", "local")  # local: the board is this machine, commands run without SSH
@@ -87,7 +87,7 @@ class StandinSpec:
 # field name -> (accepted YAML types, description for messages)
 _STR, _INT, _NUM = (str,), (int,), (int, float)
 FIELD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
-    "name": (_STR, "a name of letters, digits, '.', '_' or '-'"),
+    "name": (_STR, "a name of letters, digits, '.', '_' or '-', starting with a letter or digit"),
     "host": (_STR, "a host name or address"),
     "port": (_INT, "a port number"),
     "user": (_STR, "a login name"),
@@ -190,6 +190,8 @@ class _Reader:
                 raise self.fail(line, str(exc), board, key) from exc
         if key == "name" and not NAME_RE.match(value):
             raise self.fail(line, f"{value!r} is not {what}", board, key)
+        if key == "workdir" and (not value.startswith("/") or ".." in value.split("/") or "\n" in value):
+            raise self.fail(line, f"expected an absolute path on the board without '..', got {value!r}", board, key)
         if key in ("port", "cores", "memory_mb") and value <= 0 or key == "threads" and value < 0:
             raise self.fail(line, f"expected a positive number, got {value}", board, key)
 

@@ -1,7 +1,9 @@
 """Strict YAML for every file a user writes (inventories, checklists, model specs).
 
 Mappings remember the line of each key, so an error can name `file:line`;
-a duplicate key is an error, not a silent overwrite.
+a duplicate key is an error, not a silent overwrite. Aliases are allowed (Ansible
+inventories use `<<: *defaults`), but what they expand to is bounded: a
+"billion laughs" file inside a value is refused at once instead of filling memory.
 """
 
 from __future__ import annotations
@@ -22,8 +24,40 @@ class LineMap(dict):
         return getattr(self, "lines", {}).get(key, self.line)
 
 
+MAX_EXPANDED_NODES = 100_000  # far above any lab's inventory, far below an alias bomb
+
+
+class AliasBomb(yaml.YAMLError):
+    def __init__(self, mark):
+        super().__init__()
+        self.problem_mark = mark
+
+
 class _LineLoader(yaml.SafeLoader):
-    pass
+    """Counts what aliases expand to while composing, before anything is built."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._expanded = 0
+        self._sizes: dict[int, int] = {}
+
+    def _size(self, node) -> int:
+        found = self._sizes.get(id(node))
+        if found is None:
+            children = (node.value if isinstance(node, yaml.SequenceNode) else
+                        [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else [])
+            found = 1 + sum(self._size(child) for child in children)
+            self._sizes[id(node)] = found
+        return found
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        node = super().compose_node(parent, index)
+        if isinstance(event, yaml.AliasEvent):
+            self._expanded += self._size(node)
+            if self._expanded > MAX_EXPANDED_NODES:
+                raise AliasBomb(event.start_mark)
+        return node
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineMap:
@@ -52,6 +86,9 @@ def load_yaml(path: Path, error: ErrorFactory, what: str = "file") -> Any:
         raise error(str(path), None, f"{what} not found")
     try:
         return yaml.load(path.read_text(), Loader=_LineLoader)
+    except AliasBomb as exc:
+        raise error(str(path), exc.problem_mark.line + 1, f"YAML aliases here expand to more than "
+                    f"{MAX_EXPANDED_NODES} values (an alias bomb?): write the values out") from exc
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         raise error(str(path), mark.line + 1 if mark else None, f"YAML syntax: {exc.problem or exc.context}") from exc

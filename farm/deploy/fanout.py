@@ -18,7 +18,7 @@ from typing import Iterator
 
 from farm.config.inventory import Board
 from farm.deploy.session import BoardSession, DeployPlan, Progress, RunControl, board_result
-from farm.errors import BoardError, Cancelled
+from farm.errors import BoardError, Cancelled, Stopped
 from farm.record.rundir import BoardLog, RunDir
 from farm.results import BoardResult, BoardStatus
 from farm.util import utc_now
@@ -53,6 +53,7 @@ class Fanout:
         self.progress = progress
         self.run_deadline_s = run_deadline_s
         self.control = RunControl()
+        self.results: dict[str, BoardResult | None] = {}  # every board's outcome, as sessions end
         self._final: set[str] = set()  # boards whose record the fan-out closed: late saves are dropped
         self._save_lock = threading.Lock()
 
@@ -72,11 +73,15 @@ class Fanout:
     def _deadline(self, boards: int, workers: int) -> float:
         if self.run_deadline_s is not None:
             return self.run_deadline_s
-        per_board = self.plan.lock_wait_s + self.plan.lock_ttl_s + 60
+        per_board = self.plan.lock_wait_s + self.plan.board_deadline_s + 60
         return per_board * -(-boards // workers)
 
+    def outcome(self) -> GroupResult:
+        """What the boards gave so far (after `run`, even an interrupted one: every board)."""
+        return GroupResult({name: r for name, r in self.results.items() if r is not None})
+
     def run(self, boards: list[Board], max_workers: int | None = None) -> GroupResult:
-        results: dict[str, BoardResult | None] = {b.name: None for b in boards}
+        self.results = results = {b.name: None for b in boards}
         if not boards:
             return GroupResult({})
         workers = max_workers or min(MAX_WORKERS, len(boards))
@@ -103,7 +108,7 @@ class Fanout:
             threading.Thread(target=worker, daemon=True, name=f"farm-board-{index}").start()
         all_done = lambda: all(r is not None for r in results.values())  # noqa: E731
         limit_s = self._deadline(len(boards), workers)
-        stopped = BoardError(f"the run's deadline passed ({limit_s:.0f} s)", "timeout")
+        stopped: BoardError = Stopped(f"the run's deadline passed ({limit_s:.0f} s)", "timeout")
         try:
             with finished:
                 if not finished.wait_for(all_done, timeout=limit_s):

@@ -9,7 +9,9 @@ board's JSON as it arrives, results.json at the end (also after Ctrl-C).
 
 from __future__ import annotations
 
+import functools
 import socket
+import subprocess
 from pathlib import Path
 from typing import Callable
 
@@ -20,6 +22,7 @@ from farm.config.checklist import Checklist, load_checklist
 from farm.config.inventory import Board
 from farm.config.settings import RunSettings
 from farm.deploy.fanout import Fanout, GroupResult
+from farm.deploy.interrupts import deferred_interrupts, stop_signals
 from farm.deploy.selection import Selection
 from farm.deploy.session import DeployPlan, Progress
 from farm.errors import HistoryError
@@ -27,10 +30,23 @@ from farm.judge.items import evaluate, unavailable
 from farm.record.history import History
 from farm.record.rundir import RunDir
 from farm.results import Baseline, BoardResult, RunResult
-from farm.util import git_commit, utc_now
+from farm.util import utc_now
 
 Say = Callable[[str], None]
 TREND_FIGURE = "p95"
+
+
+@functools.cache
+def git_commit(folder: Path) -> str | None:
+    """The commit of a checkout (provenance of farm itself); None outside git (an installed wheel)."""
+    if not (Path(folder) / ".git").exists():
+        return None
+    try:
+        proc = subprocess.run(["git", "-C", str(folder), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() or None
 
 
 class Job:
@@ -75,6 +91,9 @@ class Job:
     def deploy(self, boards: list[Board], progress: Progress) -> None:
         self._fanout = Fanout(self.plan(), self.run_dir, progress)
         self.group = self._fanout.run(boards)
+        for result in self.group:
+            if result.lock_note:
+                self.say(f"{result.name}: {result.lock_note}")
 
     def cancel(self) -> None:
         if self._fanout is not None:
@@ -92,16 +111,20 @@ class Job:
             return None, f"history unavailable: {exc}"
 
     def judge(self, history: History | None, problem: str | None) -> None:
+        """Every variant measured to its end is judged: on a board stopped half-way too."""
         model = model_result(self.manifest)
-        for result in self.group.succeeded.values():
+        for result in self.group:
+            measured = {v: found for v, found in result.variants.items() if found.status == "ok"}
+            if not measured or result.name not in self.selection.boards:
+                continue
             baselines: dict[str, Baseline] | None = None
             if history is not None and "regression" in self.checklist.items:
                 try:
-                    baselines = {v: b for v in result.variants
+                    baselines = {v: b for v in measured
                                  if (b := history.baseline(result.name, model.name, v, before=self.settings.run_id))}
                 except HistoryError as exc:
                     problem = f"history unavailable: {exc}"
-            checks = evaluate(self.checklist, self.selection.boards[result.name], result.variants, model, baselines)
+            checks = evaluate(self.checklist, self.selection.boards[result.name], measured, model, baselines)
             if problem:
                 checks = unavailable(checks, "regression", problem)
             for variant, found in checks.items():
@@ -118,19 +141,27 @@ class Job:
             self.say(f"no trend plot: {exc}")
 
     def run(self, progress: Progress = lambda board, phase: None) -> RunResult:
-        """The whole job; results.json is written even when it is interrupted."""
+        """The whole job. Stopped (Ctrl-C, SIGTERM, SIGHUP) or not, everything collected is judged and
+        written: results.json, the history, and so the report."""
         self.run_dir.path.mkdir(parents=True, exist_ok=True)
-        history = None
-        try:
-            self.build()
-            with self.selection.standins_up() as boards:
-                self.deploy(boards, progress)
-            history, problem = self._history()
+        with stop_signals():
+            try:
+                self.build()
+                with self.selection.standins_up() as boards:
+                    self.deploy(boards, progress)
+            finally:
+                with deferred_interrupts(self.say):
+                    self._record()
+        return self.result
+
+    def _record(self) -> None:
+        if self._fanout is not None:
+            self.group = self._fanout.outcome()
+        history, problem = self._history() if self.manifest else (None, None)
+        if self.manifest:
             self.judge(history, problem)
             self._trends(history)
-        finally:
-            self.finish(history)
-        return self.result
+        self.finish(history)
 
     # -- record -----------------------------------------------------------------------------
     def _board(self, name: str) -> BoardResult:

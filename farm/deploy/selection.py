@@ -37,7 +37,7 @@ class Selection:
         try:
             if self.standin_specs:
                 lab = Lab(progress=lambda m: self.say(f"lab: {m}"))
-                boards, started = lab.up(self.standin_specs)
+                boards, started = lab.up(self.standin_specs, owned=True)
                 self.boards.update({b.name: b for b in boards})
             yield [self.boards[name] for name in self.names]
         finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import signal
 import threading
 import time
 import traceback
@@ -20,19 +21,20 @@ from typing import Callable, Iterator
 
 from farm import resources
 from farm.board.agent import AgentFiles, agent_argv, parse_agent_output
-from farm.board.artifacts import Artifact, blob_path, push
+from farm.board.artifacts import Artifact, blob_path, clean, push
 from farm.board.lease import Lease
 from farm.board.probe import probe, require_ready
 from farm.board.transport import Transport, open_transport
 from farm.config.inventory import Board
 from farm.config.settings import Measurement
-from farm.errors import AgentError, BoardError
+from farm.errors import AgentError, BoardError, Stopped
 from farm.judge.stats import latency_summary
 from farm.record.rundir import BoardLog
-from farm.results import BoardResult, BoardStatus, Step, VariantResult
+from farm.results import PER_VARIANT, BoardResult, BoardStatus, Step, VariantResult
 from farm.util import utc_now
 
 SETUP_STEPS = ("connect", "lock", "probe", "push")
+CLEAN = ("connect", "lock", "clean")
 PROFILE_RUNS = 20  # runs of an INT8 variant profiled in its accuracy process: what a slow one spends time on
 FULL_RUN = SETUP_STEPS + ("measure",)
 PROBE_ONLY = ("connect", "probe")
@@ -57,6 +59,7 @@ class DeployPlan:
     connect_timeout_s: float = 10.0
     connect_attempts: int = 3
     steps: tuple[str, ...] = FULL_RUN
+    keep_runs: int = 3  # CLEAN: the blobs of this many newest runs stay
 
     @classmethod
     def from_manifest(cls, manifest: dict, folder: Path, run_id: str, measurement: Measurement,
@@ -74,14 +77,20 @@ class DeployPlan:
         """Connect and ask the board what it has: nothing pushed, nothing locked, nothing measured."""
         return cls(run_id, Artifact.of(resources.agent()), {}, Measurement(), steps=PROBE_ONLY)
 
+    @classmethod
+    def clean(cls, run_id: str, keep_runs: int) -> "DeployPlan":
+        """Lock the board and free the blobs no recent run used."""
+        return cls(run_id, Artifact.of(resources.agent()), {}, Measurement(), steps=CLEAN, keep_runs=keep_runs)
+
     @property
     def artifacts(self) -> list[Artifact]:
         return [self.agent, *self.variants.values(), *(a for a in (self.spec, self.feed, self.data, self.reference) if a)]
 
     @property
-    def lock_ttl_s(self) -> int:
+    def board_deadline_s(self) -> float:
+        """The longest one board's session can take: every agent process at its deadline, plus set-up."""
         processes = max(1, self.measurement.rounds) + (1 if self.data else 0)
-        return int(self.variant_deadline_s * (len(self.variants) * processes + 1) + 120)
+        return self.variant_deadline_s * (len(self.variants) * processes + 1) + 120
 
 
 def board_result(board: Board) -> BoardResult:
@@ -90,6 +99,16 @@ def board_result(board: Board) -> BoardResult:
                        emulated=bool(board.emulated_cpu), qemu_cpu=board.emulated_cpu, address=board.address,
                        pools=list(board.pools), providers_requested=list(board.providers),
                        host_key_policy=board.host_key_policy)
+
+
+def _signal_name(exit_code: int) -> str:
+    """The signal an exit code says killed a process: 128+N from a shell, -N from Python, -1 from SSH (unnamed)."""
+    if exit_code == -1:
+        return "a signal (the SSH server sent no exit status)"
+    number = exit_code - 128 if exit_code > 128 else -exit_code
+    name = signal.Signals(number).name if number in signal.valid_signals() else "signal"
+    hint = ": out of memory? (the OOM killer sends SIGKILL)" if number == signal.SIGKILL else ""
+    return f"{name} (signal {number}){hint}"
 
 
 class SharedCpu:
@@ -147,6 +166,9 @@ class RunControl:
         if self._stopped is not None:
             raise self._stopped
 
+    def is_stopped(self) -> bool:
+        return self._stopped is not None
+
     def stop(self, reason: BoardError) -> list[tuple[Transport, str]]:
         """No new step starts from now; returns the agents to kill."""
         with self._lock:
@@ -178,6 +200,9 @@ class BoardSession:
     @contextlib.contextmanager
     def step(self, name: str) -> Iterator[None]:
         self.control.check()
+        if self.lease is not None and self.lease.lost:
+            raise BoardError(f"{self.board.name}: lost its lock to {self.lease.lost}: this run's heartbeat stalled "
+                             f"past the lease's {self.lease.ttl_s} s, so another run took the board", "busy")
         self.log(name)
         self._progress(self.board.name, name)
         started = time.monotonic()
@@ -195,20 +220,21 @@ class BoardSession:
     def lock(self) -> None:
         with self.step("lock"):
             self.lease = Lease(self.transport, self.board.workdir, self.plan.run_id).acquire(
-                self.plan.lock_ttl_s, self.plan.lock_wait_s)
+                self.plan.lock_wait_s, stopped=self.control.is_stopped)
             if self.lease.broke:
                 self.result.lock_note = f"broke a stale lock held by: {self.lease.broke}"
                 self.log(self.result.lock_note)
 
     def probe(self) -> None:
         with self.step("probe"):
-            facts = probe(self.transport)
+            facts = probe(self.transport, self.board.workdir)
             self.result.facts.update(facts)
             require_ready(self.transport, facts)
 
     def push(self) -> None:
         with self.step("push"):
-            report = push(self.transport, self.board.workdir, self.plan.artifacts)
+            report = push(self.transport, self.board.workdir, self.plan.artifacts, self.plan.run_id,
+                          stopped=self.control.is_stopped)
             self.result.bytes_sent = report.bytes_sent
             self.log(f"pushed {len(report.uploaded)} blob(s), {report.bytes_sent} bytes; "
                      f"{len(report.already_there)} already there; re-sent {len(report.resent)}")
@@ -220,7 +246,25 @@ class BoardSession:
                           data=blob(plan.data), reference=blob(plan.reference),
                           expect_sha256=plan.variants[variant].sha256)
 
+    def clean(self) -> None:
+        with self.step("clean"):
+            freed = clean(self.transport, self.board.workdir, self.plan.keep_runs)
+            self.result.facts["freed_bytes"] = freed
+            self.log(f"freed {freed} bytes: blobs no run among the {self.plan.keep_runs} newest used")
+
     def measure(self, variant: str) -> None:
+        """One variant; a fault of its own (timeout, killed, model error) stops it alone, saying why."""
+        try:
+            self._measure(variant)
+        except BoardError as exc:
+            if isinstance(exc, Stopped) or BoardStatus(exc.status) not in PER_VARIANT:
+                raise
+            found = self.result.variants.get(variant) or VariantResult(variant)
+            found.status, found.error = exc.status, str(exc)
+            self.result.variants[variant] = found
+            self.log(f"{variant} stopped ({exc.status}): {exc}; the other variants go on")
+
+    def _measure(self, variant: str) -> None:
         """Latency in `rounds` agent processes (samples pooled, each round's summary kept), then accuracy in
         a process of its own: the evaluation set never weighs on the model's memory or timing."""
         board, plan = self.board, self.plan
@@ -230,9 +274,12 @@ class BoardSession:
         rounds = max(1, measurement.rounds)
         docs = []
         for index in range(rounds):
-            argv = agent_argv(board.python, agent, files, measurement, "latency")
+            argv = agent_argv(board.python, agent, files, measurement, "latency", watch_stdin=True)
             with self._measuring(), self.step(f"measure {variant}" + (f" ({index + 1}/{rounds})" if rounds > 1 else "")):
                 docs.append(self._run_agent(variant, argv))
+        failed = next((e for d in docs for e in d["errors"] if e["stage"] in ("load", "latency")), None)
+        if failed:
+            raise BoardError(f"{board.name}: {variant}: {failed['message']}", "model-error")
         result = VariantResult.from_agent(variant, docs[0])
         if len(docs) > 1 and all(d.get("latency_ms") for d in docs):
             result.rounds = [d["latency_ms"] for d in docs]
@@ -241,7 +288,7 @@ class BoardSession:
             result.peak_rss_mb = max(d["peak_rss_mb"] for d in docs)
         if plan.data is not None:
             argv = agent_argv(board.python, agent, files, measurement, "accuracy",
-                              profile_runs=PROFILE_RUNS if variant != "fp32" else 0)
+                              profile_runs=PROFILE_RUNS if variant != "fp32" else 0, watch_stdin=True)
             with self._measuring(), self.step(f"accuracy {variant}"):
                 result.add_accuracy(self._run_agent(variant, argv))
         self.result.variants[variant] = result
@@ -262,6 +309,9 @@ class BoardSession:
         if result.timed_out:
             raise BoardError(f"{board.name}: agent on {variant} passed its {plan.variant_deadline_s:.0f} s "
                              f"deadline and was killed", "timeout")
+        if result.exit_code > 128 or result.exit_code < 0:
+            raise BoardError(f"{board.name}: agent on {variant} was killed by {_signal_name(result.exit_code)} after "
+                             f"{result.duration_s:.1f} s; stderr tail: {result.tail() or '(empty)'}", "killed")
         if result.exit_code != 0:
             raise AgentError(f"{board.name}: agent on {variant} exited {result.exit_code}; stderr tail: {result.tail()}")
         return parse_agent_output(result.stdout, result.stderr)
@@ -269,7 +319,7 @@ class BoardSession:
     # -- the session ----------------------------------------------------------------------------
     def run(self) -> BoardResult:
         self.result.started = utc_now()
-        setup = [name for name in SETUP_STEPS if name in self.plan.steps]
+        setup = [name for name in self.plan.steps if name != "measure"]
         work = self.control.shared_cpu.work if self.board.shares_controller_cpu else contextlib.nullcontext
         try:
             with work():
@@ -279,7 +329,9 @@ class BoardSession:
                 for variant in self.plan.variants:
                     self.measure(variant)
                     self._save(self.result)
-            self.result.status, self.result.error = BoardStatus.OK, None
+            stopped = [v for v in self.result.variants.values() if v.status != "ok"]
+            self.result.status = BoardStatus(stopped[0].status) if stopped else BoardStatus.OK
+            self.result.error = "; ".join(f"{v.name}: {v.error}" for v in stopped) or None
         except BoardError as exc:
             self.result.status, self.result.error = BoardStatus(exc.status), str(exc)
         except Exception as exc:  # a bug in farm: said so, with the traceback, never blamed on the board

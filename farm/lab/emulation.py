@@ -110,10 +110,14 @@ def _finish(rootfs: Path, user: str) -> None:
           str(rootfs / "usr/local/lib/python3.11")], "compileall")
 
 
+def rootfs_path() -> Path:
+    return cache_dir() / "arm64-rootfs"
+
+
 def ensure_rootfs(user: str, progress: Progress) -> Path:
     """The cached arm64 root file system, built on first use (about a minute)."""
     cache = cache_dir()
-    rootfs = cache / "arm64-rootfs"
+    rootfs = rootfs_path()
     if (rootfs / ".farm-complete").exists():
         return rootfs
     progress(f"building the arm64 root file system in {rootfs} (once)")

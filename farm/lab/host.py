@@ -76,3 +76,16 @@ def client_key(lab_dir: Path) -> Path:
         run_checked(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "farm-lab-client", "-f", str(key)],
                     "ssh-keygen")
     return key
+
+
+def process_start(pid: int) -> str | None:
+    """When a process started (clock ticks since boot), or None if it is gone: a pid alone may be reused."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[19]  # the 22nd field of stat; 20th after the command name
+
+
+def this_process() -> dict:
+    return {"pid": os.getpid(), "start": process_start(os.getpid())}

@@ -68,7 +68,9 @@ def _sshd_settings(state: Path, port: int, user: str, authorized: Path) -> list[
     return [f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {state / 'host_key'}",
             f"PidFile {state / 'sshd.pid'}", f"AuthorizedKeysFile {authorized}", f"AllowUsers {user}",
             "PasswordAuthentication no", "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no",
-            "PermitRootLogin no", "Subsystem sftp internal-sftp"]
+            "PermitRootLogin no", "Subsystem sftp internal-sftp",
+            # A silent client is gone after 15 s: its session ends, and so does an agent watching its stdin.
+            "ClientAliveInterval 5", "ClientAliveCountMax 3"]
 
 
 def _argv(spec: StandinSpec, state: Path, port: int, user: str, authorized: Path, progress: Progress) -> list[str]:
@@ -125,7 +127,7 @@ def start(spec: StandinSpec, state: Path, user: str, client_key: Path, progress:
     return {"name": spec.name, "port": port, "pid": process.pid, "config": str(state / "sshd_config")
             if not spec.full_system else str(state / "config.img"),
             "host_key": f"{host_key[0]} {host_key[1]}", "cores": spec.cores, "memory_mb": spec.memory_mb,
-            "qemu_cpu": emulation.qemu_cpu_of(spec), "fields": dict(spec.fields)}
+            "qemu_cpu": emulation.qemu_cpu_of(spec), "full_system": spec.full_system, "fields": dict(spec.fields)}
 
 
 def stop(entry: dict) -> None:

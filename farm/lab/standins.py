@@ -8,9 +8,11 @@ processes the lab recorded, by PID, and removes their state.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import shutil
+import pwd
+import stat
 from pathlib import Path
 from typing import Callable
 
@@ -18,9 +20,12 @@ import yaml
 
 from farm.config.boardclasses import class_fields
 from farm.config.inventory import Board, StandinSpec
+from farm.errors import ConfigError
 from farm.lab import host, sshd
+from farm.util import remove_tree
 
-BOARD_ROOT = "/tmp/farm-boards"
+# An emulated board's files live in the shared arm64 root file system: one folder per lab there.
+EMULATED_ROOT = "/tmp/farm-boards"
 
 Progress = Callable[[str], None]
 
@@ -63,6 +68,42 @@ class Lab:
         path.write_text("\n".join(lines) + ("\n" if lines else ""))
         return str(path)
 
+    def workdir(self, name: str, emulated: bool) -> str:
+        """Each lab's boards work in folders of their own: one lab's stale lock never makes another's board busy."""
+        if emulated:  # inside the chroot, which every emulated stand-in shares
+            return f"{EMULATED_ROOT}/{hashlib.sha256(str(self.dir.resolve()).encode()).hexdigest()[:8]}/{name}"
+        return str(self.dir / "boards" / name)
+
+    def lock_file(self, name: str, entry: dict) -> Path | None:
+        """Where a running stand-in's lock is on this machine (None for a full-system VM's own disk)."""
+        if entry.get("full_system"):
+            return None
+        if entry.get("qemu_cpu"):
+            from farm.lab.emulation import rootfs_path
+            return rootfs_path() / self.workdir(name, True).lstrip("/") / "farm.lock"
+        return Path(self.workdir(name, False)) / "farm.lock"
+
+    def _check_reachable(self, user: str) -> None:
+        """sshd reads each stand-in's keys as the login user: every folder above them must let it through."""
+        if os.geteuid() != 0 or user == "root":
+            return
+        entry = pwd.getpwnam(user)
+        for folder in [self.dir.resolve(), *self.dir.resolve().parents]:
+            mode = folder.stat()
+            bits = stat.S_IXUSR if mode.st_uid == entry.pw_uid else stat.S_IXGRP if mode.st_gid == entry.pw_gid else stat.S_IXOTH
+            if not mode.st_mode & bits:
+                raise ConfigError(f"lab dir {self.dir}: the stand-ins' login user {user} cannot enter {folder} (mode "
+                                  f"{stat.S_IMODE(mode.st_mode):04o}, e.g. a `mktemp -d`): key login would fail. Set "
+                                  f"FARM_LAB_DIR to a folder it can reach, or `chmod o+x {folder}`")
+
+    def _board_folder(self, name: str, user: str) -> None:
+        folder = self.dir / "boards" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (self.dir / "boards").chmod(0o755)
+        if os.geteuid() == 0:
+            entry = pwd.getpwnam(user)
+            os.chown(folder, entry.pw_uid, entry.pw_gid)
+
     def board(self, entry: dict, record: dict) -> Board:
         """A running stand-in as an ordinary board: class budgets and providers, its own cores."""
         fields = {k: (tuple(v) if isinstance(v, list) else v) for k, v in (entry.get("fields") or {}).items()}
@@ -73,7 +114,8 @@ class Lab:
         emulated = entry.get("qemu_cpu")
         return Board(name=entry["name"], host="127.0.0.1", port=entry["port"], user=record["user"],
                      identity_file=record["client_key"], known_hosts=record["known_hosts"],
-                     workdir=f"{BOARD_ROOT}/{entry['name']}", python="/usr/bin/python3" if emulated else record["python"],
+                     workdir=self.workdir(entry["name"], bool(emulated)),
+                     python="/usr/bin/python3" if emulated else record["python"],
                      board_class=board_class, cores=entry.get("cores"), memory_mb=entry.get("memory_mb"), standin=True,
                      emulated_cpu=emulated, **fields)
 
@@ -81,13 +123,29 @@ class Lab:
         record = self._load()
         return {name: b for name, b in record["boards"].items() if sshd.pid_alive(b["pid"], b["config"])}
 
-    def up(self, specs: list[StandinSpec]) -> tuple[list[Board], list[str]]:
-        """Start the stand-ins not already running; return all as boards, and the names started."""
+    def reap_orphans(self) -> list[str]:
+        """Stop the stand-ins a run started for itself and never stopped (it was killed): their owner is gone."""
+        record = self._load()
+        orphans = [name for name, entry in record["boards"].items() if entry.get("owner")
+                   and host.process_start(entry["owner"]["pid"]) != entry["owner"]["start"]]
+        if orphans:
+            self.progress(f"stopping {', '.join(orphans)}: the run that started them is gone")
+            self.down(orphans)
+        return orphans
+
+    def up(self, specs: list[StandinSpec], owned: bool = False) -> tuple[list[Board], list[str]]:
+        """Start the stand-ins not already running; return all as boards, and the names started.
+
+        `owned`: started for this process alone (a run's own stand-ins), which stops them when it is done;
+        should it die first, the next lab operation stops them (`reap_orphans`).
+        """
         self.dir.mkdir(parents=True, exist_ok=True)
         self.dir.chmod(0o755)
+        self.reap_orphans()
         record = self._load()
         record["boards"] = self.running()
         record["user"] = host.login_user(self.progress)
+        self._check_reachable(record["user"])
         record["python"] = host.board_python(self.progress)
         record["client_key"] = str(host.client_key(self.dir))
         started = []
@@ -96,10 +154,13 @@ class Lab:
                 continue
             self.progress(f"starting stand-in {spec.name}")
             state = self.dir / spec.name
-            if state.exists():
-                shutil.rmtree(state)
+            remove_tree(state, self.dir)
+            if spec.arch == "native":
+                self._board_folder(spec.name, record["user"])
             record["boards"][spec.name] = sshd.start(spec, state, record["user"], Path(record["client_key"]),
                                                      self.progress)
+            if owned:
+                record["boards"][spec.name]["owner"] = host.this_process()
             started.append(spec.name)
             record["known_hosts"] = self._write_known_hosts(record)
             self._store(record)  # recorded at once: `down` can stop what was started before a failure
@@ -116,7 +177,9 @@ class Lab:
             if names is not None and name not in names:
                 continue
             sshd.stop(record["boards"].pop(name))
-            shutil.rmtree(self.dir / name, ignore_errors=True)
+            remove_tree(self.dir / name, self.dir)
+            if (self.dir / "boards" / name).exists():
+                remove_tree(self.dir / "boards" / name, self.dir / "boards")
             stopped.append(name)
         if "user" in record:
             record["known_hosts"] = self._write_known_hosts(record)

@@ -9,4 +9,4 @@ closure includes `farm_run`, and imports farm's heavy parts only when one runs.
 from farm.pytestplugin.fixtures import (  # noqa: F401  (pytest finds fixtures and hooks as attributes)
     board, board_connection, board_outcome, board_result, farm_run, verdict)
 from farm.pytestplugin.hooks import (  # noqa: F401
-    pytest_addoption, pytest_configure, pytest_generate_tests, pytest_runtest_makereport)
+    pytest_addoption, pytest_configure, pytest_generate_tests, pytest_runtest_makereport, pytest_sessionfinish)

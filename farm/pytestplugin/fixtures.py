@@ -31,6 +31,9 @@ def farm_run(request: pytest.FixtureRequest):
             with progress:
                 try:
                     job.run(progress.update)
+                except KeyboardInterrupt:  # stopped: the tests still report what was collected
+                    state.interrupted = True
+                    job.say("stopped: reporting what was collected; boards and variants that never ran are errors")
                 finally:
                     state.ran = True
     return job
@@ -50,7 +53,7 @@ def board(request: pytest.FixtureRequest, farm_run):
 def board_outcome(board, farm_run):
     """The board's result (farm.results.BoardResult): status, facts, every variant."""
     result = farm_run.result.board(board.name)
-    if not result.ok:
+    if not any(v.status == "ok" for v in result.variants.values()):
         raise BoardUnavailable(f"{board.name} is {result.status}: {result.error}")
     return result
 
@@ -60,7 +63,10 @@ def board_result(board_outcome, variant: str):
     """That board x variant's figures (farm.results.VariantResult): latency_ms, samples_ms, peak_rss_mb..."""
     found = board_outcome.variants.get(variant)
     if found is None:
-        raise BoardUnavailable(f"{board_outcome.name}: variant {variant} was not built or not measured")
+        why = "not built" if board_outcome.ok else f"not measured: the board is {board_outcome.status}: {board_outcome.error}"
+        raise BoardUnavailable(f"{board_outcome.name}: variant {variant} {why}")
+    if found.status != "ok":
+        raise BoardUnavailable(f"{board_outcome.name}: variant {variant} is {found.status}: {found.error}")
     return found
 
 

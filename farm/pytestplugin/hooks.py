@@ -29,6 +29,7 @@ class PreparedJob:
 class FarmState:
     job: "Job | None" = None
     ran: bool = False
+    interrupted: bool = False  # the run was stopped: tests report what was collected, the session ends stopped
 
 
 STATE = pytest.StashKey[FarmState]()
@@ -114,6 +115,12 @@ def _row_properties(item: pytest.Item) -> dict | None:
     variant = board.variants.get(callspec.params["variant"])
     check = variant.check(marker.args[0]) if variant and marker else None
     return row_properties(board, callspec.params["variant"], check, state.job.result.model.spec.get("outputs", []))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    state = session.config.stash.get(STATE, None)
+    if state is not None and state.interrupted:
+        session.exitstatus = pytest.ExitCode.INTERRUPTED
 
 
 @pytest.hookimpl(wrapper=True)

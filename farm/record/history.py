@@ -44,19 +44,38 @@ def _unpack(blob: bytes) -> dict:
     return json.loads(zlib.decompress(bytes(blob)))
 
 
-class _Store:
-    """One connection, the same SQL for SQLite and PostgreSQL (placeholders adapted)."""
+def _store_errors(postgres: bool) -> tuple[type[BaseException], ...]:
+    if postgres:
+        import psycopg
 
-    def __init__(self, connection: Any, postgres: bool):
-        self.connection, self.postgres = connection, postgres
+        return (psycopg.Error, OSError)
+    return (sqlite3.Error, OSError)
+
+
+class _Store:
+    """One connection, the same SQL for SQLite and PostgreSQL (placeholders adapted).
+
+    Every failure of the store (a corrupt or read-only file, a server gone) is a
+    HistoryError saying where and what to do: a run degrades to "no history".
+    """
+
+    def __init__(self, connection: Any, postgres: bool, where: str):
+        self.connection, self.postgres, self.where = connection, postgres, where
+        self._errors = _store_errors(postgres)
 
     def execute(self, query: str, params: tuple = ()) -> list[dict]:
-        cursor = self.connection.cursor()
-        cursor.execute(query.replace("?", "%s") if self.postgres else query, params)
-        if cursor.description is None:
-            return []
-        names = [column[0] for column in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
+        try:
+            cursor = self.connection.cursor()
+            cursor.execute(query.replace("?", "%s") if self.postgres else query, params)
+            if cursor.description is None:
+                return []
+            names = [column[0] for column in cursor.description]
+            return [dict(zip(names, row)) for row in cursor.fetchall()]
+        except self._errors as exc:
+            fix = ("check the server and the URL" if self.postgres else
+                   "a corrupt or read-only file: move it aside (the runs' own folders keep every result) or point "
+                   "--history elsewhere")
+            raise HistoryError(f"{self.where}: the history store failed ({type(exc).__name__}: {exc}); {fix}") from exc
 
     @contextmanager
     def transaction(self) -> Iterator["_Store"]:
@@ -102,7 +121,7 @@ class History:
         except Exception as exc:
             raise HistoryError(f"{self._where()}: cannot open the history ({exc})") from exc
         try:
-            yield _Store(connection, self.postgres)
+            yield _Store(connection, self.postgres, self._where())
         finally:
             connection.close()
 

@@ -58,10 +58,13 @@ def row_properties(board: BoardResult, variant: str, check: Check | None, spec_o
     cpu = board.facts.get("cpu") or board.board_class or "-"
     if board.emulated:
         cpu = f"{board.qemu_cpu} (QEMU, emulated)"
-    return {"board": board.name, "cpu": cpu, "variant": variant, "provider": provider_text(board, entry),
-            "p50 ms": _fmt(stats.get("p50")), "p95 ms": _fmt(stats.get("p95")), "p99 ms": _fmt(stats.get("p99")),
-            "peak MB": _fmt(entry.peak_rss_mb, 1), "accuracy": accuracy_summary(spec_outputs, entry.accuracy),
-            "value vs limit": value}
+    properties = {"board": board.name, "cpu": cpu, "variant": variant, "provider": provider_text(board, entry),
+                  "p50 ms": _fmt(stats.get("p50")), "p95 ms": _fmt(stats.get("p95")),
+                  "p99 ms": _fmt(stats.get("p99")), "peak MB": _fmt(entry.peak_rss_mb, 1),
+                  "accuracy": accuracy_summary(spec_outputs, entry.accuracy), "value vs limit": value}
+    if board.lock_note:  # in JUnit too: a broken lock is news wherever the board's figures are read
+        properties["lock"] = board.lock_note
+    return properties
 
 
 def header_cells() -> list[str]:
@@ -186,6 +189,17 @@ def model_section(result: RunResult) -> str:
     return f'<h2>Model: {html.escape(str(result.model.name))}</h2><table class="farm-model">{body}</table>'
 
 
+def notes(result: RunResult) -> str | None:
+    """What happened to boards that a verdict does not show: broken locks, variants stopped on their own."""
+    lines = [f"{b.name}: {b.lock_note}" for b in result.boards if b.lock_note]
+    lines += [f"{b.name} {v.name}: {v.status}: {v.error}" for b in result.boards for v in b.variants.values()
+              if v.status != "ok"]
+    lines += [f"{b.name}: {b.status}: {b.error}" for b in result.boards if not b.ok and not b.variants]
+    if not lines:
+        return None
+    return "<h2>Notes</h2><ul class=\"farm-notes\">" + "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>"
+
+
 def provenance(result: RunResult) -> str:
     prov = result.provenance
     policies = sorted({b.host_key_policy or "-" for b in result.boards})
@@ -200,7 +214,7 @@ def provenance(result: RunResult) -> str:
 
 
 def summary_sections(result: RunResult, trends: dict[str, dict[str, list[tuple]]]) -> list[str]:
-    sections = [summary_matrix(result), model_section(result)]
+    sections = [summary_matrix(result), *filter(None, [notes(result)]), model_section(result)]
     plots = [p for p in (latency_plot(result), speedup_plot(result), trend_plot(trends)) if p]
     if plots:
         sections.append("<h2>Plots</h2>" + "".join(plots))

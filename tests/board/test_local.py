@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -36,15 +37,43 @@ def test_push_sends_only_what_the_board_lacks(board, plan):
 
 def test_a_held_lease_makes_the_board_busy_and_an_expired_one_is_broken(board):
     with LocalTransport(board) as transport:
-        held = Lease(transport, board.workdir, "run-A").acquire(ttl_s=600)
-        with pytest.raises(BoardBusy, match="locked by run run-A"):
-            Lease(transport, board.workdir, "run-B").acquire(ttl_s=600)
+        held = Lease(transport, board.workdir, "run-A").acquire()
+        with pytest.raises(BoardBusy, match="locked by run run-A from .* heartbeat 0 s ago"):
+            Lease(transport, board.workdir, "run-B").acquire()
         held.release()
-        Lease(transport, board.workdir, "dead-run").acquire(ttl_s=-5)
-        taken = Lease(transport, board.workdir, "run-C").acquire(ttl_s=600)
-        assert taken.broke.startswith("dead-run ")
+        Lease(transport, board.workdir, "dead-run", ttl_s=0).acquire().abandon()  # a controller that died
+        time.sleep(1.1)
+        taken = Lease(transport, board.workdir, "run-C").acquire()
+        assert taken.broke.startswith("run dead-run from ")
         taken.release()
     assert not Path(board.workdir, "farm.lock").exists()
+
+
+def test_the_heartbeat_keeps_a_long_run_s_lease_and_its_end_frees_the_board_within_the_ttl(board):
+    """Held longer than its TTL, a live lease stays; abandoned, it is stale a TTL after its last beat."""
+    with LocalTransport(board) as transport:
+        live = Lease(transport, board.workdir, "long-run", ttl_s=2).acquire()
+        time.sleep(4)  # twice the TTL: only the heartbeat keeps it
+        with pytest.raises(BoardBusy, match="locked by run long-run"):
+            Lease(transport, board.workdir, "other").acquire()
+        live.abandon()
+        started = time.monotonic()
+        taken = Lease(transport, board.workdir, "other").acquire(wait_s=10)
+        assert taken.broke.startswith("run long-run from ") and time.monotonic() - started < 2 + 2
+        time.sleep(1.5)  # the abandoned lease's last beat, had it come, finds its lock gone
+        taken.release()
+
+
+def test_a_lease_whose_lock_another_run_broke_knows_it_lost_the_board(board):
+    with LocalTransport(board) as transport:
+        ours = Lease(transport, board.workdir, "slow-run", ttl_s=4).acquire()
+        lock = Path(board.workdir, "farm.lock")
+        lock.write_text(f"thief-run elsewhere 1 someone {int(time.time())} 60\n")  # as a run that broke it would
+        deadline = time.monotonic() + 5
+        while ours.lost is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert ours.lost == "run thief-run from elsewhere"
+        lock.unlink()
 
 
 def test_rounds_pool_their_samples_and_keep_each_summary(board, plan, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -44,24 +45,25 @@ def test_second_run_on_a_board_is_busy(lab, plan, tmp_path):
     _, boards = lab
     board = fresh_workdir(boards["t3"], "busy")
     with SshTransport(board) as holder:
-        lease = Lease(holder, board.workdir, "run-A").acquire(ttl_s=600)
+        lease = Lease(holder, board.workdir, "run-A").acquire()
         with SshTransport(board) as other, pytest.raises(BoardBusy, match="locked by run run-A"):
-            Lease(other, board.workdir, "run-B").acquire(ttl_s=600)
+            Lease(other, board.workdir, "run-B").acquire()
         (outcome,) = deploy(plan, tmp_path, [board])
         assert outcome.status == "busy" and "run-A" in outcome.error
         lease.release()
     with SshTransport(board) as other:
-        Lease(other, board.workdir, "run-B").acquire(ttl_s=600).release()
+        Lease(other, board.workdir, "run-B").acquire().release()
 
 
 def test_stale_lock_is_broken_and_reported(lab, plan, tmp_path):
     _, boards = lab
     board = fresh_workdir(boards["t2"], "stale")
     with SshTransport(board) as connection:
-        Lease(connection, board.workdir, "dead-run").acquire(ttl_s=-5)  # expired on arrival
+        Lease(connection, board.workdir, "dead-run", ttl_s=0).acquire().abandon()  # its controller died
+    time.sleep(1.1)
     (outcome,) = deploy(plan, tmp_path, [board])
     assert outcome.status == "ok", outcome.error
-    assert outcome.lock_note.startswith("broke a stale lock held by: dead-run ")
+    assert outcome.lock_note.startswith("broke a stale lock held by: run dead-run from ")
     assert not Path(board.workdir, "farm.lock").exists()  # released after the run
 
 
@@ -70,7 +72,7 @@ def test_wait_queues_for_a_busy_board(lab, plan, tmp_path):
     _, boards = lab
     board = fresh_workdir(boards["t1"], "wait")
     with SshTransport(board) as holder:
-        lease = Lease(holder, board.workdir, "run-A").acquire(ttl_s=600)
+        lease = Lease(holder, board.workdir, "run-A").acquire()
         threading.Timer(2.0, lease.release).start()
         waiting = dataclasses.replace(plan, lock_wait_s=30, variants={"int8_static": plan.variants["int8_static"]})
         (outcome,) = deploy(waiting, tmp_path, [board])

@@ -45,14 +45,17 @@ def test_hung_agent_is_killed_at_its_deadline(lab, plan, tmp_path, shared_dir):
     assert processes(marker) == "", f"processes left on the board: {processes(marker)}"
 
 
-def test_crashed_agent_is_an_agent_error_with_its_stderr(lab, plan, tmp_path, shared_dir):
+def test_a_crashed_agent_is_killed_by_its_signal_named_with_its_stderr(lab, plan, tmp_path, shared_dir):
     _, boards = lab
     python = wrapper_python(shared_dir, "crash-python", "echo 'Segmentation fault in libonnxruntime' >&2; exit 139",
                             boards["t2"].python)
     board = dataclasses.replace(fresh_workdir(boards["t2"], "crash"), python=python)
     (outcome,) = deploy(plan, tmp_path, [board])
-    assert outcome.status == "agent-error"
-    assert "exited 139" in outcome.error and "Segmentation fault in libonnxruntime" in outcome.error
+    assert outcome.status == "killed"
+    assert set(outcome.variants) == set(plan.variants)  # each variant tried, none skipped silently
+    for variant in outcome.variants.values():
+        assert variant.status == "killed" and "killed by SIGSEGV (signal 11)" in variant.error
+        assert "Segmentation fault in libonnxruntime" in variant.error
 
 
 def test_board_without_onnxruntime_is_not_ready(lab, plan, tmp_path):

@@ -65,3 +65,17 @@ def test_run_deadline_cancels_releases_the_lease_and_nothing_overwrites_the_time
     assert not Path(local_board.workdir, "farm.lock").exists()
     saved = saved_board(tmp_path, "here")
     assert saved["status"] == "timeout" and "did not finish in time to report" in saved["error"]
+
+
+def test_a_model_that_fails_at_run_time_is_a_model_error_in_one_line(local_board, plan, tmp_path):
+    import numpy as np
+
+    from farm.board.artifacts import Artifact
+
+    feed = tmp_path / "wrong-feed.npz"
+    np.savez(feed, image=np.zeros((1, 1, 28, 28), np.float32))  # the model takes 32x32
+    wrong = dataclasses.replace(plan, variants={"fp32": plan.variants["fp32"]}, feed=Artifact.of(feed))
+    (result,) = deploy(wrong, tmp_path, [local_board])
+    assert result.status == "model-error" and result.variants["fp32"].status == "model-error"
+    assert "fp32: the model failed at run time:" in result.error and "\n" not in result.error
+    assert "Traceback" not in result.error

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from farm import resources
+from farm.config.options import OUT, SELECTION, add_to_argparse
+from farm.errors import ConfigError
 from farm.ui.cli.common import say
 
 
@@ -39,11 +41,19 @@ def cmd_lab_down(args: argparse.Namespace) -> int:
 
 
 def cmd_lab_status(args: argparse.Namespace) -> int:
+    import time
+
+    from farm.board.lease import read_holder
+
     lab = _lab()
+    for name in lab.reap_orphans():
+        print(f"{name:<12} stopped: the run that started it is gone")
     running = lab.running()
     for name, entry in running.items():
+        lock = lab.lock_file(name, entry)
+        holder = read_holder(lock.read_text(), int(time.time())) if lock and lock.is_file() else None
         print(f"{name:<12} 127.0.0.1:{entry['port']}  pid {entry['pid']}  cores {entry.get('cores') or '-'}  "
-              f"memory {entry.get('memory_mb') or '-'} MB")
+              f"memory {entry.get('memory_mb') or '-'} MB  {'locked by ' + holder if holder else 'free'}")
     print(f"{len(running)} stand-in(s) up; inventory: {lab.dir / 'inventory.yaml'}")
     return 0
 
@@ -71,6 +81,45 @@ def cmd_inventory_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_boards_clean(args: argparse.Namespace) -> int:
+    """Free board disk: blobs that none of the newest runs used (each board locked while it is cleaned)."""
+    from pathlib import Path
+
+    from farm.config.options import resolve
+    from farm.deploy.fanout import Fanout
+    from farm.deploy.selection import Selection
+    from farm.deploy.session import DeployPlan
+    from farm.record.rundir import RunDir
+    from farm.ui.progress import BoardProgress
+    from farm.util import new_run_id
+
+    if args.keep_runs < 0:
+        raise ConfigError(f"--keep-runs {args.keep_runs}: must be 0 or more")
+    value = {n: s.value for n, s in resolve(lambda name: getattr(args, name, None)).items()}
+    inventory = args.inventory_file or value["inventory"] or resources.standin_inventory()
+    selection = Selection(Path(inventory), value["pool"], value["tag"], value["board"], say=lambda m: say(f"farm: {m}"))
+    run_id = new_run_id()
+    with selection.standins_up() as boards, BoardProgress(selection.names) as progress:
+        group = Fanout(DeployPlan.clean(run_id, args.keep_runs), RunDir(Path(value["out"]) / ".clean", run_id),
+                       progress.update).run(boards)
+    for result in group:
+        freed = result.facts.get("freed_bytes")
+        print(f"{result.name:<14}{result.status.value:<18}" +
+              (f"freed {freed / 1e6:.1f} MB" if result.ok else str(result.error)))
+    return 0 if not group.failed else 1
+
+
+def cmd_lab_clean(args: argparse.Namespace) -> int:
+    lab = _lab()
+    for name in lab.reap_orphans():
+        print(f"stopped {name}: the run that started it is gone")
+    args.inventory_file = str(lab.dir / "inventory.yaml") if lab.running() else None
+    if args.inventory_file is None:
+        print("no stand-in running: nothing else to clean")
+        return 0
+    return cmd_boards_clean(args)
+
+
 def register(sub) -> None:
     lab = sub.add_parser("lab", help="stand-in boards on this machine").add_subparsers(dest="lab", required=True)
     up = lab.add_parser("up", help="start the stand-ins of an inventory (default: the built-in ones) or N plain ones")
@@ -85,7 +134,16 @@ def register(sub) -> None:
     down = lab.add_parser("down", help="stop the stand-ins this machine's lab started")
     down.add_argument("names", nargs="*", help="only these (default: all)")
     down.set_defaults(func=cmd_lab_down)
-    lab.add_parser("status", help="list running stand-ins").set_defaults(func=cmd_lab_status)
+    lab.add_parser("status", help="list running stand-ins and who holds each").set_defaults(func=cmd_lab_status)
+    lab_clean = lab.add_parser("clean", help="stop stand-ins a dead run left, free the running ones' old blobs")
+    lab_clean.add_argument("--keep-runs", type=int, default=3, help="keep the blobs of this many newest runs")
+    lab_clean.set_defaults(func=cmd_lab_clean, pool=None, tag=None, board=None, out=None)
+
+    boards = sub.add_parser("boards", help="board maintenance").add_subparsers(dest="boards", required=True)
+    boards_clean = boards.add_parser("clean", help="free board disk: blobs none of the newest runs used")
+    add_to_argparse(boards_clean, SELECTION + (OUT,))
+    boards_clean.add_argument("--keep-runs", type=int, default=3, help="keep the blobs of this many newest runs")
+    boards_clean.set_defaults(func=cmd_boards_clean, inventory_file=None)
 
     inventory = sub.add_parser("inventory", help="check or list an inventory").add_subparsers(dest="inv", required=True)
     check = inventory.add_parser("check", help="validate (exit 0 / 2)")

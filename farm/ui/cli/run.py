@@ -18,10 +18,13 @@ def print_summary(result) -> None:
         table.add_column(column)
     fmt = lambda v: f"{v:.3f}" if isinstance(v, (int, float)) else "-"  # noqa: E731
     for board in result.boards:
-        if not board.ok:
+        if not board.variants:
             table.add_row(board.name, f"[red]{board.status}[/]", "-", "-", "-", "-", board.error or "")
             continue
         for name, variant in board.variants.items():
+            if variant.status != "ok":
+                table.add_row(board.name, f"[red]{variant.status}[/]", name, "-", "-", "-", variant.error or "")
+                continue
             stats = variant.latency_ms or {}
             counts: dict[str, int] = {}
             for check in variant.checks:
@@ -30,8 +33,8 @@ def print_summary(result) -> None:
             failed = [c.item for c in variant.checks if not c.passed]
             if failed:
                 text += f" [red]({', '.join(failed)})[/]"
-            table.add_row(board.name, "ok", name, fmt(stats.get("p50")), fmt(stats.get("p95")),
-                          fmt(variant.peak_rss_mb), text)
+            table.add_row(board.name, "ok" if board.ok else f"[red]{board.status}[/]", name, fmt(stats.get("p50")),
+                          fmt(stats.get("p95")), fmt(variant.peak_rss_mb), text)
     Console().print(table)
 
 
@@ -115,11 +118,14 @@ def cmd_probe(args: argparse.Namespace) -> int:
     plan = DeployPlan.probe(run_id)
     with selection.standins_up() as boards, BoardProgress(selection.names) as progress:
         group = Fanout(plan, RunDir(Path(value["out"]) / ".probe", run_id), progress.update).run(boards)
+    from farm.board.lease import read_holder
+
     for result in group:
         facts = result.facts
         detail = (f"python {facts.get('python')}, onnxruntime {facts.get('onnxruntime', '-')}, "
                   f"{facts.get('machine', '-')}" if result.ok else result.error)
-        print(f"{result.name:<14}{result.status.value:<18}{detail}")
+        holder = read_holder(facts.get("lock", ""), facts.get("now", 0))
+        print(f"{result.name:<14}{result.status.value:<18}{detail}" + (f"; locked by {holder}" if holder else ""))
     return 0 if not group.failed else 1
 
 
