@@ -8,6 +8,7 @@ boards/<board>.json. Nothing else walks those documents by hand.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
@@ -112,6 +113,7 @@ class VariantResult:
     profile: dict | None = None  # onnxruntime's profile of the accuracy process: time share per op type
     warnings: list = field(default_factory=list)
     errors: list = field(default_factory=list)  # the agent's {stage, message}
+    baseline: dict | None = None  # {run_id, pinned}: the run the regression item compared with
     checks: list = field(default_factory=list)
 
     @classmethod
@@ -176,7 +178,9 @@ class BoardResult:
     pools: list = field(default_factory=list)
     providers_requested: list = field(default_factory=list)
     host_key_policy: str | None = None
+    host_key: str | None = None  # `TYPE SHA256:...` of the key the board presented
     facts: dict = field(default_factory=dict)
+    limits: dict = field(default_factory=dict)  # item -> the settings this board was judged by
     bytes_sent: int = 0
     lock_note: str | None = None
     steps: list = field(default_factory=list)
@@ -187,6 +191,21 @@ class BoardResult:
     @property
     def ok(self) -> bool:
         return self.status == BoardStatus.OK
+
+    @property
+    def on_controller(self) -> bool:
+        """A stand-in, or a board reached on this machine (loopback, local transport): the controller's CPU."""
+        if self.standin or self.address == "local":
+            return True
+        host = (self.address or "").rpartition("@")[2]
+        if host.count(":") == 1:  # host:port (an IPv6 address has more colons)
+            host = host.partition(":")[0]
+        if host.strip("[]") == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host.strip("[]")).is_loopback
+        except ValueError:
+            return False
 
     @property
     def usable(self) -> bool:

@@ -165,3 +165,14 @@ def wait_for_processes(marker: str, timeout_s: float, present: bool = True) -> b
     while bool(processes(marker)) != present and time.monotonic() < deadline:
         time.sleep(0.2)
     return bool(processes(marker)) == present
+
+
+def ssh_signer(folder: Path, name: str, principal: str | None = None, namespace: str = "farm-signoff") -> Path:
+    """A fresh ed25519 key in `folder`; listed in folder/allowed_signers for `namespace` when a principal is given."""
+    key = folder / name
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)], check=True)
+    if principal:
+        public = " ".join((folder / f"{name}.pub").read_text().split()[:2])
+        with open(folder / "allowed_signers", "a") as handle:
+            handle.write(f'{principal} namespaces="{namespace}" {public}\n')
+    return key

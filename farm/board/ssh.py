@@ -10,6 +10,8 @@ hung agent is killed on the board even if the controller goes away.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import socket
 import threading
@@ -116,6 +118,13 @@ class SshTransport(BaseTransport):
             raise
         conn.transport.set_keepalive(KEEPALIVE_S)
         return conn
+
+    def host_key(self) -> str | None:
+        if self._conn is None or self._conn.transport is None:
+            return None
+        key = self._conn.transport.get_remote_server_key()
+        digest = base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
+        return f"{key.get_name()} SHA256:{digest}"
 
     def open(self) -> "SshTransport":
         retrying = tenacity.Retrying(

@@ -107,6 +107,9 @@ class BaseTransport:
     def close(self) -> None:
         pass
 
+    def host_key(self) -> str | None:
+        return None
+
     def __enter__(self):
         return self.open()
 
@@ -122,6 +125,9 @@ class Transport(Protocol):
     def open(self) -> "Transport": ...
 
     def close(self) -> None: ...
+
+    def host_key(self) -> str | None:
+        """The board's host key as `TYPE SHA256:fingerprint` (OpenSSH's form), once open; None without SSH."""
 
     def run(self, argv: list[str], *, deadline_s: float | None = None, pidfile: str | None = None) -> CommandResult:
         """Run an argument list; never a string built from user input."""

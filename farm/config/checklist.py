@@ -4,14 +4,24 @@ A checklist is YAML (`suites/checklists/dms.yaml`); `extends:` starts from
 another checklist. Every item and setting is checked here, so a typo is an
 error naming the file and line, never a silently ignored limit. The judging
 itself lives in farm.judge.
+
+Its `signoff:` section is the release policy a sign-off is held to: which board
+classes must have been measured, whether stand-ins or emulated boards count,
+how many agent processes (rounds) per variant, how old the run may be, which
+model and variants it must cover, and the namespace signatures are made in.
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from farm.config.boardclasses import BOARD_CLASSES
+from farm.config.settings import VARIANTS
 from farm.config.yamlfile import LineMap, load_yaml
 from farm.errors import ChecklistError
 
@@ -27,7 +37,21 @@ ITEMS: dict[str, dict] = {  # item -> its settings and their defaults
 }
 LATENCY_METRICS = ("mean", "p50", "p90", "p95", "p99", "max")
 RULE_FIGURES = ("mean", "p50", "p90", "p95", "p99")
-SECTIONS = ("name", "description", "extends", "items")
+SECTIONS = ("name", "description", "extends", "items", "signoff")
+
+# The release policy (`signoff:`) and its defaults: a sign-off rests on real boards unless it says otherwise.
+POLICY: dict = {
+    "namespace": "farm-signoff",  # ssh-keygen -Y namespace; allowed_signers may restrict a key to it
+    "classes": [],                # board classes that must each have been measured (empty: any real board)
+    "min_boards_per_class": 1,
+    "allow_standins": False,      # boards on the controller (stand-ins, local transport) count
+    "allow_emulated": False,      # QEMU-emulated boards count (their timing is never judged)
+    "min_rounds": 1,              # agent processes per variant on each counted board
+    "max_age_days": 14,           # from the run's end to the signature
+    "model": None,                # the model's name the release is for (None: any)
+    "variants": list(VARIANTS),   # variants that must be built and measured on every counted board
+}
+NAMESPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._-]{0,99}$")
 
 
 def parse_rule(rule: str) -> list[tuple[str, float]]:
@@ -51,9 +75,17 @@ class Checklist:
     name: str
     path: str
     items: dict[str, dict]  # item -> settings, defaults filled in
+    policy: dict = field(default_factory=lambda: dict(POLICY))  # the release policy, defaults filled in
+
+    @property
+    def sha256(self) -> str:
+        """Of what the checklist means (items and policy), not of its comments."""
+        body = json.dumps({"items": self.items, "policy": self.policy}, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(body.encode()).hexdigest()
 
     def describe(self) -> dict:
-        return {"name": self.name, "file": self.path, "items": self.items}
+        return {"name": self.name, "file": self.path, "items": self.items, "policy": self.policy,
+                "sha256": self.sha256}
 
 
 def _hint(word: str, choices) -> str:
@@ -70,7 +102,8 @@ def load_checklist(path: str | Path) -> Checklist:
     for key in doc:
         if key not in SECTIONS:
             raise ChecklistError(where, doc.line_of(key), "unknown key", field=str(key), hint=_hint(key, SECTIONS))
-    items = dict(load_checklist(path.parent / doc["extends"]).items) if doc.get("extends") else {}
+    parent = load_checklist(path.parent / doc["extends"]) if doc.get("extends") else None
+    items = dict(parent.items) if parent else {}
     for item, settings in doc["items"].items():
         line = doc["items"].line_of(item)
         if item not in ITEMS:
@@ -91,4 +124,40 @@ def load_checklist(path: str | Path) -> Checklist:
         if item == "latency" and items[item]["metric"] not in LATENCY_METRICS:
             raise ChecklistError(where, settings.line_of("metric"), f"unknown metric {items[item]['metric']!r}",
                                  item=item, field="metric", hint="choose from " + ", ".join(LATENCY_METRICS))
-    return Checklist(str(doc.get("name") or path.stem), str(path), items)
+    policy = _policy(where, doc.get("signoff"), doc.line_of("signoff"), parent.policy if parent else POLICY)
+    return Checklist(str(doc.get("name") or path.stem), str(path), items, policy)
+
+
+def _policy(where: str, section, line: int, inherited: dict) -> dict:
+    """The `signoff:` section over the inherited policy, every rule checked."""
+    if section is None:
+        return dict(inherited)
+    if not isinstance(section, dict):
+        raise ChecklistError(where, line, "expected a mapping of sign-off rules", field="signoff")
+    policy = dict(inherited)
+    for key, value in section.items():
+        at = section.line_of(key)
+        bad = lambda what: ChecklistError(where, at, f"expected {what}, got {value!r}",  # noqa: E731
+                                          field=f"signoff.{key}")
+        if key not in POLICY:
+            raise ChecklistError(where, at, "unknown sign-off rule", field=f"signoff.{key}", hint=_hint(key, POLICY))
+        if key in ("allow_standins", "allow_emulated") and not isinstance(value, bool):
+            raise bad("true or false")
+        if key in ("min_boards_per_class", "min_rounds") and (isinstance(value, bool) or not isinstance(value, int)
+                                                               or value < 1):
+            raise bad("a whole number of at least 1")
+        if key == "max_age_days" and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+            raise bad("a number of days above 0")
+        if key == "classes" and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
+            raise bad("a list of board classes")
+        if key == "classes" and (unknown := [v for v in value if v not in BOARD_CLASSES]):
+            raise ChecklistError(where, at, f"unknown board class {unknown[0]!r}", field="signoff.classes",
+                                 hint=_hint(unknown[0], BOARD_CLASSES))
+        if key == "variants" and (not isinstance(value, list) or not set(value) <= set(VARIANTS) or not value):
+            raise bad("a list of variants among " + ", ".join(VARIANTS))
+        if key == "model" and value is not None and not isinstance(value, str):
+            raise bad("a model name")
+        if key == "namespace" and not (isinstance(value, str) and NAMESPACE_RE.match(value)):
+            raise bad("a namespace of letters, digits, '@', '.', '_' or '-'")
+        policy[key] = list(value) if isinstance(value, list) else value
+    return policy

@@ -19,7 +19,7 @@ from typing import Any, Iterable
 from farm.config.boardclasses import BOARD_CLASSES, class_fields
 from farm.config.checklist import parse_rule
 from farm.config.yamlfile import LineMap, load_yaml
-from farm.errors import InventoryError
+from farm.errors import ConfigError, InventoryError
 from farm.util import NAME_RE
 
 VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -83,6 +83,31 @@ class StandinSpec:
     def values(self) -> dict:
         return dict(self.fields)
 
+    @property
+    def qemu_cpu(self) -> str | None:
+        """The emulated CPU of an `arch: arm64` stand-in (its `cpu`, else its class's); None when native."""
+        if self.arch != "arm64":
+            return None
+        cpu = self.values.get("cpu") or BOARD_CLASSES.get(self.values.get("class") or "", {}).get("cpu")
+        if cpu not in QEMU_CPUS:
+            raise ConfigError(f"stand-in {self.name!r}: no emulated Arm CPU {cpu!r}: choose from {', '.join(QEMU_CPUS)}")
+        return cpu
+
+    def board(self, **reached) -> Board:
+        """The stand-in as an ordinary board: its class's budgets and providers, never the class's hardware.
+
+        `reached`: how it is reached once running (host, port, user, keys, workdir, python).
+        """
+        values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in self.values.items()}
+        board_class = values.pop("class", None)
+        values = {**class_fields(board_class, standin=True), **values}
+        if self.cores:  # onnxruntime would size its pool by the host's cores, not the taskset
+            values.setdefault("threads", self.cores)
+        return Board(name=self.name, **{"host": "127.0.0.1", **reached}, board_class=board_class, cores=self.cores,
+                     memory_mb=self.memory_mb, standin=True, emulated_cpu=self.qemu_cpu, **values)
+
+
+QEMU_CPUS = ("cortex-a53", "cortex-a72", "cortex-a76")  # the Arm CPUs an emulated stand-in can be
 
 # field name -> (accepted YAML types, description for messages)
 _STR, _INT, _NUM = (str,), (int,), (int, float)
@@ -121,6 +146,12 @@ class Inventory:
     path: Path
     boards: list[Board]
     standins: list[StandinSpec] = field(default_factory=list)  # declared stand-in boards, before they start
+
+    def declared(self, name: str) -> Board | None:
+        """A board as this inventory declares it (a stand-in too, before it runs): what its limits come from."""
+        found = next((b for b in self.boards if b.name == name), None)
+        spec = next((s for s in self.standins if s.name == name), None)
+        return found if found is not None else spec.board() if spec is not None else None
 
     def select(self, pools: Iterable[str] = (), tags: Iterable[str] = (), names: Iterable[str] = ()) -> list[Board]:
         """Boards in any of `pools`, with all of `tags`, matching any name glob."""

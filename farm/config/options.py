@@ -69,6 +69,12 @@ RUN_OPTIONS = SELECTION + (
     OUT,
     RunOption("history", "history store (default <out>/history.sqlite; 'none': keep none)", ""),
 )
+# `farm signoff` and `farm signoff verify`: who signs, and who may (configured once per project).
+SIGNOFF_OPTIONS = (
+    RunOption("signing-key", "SSH private key (or its .pub with ssh-agent) that signs the record", path=True),
+    RunOption("allowed-signers", "OpenSSH allowed_signers file: who may sign, for which namespace (default: "
+              "allowed_signers beside the project configuration, else in the current folder)", path=True),
+)
 BY_NAME = {o.name: o for o in RUN_OPTIONS}
 TYPE_WORDS = {int: "a whole number", float: "a number", str: "text"}
 
@@ -136,16 +142,17 @@ def _check_number(option: RunOption, setting: Setting) -> None:
 
 
 def resolve(cli: Callable[[str], Any], *, environ: Mapping[str, str] | None = None,
-            project: ProjectConfig | None = None, defaults: Mapping[str, Any] | None = None) -> dict[str, Setting]:
-    """Every run option's value and where it came from: command line > environment > project > default.
+            project: ProjectConfig | None = None, defaults: Mapping[str, Any] | None = None,
+            options: tuple[RunOption, ...] = RUN_OPTIONS) -> dict[str, Setting]:
+    """Every option's value and where it came from: command line > environment > project > default.
 
     `defaults`: a command's own defaults (`farm nightly`: its checklist, three rounds).
     """
     environ = os.environ if environ is None else environ
     if project is not None:
-        check_keys(project, {o.config_key: o.help for o in RUN_OPTIONS})
+        check_keys(project, {o.config_key: o.help for o in RUN_OPTIONS + SIGNOFF_OPTIONS})
     resolved = {}
-    for option in RUN_OPTIONS:
+    for option in options:
         given = cli(option.dest)
         if given is not None and given != []:
             setting = Setting(given, "command line")

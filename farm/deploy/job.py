@@ -26,7 +26,7 @@ from farm.deploy.interrupts import deferred_interrupts, stop_signals
 from farm.deploy.selection import Selection
 from farm.deploy.session import DeployPlan, Progress
 from farm.errors import HistoryError
-from farm.judge.items import evaluate, unavailable
+from farm.judge.items import judge, limits_for, unavailable
 from farm.record.history import History
 from farm.record.rundir import RunDir
 from farm.results import Baseline, BoardResult, RunResult
@@ -124,11 +124,16 @@ class Job:
                                  if (b := history.baseline(result.name, model.name, v, before=self.settings.run_id))}
                 except HistoryError as exc:
                     problem = f"history unavailable: {exc}"
-            checks = evaluate(self.checklist, self.selection.boards[result.name], measured, model, baselines)
+            board = self.selection.boards[result.name]
+            result.limits = limits_for(self.checklist, board)
+            checks = judge(result.limits, board.emulated_cpu, measured, model, baselines)
             if problem:
                 checks = unavailable(checks, "regression", problem)
             for variant, found in checks.items():
                 result.variants[variant].checks = found
+                if baselines and variant in baselines:
+                    result.variants[variant].baseline = {"run_id": baselines[variant].run_id,
+                                                         "pinned": baselines[variant].pinned}
 
     def _trends(self, history: History | None) -> None:
         name = self.manifest.get("model", {}).get("name")

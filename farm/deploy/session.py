@@ -216,6 +216,7 @@ class BoardSession:
         with self.step("connect"):
             self.log(f"connecting to {self.board.address}")
             self.transport.open()
+            self.result.host_key = self.transport.host_key()  # what a sign-off names the board by
 
     def lock(self) -> None:
         with self.step("lock"):

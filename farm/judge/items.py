@@ -252,14 +252,22 @@ def _informational(check: Check, qemu_cpu: str) -> Check:
 def evaluate(checklist: Checklist, board: Board, variants: dict[str, VariantResult], model: ModelResult,
              baselines: dict[str, Baseline] | None = None) -> dict[str, list[Check]]:
     """Checks for every measured variant of one board (baselines: per variant, from the history)."""
-    limits = limits_for(checklist, board)
+    return judge(limits_for(checklist, board), board.emulated_cpu, variants, model, baselines)
+
+
+def judge(limits: dict[str, dict], emulated_cpu: str | None, variants: dict[str, VariantResult], model: ModelResult,
+          baselines: dict[str, Baseline] | None = None) -> dict[str, list[Check]]:
+    """Checks from a board's limits (item -> settings, in checklist order) and its raw figures.
+
+    What the run did, and what a sign-off does again from the recorded figures.
+    """
     fp32 = variants.get("fp32")
-    checks = {name: [EVALUATORS[item](variant, limits[item], model=model, fp32=fp32,
+    checks = {name: [EVALUATORS[item](variant, settings, model=model, fp32=fp32,
                                       baseline=(baselines or {}).get(name))
-                     for item in checklist.items]
+                     for item, settings in limits.items()]
               for name, variant in variants.items()}
-    if board.emulated_cpu:
-        checks = {v: [_informational(c, board.emulated_cpu) for c in found] for v, found in checks.items()}
+    if emulated_cpu:
+        checks = {v: [_informational(c, emulated_cpu) for c in found] for v, found in checks.items()}
     return checks
 
 

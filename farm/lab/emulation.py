@@ -18,8 +18,6 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from farm.config.boardclasses import BOARD_CLASSES
-from farm.config.inventory import StandinSpec
 from farm.errors import ConfigError
 from farm.lab.host import cache_dir, run_checked
 
@@ -28,22 +26,10 @@ ROOTFS_PACKAGES = ("python3.11-minimal", "libpython3.11-stdlib", "libstdc++6", "
 # Recursive dependencies a measuring board does not need (alternatives and package tooling).
 SKIPPED = ("dpkg", "install-info", "gawk", "original-awk", "perl", "perl-base", "perl-modules-5.36")
 WHEEL_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_27_aarch64", "manylinux_2_28_aarch64")
-QEMU_CPUS = ("cortex-a53", "cortex-a72", "cortex-a76")
 CHROOT = "/srv"
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 
 Progress = Callable[[str], None]
-
-
-def qemu_cpu_of(spec: StandinSpec) -> str | None:
-    """The emulated CPU of an `arch: arm64` stand-in (its `cpu`, else its class's); None when native."""
-    if spec.arch != "arm64":
-        return None
-    values = spec.values
-    cpu = values.get("cpu") or BOARD_CLASSES.get(values.get("class") or "", {}).get("cpu")
-    if cpu not in QEMU_CPUS:
-        raise ConfigError(f"stand-in {spec.name!r}: no emulated Arm CPU {cpu!r}: choose from {', '.join(QEMU_CPUS)}")
-    return cpu
 
 
 def ensure_qemu(progress: Progress) -> None:

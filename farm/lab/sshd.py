@@ -75,7 +75,7 @@ def _sshd_settings(state: Path, port: int, user: str, authorized: Path) -> list[
 
 def _argv(spec: StandinSpec, state: Path, port: int, user: str, authorized: Path, progress: Progress) -> list[str]:
     """The command that runs this stand-in: plain sshd, sshd chrooted under qemu-user, or a VM."""
-    qemu_cpu = emulation.qemu_cpu_of(spec)
+    qemu_cpu = spec.qemu_cpu
     config = state / "sshd_config"
     settings = _sshd_settings(state, port, user, authorized)
     if spec.full_system:
@@ -127,7 +127,7 @@ def start(spec: StandinSpec, state: Path, user: str, client_key: Path, progress:
     return {"name": spec.name, "port": port, "pid": process.pid, "config": str(state / "sshd_config")
             if not spec.full_system else str(state / "config.img"),
             "host_key": f"{host_key[0]} {host_key[1]}", "cores": spec.cores, "memory_mb": spec.memory_mb,
-            "qemu_cpu": emulation.qemu_cpu_of(spec), "full_system": spec.full_system, "fields": dict(spec.fields)}
+            "qemu_cpu": spec.qemu_cpu, "full_system": spec.full_system, "fields": dict(spec.fields)}
 
 
 def stop(entry: dict) -> None:

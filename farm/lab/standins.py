@@ -18,7 +18,6 @@ from typing import Callable
 
 import yaml
 
-from farm.config.boardclasses import class_fields
 from farm.config.inventory import Board, StandinSpec
 from farm.errors import ConfigError
 from farm.lab import host, sshd
@@ -105,19 +104,14 @@ class Lab:
             os.chown(folder, entry.pw_uid, entry.pw_gid)
 
     def board(self, entry: dict, record: dict) -> Board:
-        """A running stand-in as an ordinary board: class budgets and providers, its own cores."""
-        fields = {k: (tuple(v) if isinstance(v, list) else v) for k, v in (entry.get("fields") or {}).items()}
-        board_class = fields.pop("class", None)
-        fields = {**class_fields(board_class, standin=True), **fields}
-        if entry.get("cores"):  # onnxruntime would size its pool by the host's cores, not the taskset
-            fields.setdefault("threads", entry["cores"])
-        emulated = entry.get("qemu_cpu")
-        return Board(name=entry["name"], host="127.0.0.1", port=entry["port"], user=record["user"],
-                     identity_file=record["client_key"], known_hosts=record["known_hosts"],
-                     workdir=self.workdir(entry["name"], bool(emulated)),
-                     python="/usr/bin/python3" if emulated else record["python"],
-                     board_class=board_class, cores=entry.get("cores"), memory_mb=entry.get("memory_mb"), standin=True,
-                     emulated_cpu=emulated, **fields)
+        """A running stand-in as an ordinary board, reached through its sshd."""
+        spec = StandinSpec(entry["name"], entry.get("cores"), entry.get("memory_mb"),
+                           "arm64" if entry.get("qemu_cpu") else "native", bool(entry.get("full_system")),
+                           tuple((entry.get("fields") or {}).items()))
+        emulated = bool(entry.get("qemu_cpu"))
+        return spec.board(port=entry["port"], user=record["user"], identity_file=record["client_key"],
+                          known_hosts=record["known_hosts"], workdir=self.workdir(entry["name"], emulated),
+                          python="/usr/bin/python3" if emulated else record["python"])
 
     def running(self) -> dict[str, dict]:
         record = self._load()

@@ -114,7 +114,8 @@ def _row_properties(item: pytest.Item) -> dict | None:
     marker = item.get_closest_marker("farm_item")
     variant = board.variants.get(callspec.params["variant"])
     check = variant.check(marker.args[0]) if variant and marker else None
-    return row_properties(board, callspec.params["variant"], check, state.job.result.model.spec.get("outputs", []))
+    return row_properties(board, callspec.params["variant"], check, state.job.result.model.spec.get("outputs", []),
+                          marker.args[0] if marker else None)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

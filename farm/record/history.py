@@ -33,6 +33,9 @@ CREATE INDEX IF NOT EXISTS measurements_lookup ON measurements (board, model_nam
 CREATE TABLE IF NOT EXISTS pins (
     board TEXT, model_name TEXT, variant TEXT, run_id TEXT, pinned_at TEXT,
     PRIMARY KEY (board, model_name, variant));
+CREATE TABLE IF NOT EXISTS signoffs (
+    run_id TEXT, signed_at TEXT, principal TEXT, signer_key TEXT, model_name TEXT, model_sha256 TEXT,
+    checklist TEXT, note TEXT, record {blob}, signature TEXT, PRIMARY KEY (run_id, signed_at, principal));
 """
 
 
@@ -207,6 +210,30 @@ class History:
                     store.execute("DELETE FROM pins WHERE board = ? AND model_name = ? AND variant = ?", key)
                     store.execute("INSERT INTO pins VALUES (?, ?, ?, ?, ?)", (*key, run_id, utc_now()))
         return [(r["board"], r["variant"]) for r in chosen]
+
+    def record_signoff(self, record: dict, signature: str) -> None:
+        """Keep a sign-off (its exact signed bytes and signature) where the model's sha finds it."""
+        signer, model = record["signer"], record["model"]
+        with self._store() as store, store.transaction():
+            store.execute("DELETE FROM signoffs WHERE run_id = ? AND signed_at = ? AND principal = ?",
+                          (record["run_id"], record["signed_at"], signer["principal"]))
+            store.execute("INSERT INTO signoffs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                          (record["run_id"], record["signed_at"], signer["principal"], signer["key"], model["name"],
+                           model["sha256"], record["checklist"]["name"], record.get("note"), _pack(record),
+                           signature))
+
+    def signoffs(self, model: str | None = None, limit: int = 50) -> list[dict]:
+        """The newest sign-offs, of a model (its name, or its or a variant's sha256 or a prefix of it) if given."""
+        with self._store() as store:
+            rows = store.execute("SELECT run_id, signed_at, principal, signer_key, model_name, model_sha256, "
+                                 "checklist, note, record FROM signoffs ORDER BY signed_at DESC")
+        found = []
+        for row in rows:
+            record = _unpack(row.pop("record"))
+            shas = [row["model_sha256"] or "", *record["model"]["variants"].values()]
+            if model is None or model == row["model_name"] or any(s.startswith(model.lower()) for s in shas):
+                found.append(row)
+        return found[:limit]
 
     def trend(self, board: str, model: str, variant: str, figure: str = "p95", limit: int = 20) -> list[tuple]:
         """(run_id, started, value) of the last runs, oldest first: the report's trend plot."""

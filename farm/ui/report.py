@@ -48,8 +48,10 @@ def provider_text(board: BoardResult, variant: VariantResult) -> str:
     return used
 
 
-def row_properties(board: BoardResult, variant: str, check: Check | None, spec_outputs: list[dict]) -> dict:
-    """The figures of one test row, kept as user_properties (they reach the JUnit file too)."""
+def row_properties(board: BoardResult, variant: str, check: Check | None, spec_outputs: list[dict],
+                   item: str | None = None) -> dict:
+    """The figures of one test row, kept as user_properties (they reach the JUnit file too, where
+    board, variant and item name the verdict a sign-off compares)."""
     entry = board.variants.get(variant) or VariantResult(variant)
     stats = entry.latency_ms or {}
     value = "-"
@@ -62,6 +64,8 @@ def row_properties(board: BoardResult, variant: str, check: Check | None, spec_o
                   "p50 ms": _fmt(stats.get("p50")), "p95 ms": _fmt(stats.get("p95")),
                   "p99 ms": _fmt(stats.get("p99")), "peak MB": _fmt(entry.peak_rss_mb, 1),
                   "accuracy": accuracy_summary(spec_outputs, entry.accuracy), "value vs limit": value}
+    if item:
+        properties["item"] = item
     if board.lock_note:  # in JUnit too: a broken lock is news wherever the board's figures are read
         properties["lock"] = board.lock_note
     return properties

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import ssh_signer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -54,3 +55,16 @@ def test_a_wheel_in_a_clean_venv_runs_init_then_run_from_an_empty_folder(tmp_pat
     assert f"report: {run_dir / 'report.html'}" in run.stdout
     assert "farm-matrix" in (run_dir / "report.html").read_text()
     assert results["inventory"] == str(project / "inventory" / "lab.yaml")
+
+    # A sign-off from the installed farm: the allowed_signers `farm init` wrote, with the team's signer added;
+    # the packaged dms-demo checklist (it extends the packaged dms.yaml) lets the stand-ins count.
+    ssh_signer(project, "ada", "ada@example.com")
+    demo = subprocess.run([str(venv / "bin" / "python"), "-c", "import farm.resources as r; print(r.checklist('dms-demo'))"],
+                          cwd=project, capture_output=True, text=True, env=env, timeout=60).stdout.strip()
+    signed = subprocess.run([str(venv / "bin" / "farm"), "signoff", run_dir.name, "--checklist", demo,
+                             "--signing-key", "ada"], cwd=project, capture_output=True, text=True, env=env, timeout=120)
+    assert signed.returncode == (1 if failed else 0), signed.stdout + signed.stderr
+    if not failed:
+        verified = subprocess.run([str(venv / "bin" / "farm"), "signoff", "verify", str(run_dir)], cwd=project,
+                                  capture_output=True, text=True, env=env, timeout=120)
+        assert verified.returncode == 0 and "verified: signed by ada@example.com" in verified.stdout, verified.stdout

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from helpers import farm
+from helpers import farm, ssh_signer
 from onnx import helper, numpy_helper
 
 from farm.record.history import History
@@ -135,32 +135,36 @@ def test_pinned_baseline_and_history_listing(nightly):
     assert all(r["run_id"] in listing.stdout for r in runs)
 
 
-def test_signoff_refused_with_a_failure_then_signed_and_verified(nightly, tmp_path):
+def test_a_nightly_is_signed_with_its_regression_verdicts_judged_again_from_the_baselines_figures(nightly):
     cwd, run, steady, slow = nightly
+    ssh_signer(cwd, "ada", "ada@example.com")
+    (cwd / "release.yaml").write_text(textwrap.dedent(f"""
+        name: nightly-release
+        extends: {REPO / "suites" / "checklists" / "dms-nightly.yaml"}
+        items: {{}}
+        signoff:
+          allow_standins: true
+          variants: [fp32]
+        """))
     history = History(cwd / "results" / "history.sqlite")
     failed = next(r for r in history.runs() if not r["all_passed"])
-    refused = farm("signoff", failed["run_id"], "--by", "Ada", cwd=cwd)
+    refused = farm("signoff", failed["run_id"], "--checklist", "release.yaml", "--signing-key", "ada", cwd=cwd)
     assert refused.returncode == 1 and "sign-off refused" in refused.stdout
-    assert "nightly-sim fp32 regression: fail" in refused.stdout
+    assert "did not pass: nightly-sim fp32 regression: fail" in refused.stdout
     assert not (cwd / "results" / failed["run_id"] / "signoff.json").exists()
 
-    good = next(r for r in history.runs() if r["all_passed"])
-    signed = farm("signoff", good["run_id"], "--by", "Ada Lovelace", "--note", "release 1.4", cwd=cwd)
+    compared = next(r for r in history.runs() if r["all_passed"] and regression_check(
+        json.loads((cwd / "results" / r["run_id"] / "results.json").read_text()))["status"] == "pass")
+    signed = farm("signoff", compared["run_id"], "--checklist", "release.yaml", "--signing-key", "ada",
+                  "--note", "release 1.4", cwd=cwd)
     assert signed.returncode == 0, signed.stdout
-    record_path = cwd / "results" / good["run_id"] / "signoff.json"
+    record_path = cwd / "results" / compared["run_id"] / "signoff.json"
     record = json.loads(record_path.read_text())
-    assert record["signed_by"] == "Ada Lovelace" and record["model"]["variants"]["fp32"]
-    assert (record_path.parent / "signoff.html").read_text().count("Ada Lovelace") >= 1
+    baseline = record["evidence"]["baselines"][0]
+    assert baseline["board"] == "nightly-sim" and baseline["figures"]["samples_ms"], "the baseline's raw samples"
+    assert record["signer"]["principal"] == "ada@example.com" and record["note"] == "release 1.4"
     ok = farm("signoff", "verify", str(record_path), "--model", str(steady), cwd=cwd)
-    assert ok.returncode == 0 and "verified" in ok.stdout
+    assert ok.returncode == 0 and "verified" in ok.stdout, ok.stdout
 
     swapped = farm("signoff", "verify", str(record_path), "--model", str(slow), cwd=cwd)
     assert swapped.returncode == 1 and "is not the signed model" in swapped.stdout
-
-    tampered = json.loads(record_path.read_text())
-    latency = next(c for c in tampered["boards"][0]["verdicts"]["fp32"] if c["item"] == "latency")
-    latency["value"] = 0.001
-    record_path.write_text(json.dumps(tampered))
-    edited = farm("signoff", "verify", str(record_path), cwd=cwd)
-    assert edited.returncode == 1
-    assert "changed after signing" in edited.stdout and "nightly-sim fp32 latency value" in edited.stdout

@@ -8,7 +8,8 @@ from pathlib import Path
 
 # template -> where it goes in the project
 FILES = (("lab.yaml.tmpl", "inventory/lab.yaml"), ("test_my_board.py.tmpl", "suites/test_my_board.py"),
-         ("model.farm.yaml.tmpl", "models/my_model.farm.yaml"), ("farm-nightly.yml.tmpl", "ci/farm-nightly.yml"))
+         ("model.farm.yaml.tmpl", "models/my_model.farm.yaml"), ("farm-nightly.yml.tmpl", "ci/farm-nightly.yml"),
+         ("allowed_signers.tmpl", "allowed_signers"))
 
 
 def _template(name: str) -> str:

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 from farm import resources
-from farm.errors import ConfigError
+from farm.config.options import SIGNOFF_OPTIONS, add_to_argparse
+from farm.errors import ConfigError, HistoryError, SignoffError
 
 
 def _history(args: argparse.Namespace):
@@ -30,6 +31,15 @@ def _load_run(args: argparse.Namespace, run_id: str):
 
 
 def cmd_history(args: argparse.Namespace) -> int:
+    if args.signoffs:
+        rows = _history(args).signoffs(model=args.model, limit=args.limit)
+        print(f"{'run':<24}{'signed (UTC)':<27}{'model':<12}{'model sha256':<18}{'checklist':<14}signer")
+        for row in rows:
+            print(f"{row['run_id']:<24}{row['signed_at']:<27}{row['model_name'] or '-':<12}"
+                  f"{(row['model_sha256'] or '-')[:16]:<18}{row['checklist'] or '-':<14}{row['principal']}")
+        if not rows:
+            print("no sign-off recorded" + (f" for model {args.model}" if args.model else ""))
+        return 0
     runs = _history(args).runs(board=args.board, model=args.model, limit=args.limit)
     print(f"{'run':<24}{'started (UTC)':<27}{'model':<12}{'passed':<8}boards")
     for run in runs:
@@ -63,27 +73,80 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1 if any(r["verdict"] == "regression" for r in rows) else 0
 
 
+def _signing(args: argparse.Namespace) -> tuple[Path | None, Path]:
+    """The signing key and allowed_signers: command line > FARM_* > [tool.farm] > allowed_signers beside it."""
+    from farm.config.options import resolve
+    from farm.config.project import find_project_config
+
+    project = find_project_config()
+    found = resolve(lambda name: getattr(args, name, None), project=project, options=SIGNOFF_OPTIONS)
+    key = found["signing_key"].value
+    allowed = found["allowed_signers"].value
+    default = (project.folder if project else Path.cwd()) / "allowed_signers"
+    return (Path(key) if key else None), Path(allowed) if allowed else default
+
+
 def cmd_signoff(args: argparse.Namespace) -> int:
-    from farm.errors import SignoffError
     from farm.record import signoff
 
+    key, allowed_signers = _signing(args)
     if args.target == "verify":
         if not args.file:
-            raise ConfigError("usage: farm signoff verify SIGNOFF.json [--model MODEL.onnx]")
-        differences = signoff.verify(Path(args.file), Path(args.model) if args.model else None)
-        for line in differences:
-            print(f"DIFFERS: {line}")
-        if not differences:
-            print(f"{args.file}: verified" + (f"; {args.model} is the signed model" if args.model else ""))
-        return 1 if differences else 0
-    if not args.by:
-        raise ConfigError("farm signoff RUN_ID needs --by NAME")
+            raise ConfigError("usage: farm signoff verify SIGNOFF.json|RUN_DIR [--model MODEL.onnx]")
+        found = signoff.verify(Path(args.file), allowed_signers, Path(args.model) if args.model else None)
+        for line in found.notes:
+            print(f"note: {line}")
+        for line in found.problems:
+            print(f"FAILS: {line}")
+        if found.verified:
+            signer = found.record["signer"]
+            print(f"{args.file}: verified: signed by {signer['principal']} ({signer['key']}) at "
+                  f"{found.record['signed_at']}; every verdict agrees with its figures"
+                  + (f"; {args.model} is the signed model" if args.model else ""))
+        return 0 if found.verified else 1
+    history = None
+    if args.history != "none":
+        from farm.config.settings import history_url
+        from farm.record.history import History
+
+        try:
+            history = History(history_url(args.out, args.history))
+        except HistoryError as exc:
+            print(f"note: no history ({exc}): regression verdicts cannot be re-derived, the sign-off not stored")
+    found = signoff.review(Path(args.out) / args.target, checklist=args.checklist, inventory=args.inventory,
+                           history=history)
+    for line in found.policy.notes:
+        print(f"note: {line}")
+    if args.dry_run:
+        for line in found.reasons():
+            print(f"MISSING: {line}")
+        print(f"dry run: run {args.target} would be {'refused' if found.refused else 'signed'} "
+              f"({len(found.reasons())} reason(s) against); nothing written")
+        return 1 if found.refused else 0
+    if found.refused:
+        print(f"sign-off refused for run {args.target}: {len(found.reasons())} reason(s):")
+        for line in found.reasons():
+            print(f"  {line}")
+        return 1
+    if key is None:
+        raise ConfigError("farm signoff needs the signer's SSH key: --signing-key PATH (or FARM_SIGNING_KEY, or "
+                          "signing_key in [tool.farm])")
+    from farm.ui.signoffpage import render
+
     try:
-        path = signoff.sign(Path(args.out) / args.target, args.by, args.note)
+        record, path = signoff.sign(found, key=key, allowed_signers=allowed_signers, principal=args.by,
+                                    note=args.note)
     except SignoffError as exc:
         print(exc)
         return 1
-    print(f"signed off: {path} and {path.with_suffix('.html')}")
+    page = path.with_name("signoff.html")
+    page.write_text(render(record))
+    print(f"signed off by {record['signer']['principal']}: {path}, {path.name}.sig and {page}")
+    if history is not None:
+        try:
+            history.record_signoff(record, path.with_name(path.name + ".sig").read_text())
+        except HistoryError as exc:
+            print(f"note: the sign-off is not in the history ({exc}); its files are")
     return 0
 
 
@@ -95,7 +158,8 @@ def _store_options(parser) -> None:
 def register(sub) -> None:
     history = sub.add_parser("history", help="list recorded runs")
     history.add_argument("--board")
-    history.add_argument("--model")
+    history.add_argument("--model", help="a model's name (with --signoffs: or its, or a variant's, sha256 prefix)")
+    history.add_argument("--signoffs", action="store_true", help="the sign-offs recorded, newest first")
     history.add_argument("--limit", type=int, default=30)
     _store_options(history)
     history.set_defaults(func=cmd_history)
@@ -118,12 +182,17 @@ def register(sub) -> None:
     _store_options(compare)
     compare.set_defaults(func=cmd_compare)
 
-    signoff = sub.add_parser("signoff", help="sign off a run (farm signoff RUN_ID --by NAME), or verify a record "
-                                             "(farm signoff verify FILE [--model PATH])")
+    signoff = sub.add_parser("signoff", help="sign off a run (farm signoff RUN_ID), or verify a record "
+                                             "(farm signoff verify FILE|RUN_DIR)")
     signoff.add_argument("target", help="RUN_ID, or 'verify'")
-    signoff.add_argument("file", nargs="?", help="with verify: the signoff.json")
-    signoff.add_argument("--by", help="who signs off")
-    signoff.add_argument("--note")
+    signoff.add_argument("file", nargs="?", help="with verify: the signoff.json, or the run folder holding it")
+    signoff.add_argument("--by", help="the signer's principal in allowed_signers (default: whom it names for the key)")
+    signoff.add_argument("--note", help="what the sign-off is for (release, ticket)")
+    signoff.add_argument("--checklist", help="checklist whose limits and policy hold (default: the run's)")
+    signoff.add_argument("--inventory", help="inventory whose budgets hold (default: the run's)")
+    signoff.add_argument("--dry-run", action="store_true", help="list everything that stands against signing; "
+                                                                "write nothing")
     signoff.add_argument("--model", help="with verify: the model file to check against the record")
-    signoff.add_argument("--out", default="results")
+    add_to_argparse(signoff, SIGNOFF_OPTIONS)
+    _store_options(signoff)
     signoff.set_defaults(func=cmd_signoff)

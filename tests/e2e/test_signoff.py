@@ -1,0 +1,227 @@
+"""Sign-off as an auditor tries to defeat it: real runs on real sshd stand-ins, real ssh-keygen signatures."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+from helpers import farm, ssh_signer
+
+from farm.record.signoff import canonical
+from farm.util import file_sha256
+
+REPO = Path(__file__).resolve().parents[2]
+CHECKLISTS = REPO / "suites" / "checklists"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, shared_dir):
+    """Two runs of the digits demo on two classed stand-ins: one passing, one failing its memory item;
+    an allowed signer (ada) and a key nobody listed (eve)."""
+    cwd = tmp_path_factory.mktemp("signoff")
+    (cwd / "lab.yaml").write_text(textwrap.dedent("""
+        standins:
+          - name: so-a53
+            class: cortex-a53
+            cores: 1
+          - name: so-a72
+            class: cortex-a72
+            cores: 1
+        """))
+    (cwd / "tight.yaml").write_text(textwrap.dedent(f"""
+        name: tight
+        extends: {CHECKLISTS / "dms-demo.yaml"}
+        items:
+          memory:
+            max_mb: 1
+        """))
+    env = {"FARM_LAB_DIR": str(shared_dir / "lab-signoff")}
+    found = {}
+    for name, checklist in (("good", CHECKLISTS / "dms-demo.yaml"), ("bad", cwd / "tight.yaml")):
+        proc = farm("run", "--inventory", "lab.yaml", "--checklist", str(checklist), "--runs", "20", cwd=cwd, env=env)
+        assert proc.returncode == (0 if name == "good" else 1), proc.stdout[-3000:] + proc.stderr[-3000:]
+        found[name] = (cwd / "results" / "latest").resolve()
+    ssh_signer(cwd, "ada", "ada@example.com")
+    ssh_signer(cwd, "eve")
+    return cwd, found
+
+
+def copy_run(runs, which: str, tmp_path: Path) -> tuple[Path, str]:
+    """A fresh copy of a run in its own results folder: each test edits its own."""
+    cwd, found = runs
+    out = tmp_path / "results"
+    shutil.copytree(found[which], out / found[which].name)
+    for name in ("lab.yaml", "tight.yaml", "allowed_signers", "ada", "ada.pub", "eve", "eve.pub"):
+        shutil.copy(cwd / name, tmp_path / name)
+    shutil.copy(cwd / "results" / "history.sqlite", out / "history.sqlite")
+    return out / found[which].name, found[which].name
+
+
+def edit_json(path: Path, change) -> None:
+    doc = json.loads(path.read_text())
+    change(doc)
+    path.write_text(json.dumps(doc, indent=1))
+
+
+def check(doc: dict, board: str, variant: str, item: str) -> dict:
+    entry = next(b for b in doc["boards"] if b["name"] == board)["variants"][variant]
+    return next(c for c in entry["checks"] if c["item"] == item)
+
+
+def demo_with_policy(folder: Path, *rules: str) -> str:
+    """The demo's checklist with more sign-off rules (each `key: value`)."""
+    path = folder / "release.yaml"
+    path.write_text(f"name: release\nextends: {CHECKLISTS / 'dms-demo.yaml'}\nitems: {{}}\nsignoff:\n"
+                    + "".join(f"  {rule}\n" for rule in rules))
+    return str(path)
+
+
+def sign(cwd: Path, run_id: str, *extra: str):
+    return farm("signoff", run_id, "--signing-key", "ada", *extra, cwd=cwd)
+
+
+def test_a_run_signed_with_an_allowed_key_verifies_and_the_history_finds_it_by_model_sha(runs, tmp_path):
+    run_dir, run_id = copy_run(runs, "good", tmp_path)
+    signed = sign(tmp_path, run_id, "--note", "release 1.4")
+    assert signed.returncode == 0, signed.stdout + signed.stderr
+    record = json.loads((run_dir / "signoff.json").read_text())
+    assert record["signer"]["principal"] == "ada@example.com" and record["signer"]["key"].startswith("ED25519 SHA256:")
+    assert {b["name"] for b in record["boards"]} == {"so-a53", "so-a72"}
+    assert all(b["host_key"].startswith("ssh-ed25519 SHA256:") for b in record["boards"])
+    assert record["checklist"]["sha256"] and record["files"]["results.json"] == file_sha256(run_dir / "results.json")
+    assert "stand-ins count" in " ".join(record["policy"]["notes"]), "the record says stand-ins were allowed"
+    assert "ada@example.com" in (run_dir / "signoff.html").read_text()
+
+    verified = farm("signoff", "verify", str(run_dir), "--model", str(REPO / "models" / "digits" / "digits.onnx"),
+                    cwd=tmp_path)
+    assert verified.returncode == 0 and "verified: signed by ada@example.com" in verified.stdout, verified.stdout
+
+    listed = farm("history", "--signoffs", "--model", record["model"]["sha256"][:12], cwd=tmp_path)
+    assert run_id in listed.stdout and "ada@example.com" in listed.stdout
+    other = farm("history", "--signoffs", "--model", "0123456789ab", cwd=tmp_path)
+    assert run_id not in other.stdout
+
+
+def test_a_verdict_edited_to_pass_before_signing_is_refused_naming_board_variant_item_and_both_verdicts(runs, tmp_path):
+    run_dir, run_id = copy_run(runs, "bad", tmp_path)
+
+    def forge(doc):
+        memory = check(doc, "so-a53", "fp32", "memory")
+        memory.update(status="pass", why="peak RSS (VmHWM)")
+    edit_json(run_dir / "results.json", forge)
+    refused = sign(tmp_path, run_id)
+    assert refused.returncode == 1
+    assert "disagrees: results.json: so-a53 fp32 memory: stored pass" in refused.stdout
+    assert "recomputed fail" in refused.stdout
+    assert "did not pass: so-a53 fp32 memory: fail" in refused.stdout
+    assert not (run_dir / "signoff.json").exists() and not (run_dir / "signoff.json.sig").exists()
+
+
+def test_junit_and_board_files_that_disagree_with_the_recomputation_are_named(runs, tmp_path):
+    run_dir, run_id = copy_run(runs, "good", tmp_path)
+    junit = run_dir / "junit.xml"
+    text = junit.read_text()
+    marker = '<property name="item" value="latency" />'
+    at = text.index(marker)
+    end = text.index("</testcase>", at)
+    junit.write_text(text[:end] + '<failure message="slow">slow</failure>' + text[end:])
+    edit_json(run_dir / "boards" / "so-a72.json",
+              lambda doc: doc["variants"]["int8_static"].update(peak_rss_mb=499.0))
+    refused = sign(tmp_path, run_id)
+    assert refused.returncode == 1
+    assert "junit.xml: so-a53 fp32 latency: stored fail, recomputed pass" in refused.stdout, refused.stdout
+    assert "boards/so-a72.json: so-a72 int8_static peak_rss_mb: stored 499.0" in refused.stdout
+
+
+def test_a_latency_percentile_edited_without_its_samples_is_named(runs, tmp_path):
+    run_dir, run_id = copy_run(runs, "good", tmp_path)
+
+    def faster(doc):
+        entry = next(b for b in doc["boards"] if b["name"] == "so-a53")["variants"]["fp32"]
+        entry["latency_ms"]["p95"] = 0.0001
+    edit_json(run_dir / "results.json", faster)
+    dry = farm("signoff", run_id, "--dry-run", cwd=tmp_path)
+    assert dry.returncode == 1 and "would be refused" in dry.stdout
+    assert "results.json: so-a53 fp32 latency_ms.p95: stored 0.0001, recomputed" in dry.stdout
+
+
+def test_results_edited_after_signing_fail_verify_naming_the_edited_figure(runs, tmp_path):
+    run_dir, run_id = copy_run(runs, "good", tmp_path)
+    assert sign(tmp_path, run_id).returncode == 0
+
+    def lighter(doc):
+        entry = next(b for b in doc["boards"] if b["name"] == "so-a72")["variants"]["int8_dynamic"]
+        entry["peak_rss_mb"] = 12.5
+        next(c for c in entry["checks"] if c["item"] == "memory")["value"] = 12.5
+    edit_json(run_dir / "results.json", lighter)
+    verified = farm("signoff", "verify", str(run_dir / "signoff.json"), cwd=tmp_path)
+    assert verified.returncode == 1
+    assert "results.json was changed after signing" in verified.stdout
+    assert "results.json: so-a72 int8_dynamic peak_rss_mb: now 12.5, signed" in verified.stdout
+    assert "results.json: so-a72 int8_dynamic memory: now pass (12.5 vs 500 MB), signed pass" in verified.stdout
+
+
+def test_a_record_edited_and_rewritten_canonically_fails_its_signature_and_the_figure_is_named(runs, tmp_path):
+    run_dir, run_id = copy_run(runs, "good", tmp_path)
+    assert sign(tmp_path, run_id).returncode == 0
+    path = run_dir / "signoff.json"
+    record = json.loads(path.read_text())
+    evidence = next(b for b in record["evidence"]["run"]["boards"] if b["name"] == "so-a53")["variants"]["fp32"]
+    evidence["latency_ms"]["p95"] = 0.001
+    path.write_bytes(canonical(record))  # farm's own canonical form: no unkeyed hash to recompute any more
+    verified = farm("signoff", "verify", str(path), cwd=tmp_path)
+    assert verified.returncode == 1
+    assert "signoff.json was changed after signing: its signature does not match its content" in verified.stdout
+    assert "signoff.json: so-a53 fp32 latency_ms.p95: stored 0.001" in verified.stdout
+
+
+def test_a_record_signed_by_a_key_not_in_allowed_signers_fails_verify_and_such_a_key_cannot_sign(runs, tmp_path):
+    run_dir, run_id = copy_run(runs, "good", tmp_path)
+    refused = farm("signoff", run_id, "--signing-key", "eve", cwd=tmp_path)
+    assert refused.returncode == 1 and "is not in" in refused.stdout and "allowed_signers" in refused.stdout
+    assert not (run_dir / "signoff.json").exists()
+
+    assert sign(tmp_path, run_id).returncode == 0
+    path = run_dir / "signoff.json"
+    record = json.loads(path.read_text())
+    record["note"] = "approved by eve"
+    path.write_bytes(canonical(record))
+    (run_dir / "signoff.json.sig").unlink()  # eve signs the edited record herself, as ssh-keygen lets anyone
+    subprocess.run(["ssh-keygen", "-Y", "sign", "-q", "-f", str(tmp_path / "eve"), "-n", "farm-signoff", str(path)],
+                   check=True)
+    verified = farm("signoff", "verify", str(path), cwd=tmp_path)
+    assert verified.returncode == 1
+    assert "signed by a key not allowed to sign" in verified.stdout and "is not in" in verified.stdout
+
+
+def test_a_policy_requiring_a_class_the_run_lacks_is_refused_with_that_class_named(runs, tmp_path):
+    run_dir, run_id = copy_run(runs, "good", tmp_path)
+    release = demo_with_policy(tmp_path, "classes: [cortex-a53, jetson-orin]")
+    refused = sign(tmp_path, run_id, "--checklist", release)
+    assert refused.returncode == 1
+    assert "policy: classes: jetson-orin needs 1 counted board(s), the run has 0" in refused.stdout
+    assert "cortex-a53 needs" not in refused.stdout
+    assert not (run_dir / "signoff.json").exists()
+
+
+def test_standin_only_runs_are_refused_under_the_default_policy(runs, tmp_path):
+    run_dir, run_id = copy_run(runs, "good", tmp_path)
+    refused = sign(tmp_path, run_id, "--checklist", str(CHECKLISTS / "dms.yaml"))
+    assert refused.returncode == 1
+    assert "so-a53 is a stand-in on the controller" in refused.stdout
+    assert "policy: boards: no board of the run counts under the policy" in refused.stdout
+    assert not (run_dir / "signoff.json").exists()
+
+
+def test_dry_run_lists_every_unmet_rule_and_writes_nothing(runs, tmp_path):
+    run_dir, run_id = copy_run(runs, "good", tmp_path)
+    strict = demo_with_policy(tmp_path, "min_rounds: 3", "model: facemesh")
+    dry = farm("signoff", run_id, "--checklist", strict, "--dry-run", cwd=tmp_path)
+    assert dry.returncode == 1
+    assert "MISSING: policy: model: the policy is for 'facemesh', the run measured 'digits'" in dry.stdout
+    assert dry.stdout.count("MISSING: policy: min_rounds:") == 6, "two boards x three variants"
+    assert "nothing written" in dry.stdout and not (run_dir / "signoff.json").exists()
