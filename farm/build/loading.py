@@ -1,0 +1,52 @@
+"""A model, its data and its spec, loaded once and checked against each other."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from farm.build.datafile import DataSet, load_data
+from farm.build.modelfile import ModelInfo, inspect_model
+from farm.build.spec import ModelSpec, check_names, load_spec_file, resolve_spec
+from farm.errors import ModelError
+
+Say = Callable[[str], None]
+
+
+def _kind(dtype: str) -> str:
+    return np.dtype(dtype).kind.replace("u", "i")  # integers are integers, signed or not
+
+
+def check_dtypes(data: DataSet, spec: ModelSpec) -> None:
+    """Data of another kind than the model takes (float for an int64 input) is refused, never cast silently."""
+    for section, arrays in (("calibration", data.calibration), ("evaluation", data.evaluation)):
+        for name in spec.data_inputs:
+            given = arrays.get(name)
+            wanted = next(i.dtype for i in spec.inputs if i.name == name)
+            if given is not None and _kind(given.dtype.name) != _kind(wanted):
+                raise ModelError(f"{data.path}: {section} input {name!r}: the model takes {wanted}, the data is "
+                                 f"{given.dtype.name}; convert it (e.g. np.asarray(x, '{wanted}')) where you know "
+                                 "what the values mean")
+
+
+def load_model_and_data(model_path: str | Path, data_path: str | Path, spec_path: str | Path | None,
+                        say: Say = lambda message: None) -> tuple[ModelInfo, DataSet, ModelSpec]:
+    info = inspect_model(model_path)
+    doc = load_spec_file(spec_path)[0] if spec_path else None
+    if doc is not None:
+        check_names(info, doc, str(spec_path))
+    declared = (doc or {}).get("inputs") or {}
+    from_data = [t.name for t in info.inputs
+                 if not {"value", "from_output"} & set(declared.get(t.name) or {})]
+    data = load_data(data_path, from_data)
+    rows = data.evaluation or data.calibration
+    samples = {name: list(array.shape[1:]) for name, array in rows.items()}
+    spec = resolve_spec(info, samples, doc, str(spec_path) if spec_path else str(data.path),
+                        data.label_output, set(data.labels))
+    if spec_path is None:
+        spec.source = "inferred"
+        say(f"no model spec given; inferred (write it down as a spec to change it): {'; '.join(spec.describe())}")
+    check_dtypes(data, spec)
+    return info, data, spec
