@@ -88,3 +88,7 @@ class HistoryError(FarmError):
 
 class SignoffError(FarmError):
     """A sign-off was refused or a sign-off record does not verify."""
+
+
+class QueueError(FarmError):
+    """The job queue's store is unreachable, or a job cannot be run as submitted."""

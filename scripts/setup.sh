@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
 # Set up everything farm needs on this machine; safe to run again (it skips what is done).
-#  - openssh-server (the stand-in boards are real sshd processes), installed with apt when root
+#  - openssh-server (the stand-in boards are real sshd processes) and postgresql (queue and history
+#    tests), installed with apt when root
 #  - .venv with farm and its test dependencies
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -x /usr/sbin/sshd ]; then
-  if [ "$(id -u)" -eq 0 ]; then
-    echo "setup: installing openssh-server (stand-in boards are real sshd servers)"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null
-  else
-    echo "setup: /usr/sbin/sshd is missing; run as root once, or: sudo apt-get install openssh-server" >&2
-    exit 1
+# apt packages farm's stand-ins and tests use: name, and a file that says it is there.
+apt_install() {
+  local package=$1 present=$2 why=$3
+  compgen -G "$present" >/dev/null && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: $package is missing ($why); run as root once, or: sudo apt-get install $package" >&2
+    return 1
   fi
-fi
+  echo "setup: installing $package ($why)"
+  apt-get -o DPkg::Lock::Timeout=120 update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 install -y -qq "$package" >/dev/null
+}
+apt_install openssh-server /usr/sbin/sshd "stand-in boards are real sshd servers"
+apt_install postgresql '/usr/lib/postgresql/*/bin/initdb' "the queue and shared-history tests start a real server" \
+  || echo "setup: the PostgreSQL tests will be skipped" >&2
 
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -67,3 +72,38 @@ def plan(variants):
     out, manifest = variants
     return DeployPlan.from_manifest(manifest, out, "test-run", Measurement(warmup=2, runs=20), variant_deadline_s=60,
                                     connect_attempts=2)
+
+
+def _as_postgres(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["runuser", "-u", "postgres", "--", *argv], capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server on 127.0.0.1 for this session; call it with a name for a fresh database's URL."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not found or os.geteuid() != 0:
+        pytest.skip("needs PostgreSQL server binaries (scripts/setup.sh installs them) and root, to run them as "
+                    "the postgres user")
+    bin_dir = found[-1].parent
+    data = Path(tempfile.mkdtemp(prefix="farm-pg-", dir="/tmp"))
+    shutil.chown(data, "postgres", "postgres")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    init = _as_postgres(str(bin_dir / "initdb"), "-D", str(data / "db"), "--auth=trust", "-U", "postgres")
+    assert init.returncode == 0, init.stderr
+    start = _as_postgres(str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-w", "-l", str(data / "log"), "start",
+                         "-o", f"-c listen_addresses=127.0.0.1 -p {port} -k {data} -c max_connections=200")
+    assert start.returncode == 0, start.stderr + (data / "log").read_text()
+
+    def database(name: str) -> str:
+        created = _as_postgres(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), name)
+        assert created.returncode == 0, created.stderr
+        return f"postgresql://postgres@127.0.0.1:{port}/{name}"
+
+    try:
+        yield database
+    finally:
+        _as_postgres(str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-m", "fast", "stop")
+        shutil.rmtree(data, ignore_errors=True)

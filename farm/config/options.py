@@ -18,6 +18,7 @@ from farm import resources
 from farm.config.project import ProjectConfig, ProjectConfigError, check_keys
 from farm.config.settings import VARIANTS, Measurement, RunSettings
 from farm.errors import ConfigError
+from farm.util import NAME_RE
 
 
 @dataclass(frozen=True)
@@ -68,12 +69,18 @@ RUN_OPTIONS = SELECTION + (
     RunOption("wait", "seconds to wait for a busy board", 0.0, float, minimum=0),
     OUT,
     RunOption("history", "history store (default <out>/history.sqlite; 'none': keep none)", ""),
+    RunOption("run-id", "the run's name, its folder under --out (default: UTC time and 4 random hex digits); "
+              "a run recorded again under its name replaces the earlier record", ""),
 )
 # `farm signoff` and `farm signoff verify`: who signs, and who may (configured once per project).
 SIGNOFF_OPTIONS = (
     RunOption("signing-key", "SSH private key (or its .pub with ssh-agent) that signs the record", path=True),
     RunOption("allowed-signers", "OpenSSH allowed_signers file: who may sign, for which namespace (default: "
               "allowed_signers beside the project configuration, else in the current folder)", path=True),
+)
+# `farm submit`, `farm worker` and the other queue commands: where the queue lives.
+QUEUE_OPTIONS = (
+    RunOption("queue", "the job queue: a postgresql:// URL (the database the history may share)", ""),
 )
 BY_NAME = {o.name: o for o in RUN_OPTIONS}
 TYPE_WORDS = {int: "a whole number", float: "a number", str: "text"}
@@ -150,7 +157,7 @@ def resolve(cli: Callable[[str], Any], *, environ: Mapping[str, str] | None = No
     """
     environ = os.environ if environ is None else environ
     if project is not None:
-        check_keys(project, {o.config_key: o.help for o in RUN_OPTIONS + SIGNOFF_OPTIONS})
+        check_keys(project, {o.config_key: o.help for o in RUN_OPTIONS + SIGNOFF_OPTIONS + QUEUE_OPTIONS})
     resolved = {}
     for option in options:
         given = cli(option.dest)
@@ -198,6 +205,11 @@ def run_settings(resolved: dict[str, Setting], **overrides: Any) -> RunSettings:
         raise ConfigError(f"spec {value('spec')} ({resolved['spec'].source}) is for a model: give --model "
                           "(or model: in the spec)")
     path = lambda name, default: Path(value(name)) if value(name) else default()  # noqa: E731
+    if value("run_id"):
+        if not NAME_RE.match(value("run_id")):
+            raise ConfigError(f"run-id {value('run_id')!r} ({resolved['run_id'].source}): expected letters, digits, "
+                              "'.', '_' or '-', starting with a letter or digit (it names a folder)")
+        overrides = {"run_id": value("run_id"), **overrides}
     return RunSettings(
         inventory=path("inventory", resources.standin_inventory), model=path("model", resources.demo_model),
         data=path("data", resources.demo_data), spec=Path(value("spec")) if value("spec") else None,

@@ -191,7 +191,8 @@ class Job:
         self.run_dir.save_results(self.result)
         if self.manifest and history is not None:
             try:
-                history.record(self.result)
+                if not history.record(self.result):
+                    self.say(f"the history holds a later attempt of run {settings.run_id}: this one is not recorded")
             except (HistoryError, OSError) as exc:  # the run's own files are already safe on disk
                 self.say(f"could not record the run in the history: {exc}")
         elif self.manifest and settings.history_url:

@@ -131,8 +131,13 @@ class History:
     def _where(self) -> str:
         return self.url.split("@")[-1] if self.postgres else str(self.path)  # never print a password
 
-    def record(self, result: RunResult) -> None:
-        """Store a run (replacing a run of the same id): one transaction, all or nothing."""
+    def record(self, result: RunResult) -> bool:
+        """Store a run (replacing a run of the same id): one transaction, all or nothing.
+
+        A run recorded again under its id (a queued job's next attempt) replaces the earlier
+        record, never the other way round: a record of an attempt that started earlier than the
+        one stored is dropped (False), so a killed attempt finishing late cannot undo its retry.
+        """
         model = result.model
         rows = []
         for board in result.boards:
@@ -143,6 +148,9 @@ class History:
                              int(passed), stats.get("p50"), stats.get("p95"), variant.peak_rss_mb,
                              (variant.accuracy or {}).get("top1"), _pack(variant.to_json())))
         with self._store() as store, store.transaction():
+            kept = store.execute("SELECT started FROM runs WHERE run_id = ?", (result.run_id,))
+            if kept and kept[0]["started"] and kept[0]["started"] > result.started:
+                return False
             store.execute("DELETE FROM measurements WHERE run_id = ?", (result.run_id,))
             store.execute("DELETE FROM runs WHERE run_id = ?", (result.run_id,))
             store.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -151,6 +159,7 @@ class History:
                            _pack(result.to_json())))
             for row in rows:
                 store.execute("INSERT INTO measurements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+        return True
 
     def runs(self, board: str | None = None, model: str | None = None, limit: int = 50) -> list[dict]:
         """The newest runs, each with the boards it measured."""

@@ -14,6 +14,7 @@ from helpers import RUN, deploy, processes, run_until_agent_starts, saved_board,
 from farm.board.artifacts import push
 from farm.board.lease import Lease
 from farm.board.local import LocalTransport
+from farm.board.probe import probe
 from farm.config.inventory import Board
 from farm.config.settings import Measurement
 from farm.deploy.fanout import Fanout
@@ -103,3 +104,32 @@ def test_cancel_kills_the_agent_keeps_what_was_measured_and_releases_the_lease(b
     saved = saved_board(tmp_path, "here")
     assert saved["status"] == "cancelled" and set(saved["variants"]) == {"fp32", "int8_dynamic"}
     assert not Path(board.workdir, "farm.lock").exists()
+
+
+def fake_onnxruntime(folder: Path, version: str) -> None:
+    """A package named onnxruntime first on the board's path: replaced, it is a new install."""
+    package = folder / "onnxruntime"
+    if package.exists():
+        for child in package.iterdir():
+            child.unlink()
+        package.rmdir()
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(f"__version__ = {version!r}\n"
+                                         "def get_available_providers():\n    return ['CPUExecutionProvider']\n")
+
+
+def test_a_repeat_probe_reads_its_cache_until_a_package_is_reinstalled(tmp_path):
+    fakes, workdir = tmp_path / "site", tmp_path / "work"
+    workdir.mkdir()
+    fake_onnxruntime(fakes, "9.9.0")
+    board = Board(name="cached", host="localhost", transport="local", python=sys.executable, workdir=str(workdir),
+                  env=(("PYTHONPATH", str(fakes)),))
+    with LocalTransport(board) as transport:
+        first, second = probe(transport, str(workdir)), probe(transport, str(workdir))
+        assert (first["onnxruntime"], first["probe_cached"]) == ("9.9.0", False)
+        assert (second["onnxruntime"], second["probe_cached"]) == ("9.9.0", True)
+        assert second["providers_available"] == ["CPUExecutionProvider"] and second["now"] >= first["now"]
+        time.sleep(0.01)
+        fake_onnxruntime(fakes, "9.10.0")
+        third = probe(transport, str(workdir))
+        assert (third["onnxruntime"], third["probe_cached"]) == ("9.10.0", False)

@@ -5,12 +5,9 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 
@@ -18,34 +15,9 @@ from farm import resources
 from farm.record.history import History
 from farm.results import BoardResult, BoardStatus, Check, CheckStatus, ModelResult, RunResult, VariantResult
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
-def as_postgres(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["runuser", "-u", "postgres", "--", *argv], capture_output=True, text=True, timeout=60)
-
-
 @pytest.fixture(scope="module")
-def postgres_url():
-    if not (PG_BIN / "initdb").exists() or os.geteuid() != 0:
-        pytest.skip("needs PostgreSQL 15 server binaries and root (to run them as the postgres user)")
-    data = Path(tempfile.mkdtemp(prefix="farm-pg-", dir="/tmp"))
-    shutil.chown(data, "postgres", "postgres")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    init = as_postgres(str(PG_BIN / "initdb"), "-D", str(data / "db"), "--auth=trust", "-U", "postgres")
-    assert init.returncode == 0, init.stderr
-    start = as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data / "db"), "-w", "-l", str(data / "log"), "start",
-                        "-o", f"-c listen_addresses=127.0.0.1 -p {port} -k {data}")
-    assert start.returncode == 0, start.stderr + (data / "log").read_text()
-    try:
-        created = as_postgres(str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "farm")
-        assert created.returncode == 0, created.stderr
-        yield f"postgresql://postgres@127.0.0.1:{port}/farm"
-    finally:
-        as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data / "db"), "-m", "fast", "stop")
-        shutil.rmtree(data, ignore_errors=True)
+def postgres_url(postgres_server):
+    return postgres_server("history")
 
 
 def run_doc(run_id: str, board: str, p50: float, passed: bool = True, started: str = "2026-01-01T00:00:00") -> RunResult:

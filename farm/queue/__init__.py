@@ -1,0 +1,1 @@
+"""The job queue: runs submitted from anywhere, taken by workers near the boards (procrastinate on PostgreSQL)."""
