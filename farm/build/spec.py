@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from farm.build.datafile import DataSet, TensorSpec
+from farm.build.datafile import TensorSpec
 from farm.build.modelfile import ModelInfo
 from farm.config.yamlfile import LineMap, load_yaml
 from farm.errors import LocatedError, ModelError
