@@ -21,6 +21,11 @@ apt_install() {
 apt_install openssh-server /usr/sbin/sshd "stand-in boards are real sshd servers"
 apt_install postgresql '/usr/lib/postgresql/*/bin/initdb' "the queue and shared-history tests start a real server" \
   || echo "setup: the PostgreSQL tests will be skipped" >&2
+if [ "${1:-}" = "--tests" ]; then  # only the tests drive a browser
+  { apt_install chromium /usr/bin/chromium "the dashboard tests drive a headless browser" &&
+    apt_install chromium-driver /usr/bin/chromedriver "Selenium's driver for it"; } \
+    || echo "setup: the dashboard's browser tests will be skipped" >&2
+fi
 
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"

@@ -10,6 +10,7 @@ variant is its last run in which every check passed, unless one was pinned.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sqlite3
 import zlib
@@ -30,6 +31,10 @@ CREATE TABLE IF NOT EXISTS measurements (
     all_passed INTEGER, p50 {real}, p95 {real}, peak_rss_mb {real}, top1 {real}, entry {blob},
     PRIMARY KEY (run_id, board, variant));
 CREATE INDEX IF NOT EXISTS measurements_lookup ON measurements (board, model_name, variant, started);
+CREATE TABLE IF NOT EXISTS board_runs (
+    run_id TEXT, board TEXT, started TEXT, status TEXT, board_class TEXT, pools TEXT, standin INTEGER, error TEXT,
+    PRIMARY KEY (run_id, board));
+CREATE INDEX IF NOT EXISTS board_runs_lookup ON board_runs (board, started);
 CREATE TABLE IF NOT EXISTS pins (
     board TEXT, model_name TEXT, variant TEXT, run_id TEXT, pinned_at TEXT,
     PRIMARY KEY (board, model_name, variant));
@@ -152,6 +157,11 @@ class History:
             if kept and kept[0]["started"] and kept[0]["started"] > result.started:
                 return False
             store.execute("DELETE FROM measurements WHERE run_id = ?", (result.run_id,))
+            store.execute("DELETE FROM board_runs WHERE run_id = ?", (result.run_id,))
+            for board in result.boards:  # every board, measured or not: the lab's health comes from these
+                store.execute("INSERT INTO board_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                              (result.run_id, board.name, board.started or result.started, board.status.value,
+                               board.board_class, ",".join(board.pools), int(board.standin), board.error))
             store.execute("DELETE FROM runs WHERE run_id = ?", (result.run_id,))
             store.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                           (result.run_id, result.started, result.finished, model.name, model.sha256,
@@ -161,24 +171,77 @@ class History:
                 store.execute("INSERT INTO measurements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
         return True
 
-    def runs(self, board: str | None = None, model: str | None = None, limit: int = 50) -> list[dict]:
-        """The newest runs, each with the boards it measured."""
+    def runs(self, board: str | None = None, model: str | None = None, limit: int = 50, *, pool: str | None = None,
+             passed: bool | None = None, since: str | None = None, until: str | None = None) -> list[dict]:
+        """The newest runs matching every filter given, each with its boards and pools (two queries in all).
+
+        `model`: its name or a prefix of its sha256; `since` / `until`: ISO dates or times (UTC), `until`
+        a date includes that day.
+        """
         where, params = [], []
         if board:
-            where.append("run_id IN (SELECT run_id FROM measurements WHERE board = ?)")
+            where.append("run_id IN (SELECT run_id FROM board_runs WHERE board = ?)")
             params.append(board)
+        if pool:
+            where.append("run_id IN (SELECT run_id FROM board_runs WHERE ',' || pools || ',' LIKE ?)")
+            params.append(f"%,{pool},%")
         if model:
-            where.append("model_name = ?")
-            params.append(model)
+            where.append("(model_name = ? OR model_sha256 LIKE ?)")
+            params += [model, f"{model.lower()}%"]
+        if passed is not None:
+            where.append("all_passed = ?")
+            params.append(int(passed))
+        if since:
+            where.append("started >= ?")
+            params.append(since)
+        if until:
+            where.append("started < ?")
+            params.append((dt.date.fromisoformat(until) + dt.timedelta(days=1)).isoformat() if len(until) == 10
+                          else until)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         with self._store() as store:
-            runs = store.execute(f"SELECT run_id, started, model_name, model_sha256, all_passed FROM runs {clause} "
-                                 "ORDER BY started DESC, run_id DESC LIMIT ?", (*params, limit))
-            for run in runs:
-                names = store.execute("SELECT DISTINCT board FROM measurements WHERE run_id = ? ORDER BY board",
-                                      (run["run_id"],))
-                run["boards"] = ",".join(n["board"] for n in names)
+            runs = store.execute(f"SELECT run_id, started, finished, model_name, model_sha256, all_passed FROM runs "
+                                 f"{clause} ORDER BY started DESC, run_id DESC LIMIT ?", (*params, limit))
+            boards = store.execute("SELECT run_id, board, pools FROM board_runs WHERE started >= ? ORDER BY board",
+                                   (min((r["started"] for r in runs), default=""),)) if runs else []
+        found: dict[str, list] = {}
+        for row in boards:
+            found.setdefault(row["run_id"], []).append(row)
+        for run in runs:
+            rows = found.get(run["run_id"], [])
+            run["boards"] = ",".join(r["board"] for r in rows)
+            run["pools"] = ",".join(sorted({p for r in rows for p in (r["pools"] or "").split(",") if p}))
         return runs
+
+    def board_runs(self, last: int = 20) -> list[dict]:
+        """Each board's status in its `last` runs, newest first: the lab's health (LAVA's idea)."""
+        with self._store() as store:
+            return store.execute("SELECT * FROM (SELECT b.*, ROW_NUMBER() OVER (PARTITION BY board ORDER BY started "
+                                 "DESC, run_id DESC) AS n FROM board_runs b) recent WHERE n <= ? "
+                                 "ORDER BY started DESC, run_id DESC", (last,))
+
+    def series(self, board: str, variant: str, model: str | None = None, limit: int = 200) -> list[dict]:
+        """A board x variant's figures across runs, oldest first, each with its regression verdict."""
+        clause, params = ("AND model_name = ? ", (model,)) if model else ("", ())
+        with self._store() as store:
+            rows = store.execute("SELECT run_id, started, model_name, p50, p95, peak_rss_mb, top1, entry FROM "
+                                 f"measurements WHERE board = ? AND variant = ? {clause}ORDER BY started DESC, "
+                                 "run_id DESC LIMIT ?", (board, variant, *params, limit))
+        for row in rows:
+            checks = _unpack(row.pop("entry")).get("checks") or []
+            row["regression"] = next((c["status"] for c in checks if c["item"] == "regression"), None)
+        return rows[::-1]
+
+    def check_counts(self, last_runs: int = 20) -> dict[str, int]:
+        """Checks of the newest runs by status."""
+        with self._store() as store:
+            rows = store.execute("SELECT entry FROM measurements WHERE run_id IN (SELECT run_id FROM runs ORDER BY "
+                                 "started DESC LIMIT ?)", (last_runs,))
+        counts: dict[str, int] = {}
+        for row in rows:
+            for check in _unpack(row["entry"]).get("checks") or []:
+                counts[check["status"]] = counts.get(check["status"], 0) + 1
+        return counts
 
     def load_run(self, run_id: str) -> RunResult:
         with self._store() as store:
@@ -244,11 +307,15 @@ class History:
                 found.append(row)
         return found[:limit]
 
+    def signoff_records(self, limit: int = 100) -> list[dict]:
+        """The newest sign-offs with their records and signatures, for verifying them again."""
+        with self._store() as store:
+            rows = store.execute("SELECT run_id, signed_at, principal, model_name, model_sha256, checklist, note, "
+                                 "record, signature FROM signoffs ORDER BY signed_at DESC LIMIT ?", (limit,))
+        for row in rows:
+            row["record"] = _unpack(row["record"])
+        return rows
+
     def trend(self, board: str, model: str, variant: str, figure: str = "p95", limit: int = 20) -> list[tuple]:
         """(run_id, started, value) of the last runs, oldest first: the report's trend plot."""
-        column = {"p50": "p50", "p95": "p95"}[figure]
-        with self._store() as store:
-            rows = store.execute(f"SELECT run_id, started, {column} AS value FROM measurements WHERE board = ? AND "
-                                 "model_name = ? AND variant = ? ORDER BY started DESC, run_id DESC LIMIT ?",
-                                 (board, model, variant, limit))
-        return [(r["run_id"], r["started"], r["value"]) for r in reversed(rows)]
+        return [(r["run_id"], r["started"], r[figure]) for r in self.series(board, variant, model, limit)]

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -68,3 +71,25 @@ def test_a_wheel_in_a_clean_venv_runs_init_then_run_from_an_empty_folder(tmp_pat
         verified = subprocess.run([str(venv / "bin" / "farm"), "signoff", "verify", str(run_dir)], cwd=project,
                                   capture_output=True, text=True, env=env, timeout=120)
         assert verified.returncode == 0 and "verified: signed by ada@example.com" in verified.stdout, verified.stdout
+
+    # The dashboard from the installed farm: its templates and plotly.js travel in the wheel.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([str(venv / "bin" / "farm"), "serve", "--port", str(port)], cwd=project, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/runs", timeout=5) as page:
+                    assert run_dir.name in page.read().decode()
+                break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            raise AssertionError("the installed farm serve never answered")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/static/plotly.min.js", timeout=30) as script:
+            assert len(script.read()) > 1_000_000
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

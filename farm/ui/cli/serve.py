@@ -1,0 +1,61 @@
+"""`farm serve`: the lab dashboard over the history (and the queue), in a browser."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+from pathlib import Path
+
+from farm.config import options
+from farm.errors import ConfigError
+from farm.ui.cli.common import say
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from farm.config.project import find_project_config
+    from farm.config.settings import history_url
+    from farm.record.history import History
+    from farm.ui.web.app import serve
+    from farm.ui.web.data import Sources
+
+    found = options.resolve(lambda name: getattr(args, name, None), project=find_project_config(),
+                            options=(options.OUT, options.BY_NAME["history"]) + options.QUEUE_OPTIONS
+                            + options.SIGNOFF_OPTIONS[1:])
+    token = args.token or os.environ.get("FARM_SERVE_TOKEN") or None
+    if not _loopback(args.host) and not token:
+        raise ConfigError(f"--host {args.host} is reachable from other machines: give --token (or FARM_SERVE_TOKEN), "
+                          "or serve on 127.0.0.1 behind your own proxy")
+    url = history_url(found["out"].value, found["history"].value)
+    if url is None:
+        raise ConfigError("--history none: the dashboard shows the history; give one")
+    queue = None
+    if found["queue"].value:
+        from farm.queue.store import Store
+
+        queue = Store(found["queue"].value)
+    signers = found["allowed_signers"].value
+    sources = Sources(History(url), Path(found["out"].value), queue, Path(signers) if signers else None)
+    say(f"farm: dashboard on http://{args.host}:{args.port}/ (Ctrl-C stops it)")
+    serve(sources, args.host, args.port, token)
+    return 0
+
+
+def register(sub) -> None:
+    serve = sub.add_parser("serve", help="the lab dashboard: boards, runs, trends, sign-offs, queue; /api/, /metrics")
+    options.add_to_argparse(serve, (options.OUT, options.BY_NAME["history"]) + options.QUEUE_OPTIONS
+                            + options.SIGNOFF_OPTIONS[1:])
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--token", help="required from every client when --host is not loopback "
+                                       "[env FARM_SERVE_TOKEN]")
+    serve.set_defaults(func=cmd_serve)

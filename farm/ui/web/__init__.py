@@ -1,0 +1,1 @@
+"""farm serve: the lab dashboard (Starlette, Jinja2, plotly.js, prometheus-client)."""

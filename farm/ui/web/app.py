@@ -1,0 +1,154 @@
+"""`farm serve`: the lab dashboard, a read-only Starlette app over the history.
+
+Safe by default: it binds 127.0.0.1; on any other address a token is required.
+Every value is escaped by Jinja2's autoescape (a board named `<script>` is text),
+and no part of a request becomes a path: a run's files are found by a checked run
+id and a fixed list of names, inside the results folder. Every script and style
+is served from here (plotly.js from the installed plotly package): no CDN.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+from functools import lru_cache
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from farm.ui.web import data
+from farm.ui.web.metrics import exposition
+from farm.util import NAME_RE
+
+MEDIA = {"report.html": "text/html", "junit.xml": "application/xml", "results.json": "application/json"}
+TEXT_FILTER = re.compile(r"^[A-Za-z0-9._:*@ -]{0,100}$")   # pool, board, model, variant filters
+DATE_FILTER = re.compile(r"^(\d{4}-\d{2}-\d{2}([T ][0-9:.+Z-]*)?)?$")
+PAGES = (("lab", "/", "Lab"), ("runs", "/runs", "Runs"), ("trends", "/trends", "Trends"),
+         ("signoffs", "/signoffs", "Sign-offs"), ("queue", "/queue", "Queue"))
+
+templates = Environment(loader=PackageLoader("farm.ui.web", "templates"), autoescape=select_autoescape(["html"]))
+
+
+@lru_cache(maxsize=1)
+def plotly_js() -> str:
+    from plotly.offline import get_plotlyjs
+
+    return get_plotlyjs()
+
+
+class BadRequest(Exception):
+    pass
+
+
+def _param(request: Request, name: str, pattern: re.Pattern = TEXT_FILTER) -> str:
+    value = request.query_params.get(name, "")
+    if not pattern.match(value):
+        raise BadRequest(f"{name}: not a valid filter")
+    return value
+
+
+def create_app(sources: data.Sources, token: str | None = None) -> Starlette:
+    def page(name: str, context: dict) -> HTMLResponse:
+        html = templates.get_template(f"{name}.html").render(pages=PAGES, current=name, **context)
+        return HTMLResponse(html)
+
+    def both(name: str, build):
+        """One route for the page and one for its data under /api/: the same dict."""
+        async def html(request: Request) -> Response:
+            return page(name, await run_in_threadpool(build, request))
+
+        async def api(request: Request) -> Response:
+            return JSONResponse(json.loads(json.dumps(await run_in_threadpool(build, request), default=str)))
+        return [Route(PAGES_BY_NAME[name], html), Route(f"/api/{name}", api)]
+
+    def runs(request: Request) -> dict:
+        return data.runs(sources, pool=_param(request, "pool"), board=_param(request, "board"),
+                         model=_param(request, "model"), status=_param(request, "status"),
+                         since=_param(request, "since", DATE_FILTER), until=_param(request, "until", DATE_FILTER))
+
+    def trends(request: Request) -> dict:
+        board, variant = _param(request, "board"), _param(request, "variant") or "fp32"
+        found = data.trends(sources, board, variant, _param(request, "model")) if board else None
+        return {"trend": found, "boards": data.lab(sources)["boards"]}
+
+    async def run_file(request: Request) -> Response:
+        run_id, name = request.path_params["run_id"], request.path_params["name"]
+        if not NAME_RE.match(run_id) or name not in MEDIA:
+            return PlainTextResponse("no such file: a run id and one of " + ", ".join(MEDIA), status_code=404)
+        root = sources.results.resolve()
+        path = (root / run_id / name).resolve()
+        if not path.is_relative_to(root) or not path.is_file():
+            return PlainTextResponse(f"run {run_id} has no {name} in the results folder", status_code=404)
+        return FileResponse(path, media_type=MEDIA[name])
+
+    async def metrics(request: Request) -> Response:
+        body, media = await run_in_threadpool(exposition, sources)
+        return Response(body, media_type=media)
+
+    async def static_plotly(request: Request) -> Response:
+        return Response(plotly_js(), media_type="application/javascript",
+                        headers={"Cache-Control": "max-age=86400"})
+
+    async def static_css(request: Request) -> Response:
+        return Response(templates.get_template("farm.css").render(), media_type="text/css")
+
+    routes = [
+        *both("lab", lambda request: data.lab(sources)),
+        *both("runs", runs),
+        *both("trends", trends),
+        *both("signoffs", lambda request: data.signoffs(sources)),
+        *both("queue", lambda request: data.queue(sources)),
+        Route("/files/{run_id}/{name}", run_file),
+        Route("/metrics", metrics),
+        Route("/static/plotly.min.js", static_plotly),
+        Route("/static/farm.css", static_css),
+    ]
+    app = Starlette(routes=routes, exception_handlers={BadRequest: _bad_request})
+    if token:
+        app.add_middleware(TokenRequired, token=token)
+    return app
+
+
+PAGES_BY_NAME = {name: path for name, path, _ in PAGES}
+
+
+async def _bad_request(request: Request, exc: BadRequest) -> Response:
+    return PlainTextResponse(f"bad request: {exc}", status_code=400)
+
+
+class TokenRequired:
+    """Every request shows the token: `Authorization: Bearer T`, or `?token=T` once (then a cookie)."""
+
+    def __init__(self, app, token: str):
+        self.app, self.token = app, token
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request = Request(scope)
+        given = request.query_params.get("token") or request.cookies.get("farm_token") or ""
+        header = request.headers.get("authorization", "")
+        if header.lower().startswith("bearer "):
+            given = header[7:]
+        if not hmac.compare_digest(given.encode(), self.token.encode()):
+            response = PlainTextResponse("a token is required: ?token=... or Authorization: Bearer ...",
+                                         status_code=401)
+            return await response(scope, receive, send)
+
+        async def with_cookie(message):
+            if message["type"] == "http.response.start" and "token" in request.query_params:
+                message.setdefault("headers", []).append(
+                    (b"set-cookie", f"farm_token={self.token}; HttpOnly; SameSite=Strict; Path=/".encode()))
+            await send(message)
+        return await self.app(scope, receive, with_cookie)
+
+
+def serve(sources: data.Sources, host: str, port: int, token: str | None) -> None:
+    import uvicorn
+
+    uvicorn.run(create_app(sources, token), host=host, port=port, log_level="warning")

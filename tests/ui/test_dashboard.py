@@ -1,0 +1,243 @@
+"""`farm serve` in a real browser (Debian's headless Chromium through Selenium) over a history of real runs."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from helpers import farm
+
+from farm.record.history import History
+from farm.results import RunResult
+
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+
+CHROMIUM, DRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+XSS_BOARD, XSS_POOL = "<script>alert(1)</script>", "<img src=x onerror=alert(2)>"
+SHOTS = Path(os.environ.get("FARM_SCREENSHOTS", "")) if os.environ.get("FARM_SCREENSHOTS") else None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    def __init__(self, cwd: Path, *args: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
+        self.process = subprocess.Popen([sys.executable, "-m", "farm", "serve", "--port", str(self.port), *args],
+                                        cwd=cwd, env=clean, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                assert self.process.poll() is None, self.process.stdout.read().decode()
+                time.sleep(0.2)
+        raise AssertionError("farm serve did not start")
+
+    def get(self, path: str, headers: dict | None = None) -> tuple[int, str, dict]:
+        """A raw request: the path is sent exactly as given (no client-side normalisation of `..`)."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        connection.request("GET", path, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.read().decode(errors="replace"), dict(response.getheaders())
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def lab_history(tmp_path_factory, shared_dir):
+    """Two real `farm run`s on stand-ins, then a run another tool wrote with hostile names."""
+    cwd = tmp_path_factory.mktemp("dashboard")
+    (cwd / "lab.yaml").write_text(textwrap.dedent("""
+        standins:
+          - {name: dash-a53, class: cortex-a53, cores: 1, pools: [dash]}
+          - {name: dash-a72, class: cortex-a72, cores: 1, pools: [dash]}
+        """))
+    env = {"FARM_LAB_DIR": str(shared_dir / "lab-dashboard")}
+    for _ in range(2):
+        proc = farm("run", "--inventory", "lab.yaml", "--variants", "fp32,int8_dynamic", "--runs", "10",
+                    "--warmup", "1", cwd=cwd, env=env)
+        assert proc.returncode in (0, 1), proc.stderr[-2000:]
+    history = History(cwd / "results" / "history.sqlite")
+    real = history.runs(limit=10)
+    hostile = history.load_run(real[0]["run_id"])
+    doc = hostile.to_json()
+    doc["run_id"] = "20000101T000000Z-xss0"
+    doc["started"] = "2000-01-01T00:00:00+00:00"
+    for i, board in enumerate(doc["boards"]):
+        board["name"], board["pools"] = XSS_BOARD if i == 0 else f"hostile-{i}", [XSS_POOL]
+    history.record(RunResult.from_json(doc))
+    return cwd, [r["run_id"] for r in real]
+
+
+@pytest.fixture(scope="module")
+def server(lab_history):
+    cwd, _ = lab_history
+    served = Server(cwd, "--out", "results")
+    yield served
+    served.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not (CHROMIUM.exists() and DRIVER.exists()):
+        pytest.skip("needs Debian's chromium and chromium-driver (scripts/setup.sh installs them)")
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(DRIVER)), options=opts)
+    yield driver
+    driver.quit()
+
+
+def shoot(driver, tmp_path: Path, name: str) -> None:
+    driver.save_screenshot(str(tmp_path / f"{name}.png"))
+    if SHOTS:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(tmp_path / f"{name}.png", SHOTS / f"{name}.png")
+
+
+def no_alert(driver) -> bool:
+    try:
+        driver.switch_to.alert
+    except NoAlertPresentException:
+        return True
+    return False
+
+
+def test_the_lab_page_links_each_board_to_its_trend_whose_figures_are_the_runs_own(server, browser, lab_history,
+                                                                                    tmp_path):
+    cwd, run_ids = lab_history
+    browser.get(server.url + "/")
+    shoot(browser, tmp_path, "lab")
+    rows = {r.get_attribute("data-board"): r for r in browser.find_elements(By.CSS_SELECTOR, "#boards tbody tr")}
+    assert {"dash-a53", "dash-a72"} <= set(rows)
+    assert "cortex-a53" in rows["dash-a53"].text and "0 of 2 (0 %)" in rows["dash-a53"].text
+
+    rows["dash-a72"].find_element(By.CSS_SELECTOR, "a.board").click()
+    assert "/trends?board=dash-a72" in browser.current_url
+    browser.find_element(By.CSS_SELECTOR, "#plot-p95 .main-svg")  # plotly drew it, from farm's own copy
+    shoot(browser, tmp_path, "trends")
+    shown = {r.get_attribute("data-run"): r.find_element(By.CSS_SELECTOR, "td.p95").text
+             for r in browser.find_elements(By.CSS_SELECTOR, "#points tbody tr")}
+    for run_id in run_ids:
+        results = RunResult.from_json(json.loads((cwd / "results" / run_id / "results.json").read_text()))
+        p95 = results.board("dash-a72").variants["fp32"].latency_ms["p95"]
+        assert shown[run_id] == f"{p95:.4g}"
+
+
+def test_the_runs_page_filters_and_links_to_each_runs_report(server, browser, lab_history, tmp_path):
+    cwd, run_ids = lab_history
+    browser.get(server.url + "/runs?pool=dash")
+    shoot(browser, tmp_path, "runs")
+    listed = [r.get_attribute("data-run") for r in browser.find_elements(By.CSS_SELECTOR, "#runs tbody tr")]
+    assert listed == run_ids  # newest first; the hostile run is in another pool
+    browser.find_element(By.CSS_SELECTOR, f"tr[data-run='{run_ids[0]}'] a.file[href$='report.html']").click()
+    assert f"/files/{run_ids[0]}/report.html" in browser.current_url  # pytest-html adds ?sort=
+    assert run_ids[0] in browser.page_source  # pytest-html's report of that run
+    status, body, _ = server.get(f"/files/{run_ids[0]}/results.json")
+    assert status == 200 and json.loads(body)["run_id"] == run_ids[0]
+    api = json.loads(server.get("/api/runs?status=passed")[1])
+    history = History(cwd / "results" / "history.sqlite")
+    assert [r["run_id"] for r in api["runs"]] == [r["run_id"] for r in history.runs(limit=10) if r["all_passed"]]
+
+
+def test_hostile_names_render_as_text(server, browser, tmp_path):
+    browser.get(server.url + "/")
+    assert no_alert(browser)
+    cell = browser.find_element(By.CSS_SELECTOR, "#boards tbody tr:first-child td:first-child")
+    assert XSS_BOARD in cell.text
+    assert XSS_POOL in browser.find_element(By.CSS_SELECTOR, "#boards tbody tr:first-child td:nth-child(3)").text
+    assert not browser.find_elements(By.CSS_SELECTOR, "#boards img")
+    browser.get(server.url + "/runs")
+    assert no_alert(browser)
+
+
+@pytest.mark.parametrize("path", ["/files/../../etc/passwd", "/files/..%2F..%2Fetc/passwd",
+                                  "/files/%2E%2E/passwd", "/files/x/..%2F..%2F..%2Fetc%2Fpasswd",
+                                  "/files/20000101T000000Z-xss0/../../../../etc/passwd"])
+def test_a_path_out_of_the_results_folder_is_refused(server, path):
+    status, body, _ = server.get(path)
+    assert status == 404 and "root:" not in body
+
+
+def test_metrics_parse_and_say_which_boards_are_up(server):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, body, _ = server.get("/metrics")
+    assert status == 200
+    families = {f.name: f for f in text_string_to_metric_families(body)}
+    up = {s.labels["board"]: s.value for s in families["farm_board_up"].samples}
+    assert up["dash-a53"] == 1.0 and up["dash-a72"] == 1.0
+    pools = {(s.labels["pool"], s.labels["state"]): s.value for s in families["farm_pool_boards"].samples}
+    assert pools[("dash", "up")] == 2.0
+    assert families["farm_last_run_duration_seconds"].samples[0].value > 0
+
+
+def test_signoffs_and_queue_pages_say_what_they_cannot_show(server, browser, tmp_path):
+    browser.get(server.url + "/signoffs")
+    shoot(browser, tmp_path, "signoffs")
+    assert "No sign-off recorded" in browser.page_source and "--allowed-signers" in browser.page_source
+    browser.get(server.url + "/queue")
+    assert "No queue" in browser.page_source
+
+
+def test_a_token_is_asked_for_when_given_and_required_off_loopback(lab_history):
+    cwd, _ = lab_history
+    refused = farm("serve", "--host", "0.0.0.0", cwd=cwd, timeout=30)
+    assert refused.returncode == 2 and "--token" in refused.stderr
+    guarded = Server(cwd, "--out", "results", "--token", "s3cret")
+    try:
+        assert guarded.get("/")[0] == 401 and guarded.get("/metrics")[0] == 401
+        status, body, headers = guarded.get("/?token=s3cret")
+        assert status == 200 and "s3cret" not in body
+        assert guarded.get("/api/lab", {"Authorization": "Bearer s3cret"})[0] == 200
+        assert guarded.get("/", {"Cookie": headers["set-cookie"].split(";")[0]})[0] == 200
+    finally:
+        guarded.stop()
+
+
+def test_a_postgresql_history_serves_the_same_pages(lab_history, postgres_server):
+    cwd, run_ids = lab_history
+    url = postgres_server("farm_dashboard")
+    source, target = History(cwd / "results" / "history.sqlite"), History(url)
+    for run_id in run_ids:
+        target.record(source.load_run(run_id))
+    served = Server(cwd, "--out", "results", "--history", url)
+    try:
+        lab = json.loads(served.get("/api/lab")[1])
+        assert {b["name"] for b in lab["boards"]} == {"dash-a53", "dash-a72"}
+        runs = json.loads(served.get("/api/runs?board=dash-a53")[1])
+        assert [r["run_id"] for r in runs["runs"]] == run_ids
+        assert served.get("/trends?board=dash-a53&variant=int8_dynamic")[0] == 200
+    finally:
+        served.stop()
+
+
+def test_every_page_answers_urllib_too(server):
+    for path in ("/", "/runs", "/trends", "/signoffs", "/queue", "/api/lab", "/static/plotly.min.js"):
+        with urllib.request.urlopen(server.url + path, timeout=30) as response:
+            assert response.status == 200, path
