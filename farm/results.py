@@ -137,6 +137,12 @@ class VariantResult:
     def errors_text(self) -> str:
         return "; ".join(f"{e['stage']}: {e['message']}" for e in self.errors) or "not measured"
 
+    @property
+    def top1(self) -> float | None:
+        """Top-1 of the first output judged by it: the history's accuracy column (None for other metrics)."""
+        outputs = (self.accuracy or {}).get("outputs") or {}
+        return next((f["top1"] for f in outputs.values() if isinstance(f, dict) and f.get("top1") is not None), None)
+
     def check(self, item: str) -> Check | None:
         return next((c for c in self.checks if c.item == item), None)
 
@@ -281,6 +287,7 @@ class Baseline:
     run_id: str
     variant: VariantResult
     pinned: bool = False
+    series: tuple = ()  # the board x variant's earlier runs, oldest first: ({run_id, p50, p95}, ...)
 
 
 @dataclass

@@ -14,8 +14,13 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
 from farm.deploy.fanout import Fanout, GroupResult
 from farm.record.rundir import RunDir
+from farm.results import BoardResult, BoardStatus, Check, CheckStatus, ModelResult, RunResult, VariantResult
 
 RUN = "test-run"
 
@@ -176,3 +181,32 @@ def ssh_signer(folder: Path, name: str, principal: str | None = None, namespace:
         with open(folder / "allowed_signers", "a") as handle:
             handle.write(f'{principal} namespaces="{namespace}" {public}\n')
     return key
+
+
+def heavier(src: Path, dst: Path, tiles: int) -> Path:
+    """The same model, outputs and name, plus an input-dependent MatMul whose result is multiplied by 0."""
+    model = onnx.load(str(src))
+    graph = model.graph
+    image, logits = graph.input[0].name, graph.output[0].name
+    graph.initializer.extend([numpy_helper.from_array(np.array([1, 1, tiles, tiles], np.int64), "heavy_tiles"),
+                              numpy_helper.from_array(np.array(0.0, np.float32), "heavy_zero")])
+    for node in graph.node:
+        node.output[:] = ["light_logits" if name == logits else name for name in node.output]
+    graph.node.extend([helper.make_node("Tile", [image, "heavy_tiles"], ["heavy_t"]),
+                       helper.make_node("MatMul", ["heavy_t", "heavy_t"], ["heavy_mm"]),
+                       helper.make_node("ReduceSum", ["heavy_mm"], ["heavy_sum"], keepdims=0),
+                       helper.make_node("Mul", ["heavy_sum", "heavy_zero"], ["heavy_nil"]),
+                       helper.make_node("Add", ["light_logits", "heavy_nil"], [logits])])
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(dst))
+    return dst
+
+
+def history_run(run_id: str, board: str, p50: float, passed: bool = True,
+                started: str = "2026-01-01T00:00:00") -> RunResult:
+    """A one-board, one-variant run as the history stores it: figures made up, the structure real."""
+    check = Check("latency", CheckStatus.PASS if passed else CheckStatus.FAIL, p50, 2.0, "ms")
+    variant = VariantResult("fp32", latency_ms={"p50": p50, "p95": p50 * 1.2}, samples_ms=[p50] * 20, peak_rss_mb=90.0,
+                            accuracy={"n": 450, "outputs": {"logits": {"top1": 0.98}}}, checks=[check])
+    return RunResult(run_id, started, started, "lab.yaml", {"name": "dms"}, model=ModelResult("digits", "ab" * 32),
+                     boards=[BoardResult(board, BoardStatus.OK, None, pools=["nightly"], variants={"fp32": variant})])

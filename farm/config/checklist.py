@@ -29,13 +29,17 @@ ITEMS: dict[str, dict] = {  # item -> its settings and their defaults
     "opset": {"min": 10},
     "calibration": {"min": 100, "max": 1000},
     "accuracy": {"max_loss_pct": 1.0},
-    "latency": {"metric": "p95", "max_ms": 50.0},
-    "memory": {"max_mb": 500.0},
+    # `limits`: how a budget of the board (inventory) or its class meets the checklist's (judge.items.limits_for)
+    # `confidence`: the percentile's upper bound at this confidence is judged (0: the point estimate)
+    "latency": {"metric": "p95", "max_ms": 50.0, "limits": "precedence", "confidence": 0.95},
+    "memory": {"max_mb": 500.0, "limits": "precedence"},
     "speedup": {"min_ratio": 1.0, "tolerance_pct": 10.0},
+    # `changes`: also fail on a lasting slowdown that began since the baseline (judge.changes.recent_change)
     "regression": {"rule": "p95:10%", "alpha": 0.01, "max_accuracy_drop_points": 0.5,
-                   "max_memory_increase_pct": 10.0},
+                   "max_memory_increase_pct": 10.0, "changes": True, "change_alpha": 0.02, "change_min_pct": 10.0},
 }
 LATENCY_METRICS = ("mean", "p50", "p90", "p95", "p99", "max")
+LIMIT_RULES = ("precedence", "stricter")  # board > checklist > class default; or the strictest of them
 RULE_FIGURES = ("mean", "p50", "p90", "p95", "p99")
 SECTIONS = ("name", "description", "extends", "items", "signoff")
 
@@ -76,6 +80,7 @@ class Checklist:
     path: str
     items: dict[str, dict]  # item -> settings, defaults filled in
     policy: dict = field(default_factory=lambda: dict(POLICY))  # the release policy, defaults filled in
+    explicit: frozenset = frozenset()  # (item, setting) pairs the file (or one it extends) wrote down
 
     @property
     def sha256(self) -> str:
@@ -85,7 +90,13 @@ class Checklist:
 
     def describe(self) -> dict:
         return {"name": self.name, "file": self.path, "items": self.items, "policy": self.policy,
-                "sha256": self.sha256}
+                "explicit": sorted(f"{item}.{key}" for item, key in self.explicit), "sha256": self.sha256}
+
+    def written(self) -> dict:
+        """The checklist as a file that means the same: only the settings it wrote down, and its policy."""
+        items = {item: {key: value for key, value in settings.items() if (item, key) in self.explicit}
+                 for item, settings in self.items.items()}
+        return {"name": self.name, "items": items, "signoff": self.policy}
 
 
 def _hint(word: str, choices) -> str:
@@ -104,6 +115,7 @@ def load_checklist(path: str | Path) -> Checklist:
             raise ChecklistError(where, doc.line_of(key), "unknown key", field=str(key), hint=_hint(key, SECTIONS))
     parent = load_checklist(path.parent / doc["extends"]) if doc.get("extends") else None
     items = dict(parent.items) if parent else {}
+    explicit = set(parent.explicit) if parent else set()
     for item, settings in doc["items"].items():
         line = doc["items"].line_of(item)
         if item not in ITEMS:
@@ -115,7 +127,8 @@ def load_checklist(path: str | Path) -> Checklist:
             if key not in ITEMS[item]:
                 raise ChecklistError(where, settings.line_of(key), "unknown setting", item=item, field=str(key),
                                      hint=_hint(key, ITEMS[item]))
-        items[item] = {**ITEMS[item], **settings}
+        items[item] = {**ITEMS[item], **items.get(item, {}), **settings}
+        explicit |= {(item, str(key)) for key in settings}
         if item == "regression":
             try:
                 parse_rule(items[item]["rule"])
@@ -124,8 +137,15 @@ def load_checklist(path: str | Path) -> Checklist:
         if item == "latency" and items[item]["metric"] not in LATENCY_METRICS:
             raise ChecklistError(where, settings.line_of("metric"), f"unknown metric {items[item]['metric']!r}",
                                  item=item, field="metric", hint="choose from " + ", ".join(LATENCY_METRICS))
+        confidence = items[item].get("confidence", 0)
+        if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 <= confidence < 1:
+            raise ChecklistError(where, settings.line_of("confidence"), f"expected a number from 0 to below 1 "
+                                 f"(0.95: 95 %), got {confidence!r}", item=item, field="confidence")
+        if items[item].get("limits", "precedence") not in LIMIT_RULES:
+            raise ChecklistError(where, settings.line_of("limits"), f"unknown rule {items[item]['limits']!r}",
+                                 item=item, field="limits", hint="choose from " + ", ".join(LIMIT_RULES))
     policy = _policy(where, doc.get("signoff"), doc.line_of("signoff"), parent.policy if parent else POLICY)
-    return Checklist(str(doc.get("name") or path.stem), str(path), items, policy)
+    return Checklist(str(doc.get("name") or path.stem), str(path), items, policy, frozenset(explicit))
 
 
 def _policy(where: str, section, line: int, inherited: dict) -> dict:

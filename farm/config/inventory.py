@@ -55,6 +55,7 @@ class Board:
     transport: str = "ssh"
     standin: bool = False
     emulated_cpu: str | None = None  # QEMU CPU model of an emulated Arm stand-in
+    from_class: tuple[str, ...] = ()  # the budgets this board has from its class, not from its own entry
 
     @property
     def address(self) -> str:
@@ -100,14 +101,18 @@ class StandinSpec:
         """
         values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in self.values.items()}
         board_class = values.pop("class", None)
-        values = {**class_fields(board_class, standin=True), **values}
+        inherited = class_fields(board_class, standin=True)
+        from_class = tuple(k for k in BUDGETS if k in inherited and k not in values)
+        values = {**inherited, **values}
         if self.cores:  # onnxruntime would size its pool by the host's cores, not the taskset
             values.setdefault("threads", self.cores)
         return Board(name=self.name, **{"host": "127.0.0.1", **reached}, board_class=board_class, cores=self.cores,
-                     memory_mb=self.memory_mb, standin=True, emulated_cpu=self.qemu_cpu, **values)
+                     memory_mb=self.memory_mb, standin=True, emulated_cpu=self.qemu_cpu, from_class=from_class,
+                     **values)
 
 
 QEMU_CPUS = ("cortex-a53", "cortex-a72", "cortex-a76")  # the Arm CPUs an emulated stand-in can be
+BUDGETS = ("latency_budget_ms", "memory_budget_mb")  # a board's limits, its own or its class's
 
 # field name -> (accepted YAML types, description for messages)
 _STR, _INT, _NUM = (str,), (int,), (int, float)
@@ -249,7 +254,8 @@ class _Reader:
         if "host" not in values:
             raise self.fail(line, "missing required field", name, "host")
         board_class = values.get("class")
-        merged = {**class_fields(board_class), **values}
+        inherited = class_fields(board_class)
+        merged = {**inherited, **values}
         kwargs = {k: v for k, v in merged.items() if k in {f.name for f in fields(Board)}}
         for key in ("providers", "pools", "tags"):
             if key in kwargs:
@@ -258,7 +264,8 @@ class _Reader:
             kwargs["env"] = tuple(sorted((str(k), str(v)) for k, v in kwargs["env"].items()))
         kwargs["identity_file"] = self.path_field(kwargs.get("identity_file"))
         kwargs["known_hosts"] = self.path_field(kwargs.get("known_hosts"))
-        return Board(board_class=board_class, **kwargs)
+        from_class = tuple(k for k in BUDGETS if k in inherited and k not in values)
+        return Board(board_class=board_class, from_class=from_class, **kwargs)
 
 
 def _check_unique(reader: _Reader, boards: list[tuple[Board, int]]) -> list[Board]:

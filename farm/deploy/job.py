@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import socket
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -27,6 +28,7 @@ from farm.deploy.selection import Selection
 from farm.deploy.session import DeployPlan, Progress
 from farm.errors import HistoryError
 from farm.judge.items import judge, limits_for, unavailable
+from farm.judge.stats import percentile_of, runs_needed
 from farm.record.history import History
 from farm.record.rundir import RunDir
 from farm.results import Baseline, BoardResult, RunResult
@@ -58,6 +60,7 @@ class Job:
         check_variants(settings.variants)
         self.selection = Selection(settings.inventory, *settings.selection, say=say)
         self.checklist: Checklist = load_checklist(settings.checklist)
+        self.settings = settings = self._enough_runs(settings)
         self.model, self.data, self.spec = load_model_and_data(settings.model, settings.data, settings.spec, say)
         self.run_dir = RunDir(settings.out, settings.run_id)
         self.cache_dir = settings.variants_dir or Path(settings.cache) / f"{self.model.name}-{self.model.sha256[:12]}"
@@ -68,6 +71,19 @@ class Job:
         self.trends: dict[str, dict[str, list[tuple]]] = {}
         self.result = RunResult(settings.run_id, utc_now())
         self._fanout: Fanout | None = None
+
+    def _enough_runs(self, settings: RunSettings) -> RunSettings:
+        """As many timed runs as the latency item's upper bound needs (MLPerf's minimum query count)."""
+        latency = self.checklist.items.get("latency") or {}
+        q = percentile_of(latency.get("metric", ""))
+        if q is None or not latency.get("confidence"):
+            return settings
+        needed = runs_needed(q, latency["confidence"])
+        if settings.measurement.runs >= needed:
+            return settings
+        self.say(f"latency: a {latency['metric']} upper bound at {latency['confidence'] * 100:g} % confidence needs "
+                 f"{needed} timed runs per agent process; measuring {needed}, not {settings.measurement.runs}")
+        return replace(settings, measurement=replace(settings.measurement, runs=needed))
 
     @property
     def board_names(self) -> list[str]:
@@ -120,7 +136,9 @@ class Job:
             baselines: dict[str, Baseline] | None = None
             if history is not None and "regression" in self.checklist.items:
                 try:
-                    baselines = {v: b for v in measured
+                    baselines = {v: replace(b, series=history.series_before(result.name, v, model.name,
+                                                                            self.settings.run_id, self.result.started))
+                                 for v in measured
                                  if (b := history.baseline(result.name, model.name, v, before=self.settings.run_id))}
                 except HistoryError as exc:
                     problem = f"history unavailable: {exc}"
@@ -133,7 +151,8 @@ class Job:
                 result.variants[variant].checks = found
                 if baselines and variant in baselines:
                     result.variants[variant].baseline = {"run_id": baselines[variant].run_id,
-                                                         "pinned": baselines[variant].pinned}
+                                                         "pinned": baselines[variant].pinned,
+                                                         "series": list(baselines[variant].series)}
 
     def _trends(self, history: History | None) -> None:
         name = self.manifest.get("model", {}).get("name")

@@ -108,7 +108,8 @@ def _from_samples(variant: VariantResult) -> VariantResult:
 def shown(check: Check | None) -> str:
     if check is None:
         return "no verdict"
-    figures = f" ({check.value} vs {check.limit} {check.unit})".replace(" )", ")") if check.value is not None else ""
+    limit = f"{check.limit:g}" if isinstance(check.limit, float) else check.limit
+    figures = f" ({check.value} vs {limit} {check.unit})".replace(" )", ")") if check.value is not None else ""
     return f"{check.status}{figures}"
 
 

@@ -12,21 +12,41 @@ from typing import Callable
 
 from farm.config.checklist import Checklist, parse_rule
 from farm.config.inventory import Board
+from farm.judge.changes import recent_change
 from farm.judge.accuracy import output_loss, passes, quality
-from farm.judge.stats import latency_change, round_spread
+from farm.judge.stats import latency_change, percentile_of, quantile_bounds, round_spread, runs_needed
 from farm.results import Baseline, Check, CheckStatus, ModelResult, VariantResult
 
 PASS, FAIL, ERROR, SKIP = CheckStatus.PASS, CheckStatus.FAIL, CheckStatus.ERROR, CheckStatus.SKIP
 TIMING_ITEMS = ("latency", "speedup", "regression")
 
 
+BUDGETS = {"latency": ("max_ms", "latency_budget_ms"), "memory": ("max_mb", "memory_budget_mb")}
+
+
 def limits_for(checklist: Checklist, board: Board) -> dict[str, dict]:
-    """Item settings with the board's (or its class's) budgets and regression rule applied."""
+    """Item settings for one board, each budget with where it came from (`<setting>_source`).
+
+    Precedence: the board's own inventory entry > the checklist (what it wrote down) > the board
+    class's default budget > farm's default. With `limits: stricter` the item takes the strictest of
+    them instead. A tighter checklist is never replaced silently by a class's looser default.
+    """
     items = {k: dict(v) for k, v in checklist.items.items()}
-    if "latency" in items and board.latency_budget_ms is not None:
-        items["latency"]["max_ms"] = board.latency_budget_ms
-    if "memory" in items and board.memory_budget_mb is not None:
-        items["memory"]["max_mb"] = board.memory_budget_mb
+    for item, (setting, field) in BUDGETS.items():
+        if item not in items:
+            continue
+        budget = getattr(board, field)
+        found = []  # (value, source), highest precedence first
+        if budget is not None and field not in board.from_class:
+            found.append((budget, f"board {board.name}'s inventory entry"))
+        if (item, setting) in checklist.explicit:
+            found.append((items[item][setting], "the checklist"))
+        if budget is not None and field in board.from_class:
+            found.append((budget, f"class {board.board_class}'s default"))
+        if not found:
+            found.append((items[item][setting], "farm's default"))
+        value, source = min(found, key=lambda f: f[0]) if items[item].get("limits") == "stricter" else found[0]
+        items[item][setting], items[item][f"{setting}_source"] = float(value), source
     if "regression" in items and board.regression_rule is not None:
         items["regression"]["rule"] = board.regression_rule
     return items
@@ -127,14 +147,30 @@ def _closeness(row: dict) -> float:
 
 
 def _latency(variant: VariantResult, limits: dict, **_) -> Check:
+    """The percentile's upper bound at the checklist's confidence is judged; the point estimate shown beside it."""
     metric, limit = limits["metric"], limits["max_ms"]
+    source = f" (limit from {limits.get('max_ms_source', 'the checklist')})"
     stats = variant.latency_ms
     if not stats:
         return Check("latency", ERROR, None, limit, "ms", variant.errors_text())
-    value = stats[metric]
-    ok = value <= limit
-    return Check("latency", PASS if ok else FAIL, round(value, 4), limit, "ms",
-                 f"{metric} over {stats['n']} runs" + ("" if ok else f" exceeds the {limit} ms budget"))
+    point, q, confidence = stats[metric], percentile_of(metric), limits.get("confidence", 0)
+    if q is None or not confidence:
+        ok = point <= limit
+        return Check("latency", PASS if ok else FAIL, round(point, 4), limit, "ms", f"{metric} over {stats['n']} runs"
+                     + ("" if ok else f" exceeds the {limit} ms budget") + " (point estimate)" + source)
+    bounds = quantile_bounds(variant.samples_ms, q, confidence)
+    level = f"{confidence * 100:g} %"
+    if bounds["upper"] is None:
+        return Check("latency", ERROR, round(point, 4), limit, "ms",
+                     f"{bounds['n']} runs cannot bound the {metric} at {level} confidence: it takes at least "
+                     f"{runs_needed(q, confidence)} (--runs), or confidence: 0 in the checklist to judge the point "
+                     "estimate", details=(bounds,))
+    ok = bounds["upper"] <= limit
+    interval = f"[{bounds['low']:.4g}, {bounds['high']:.4g}]" if bounds["high"] is not None else "(too few runs)"
+    return Check("latency", PASS if ok else FAIL, round(bounds["upper"], 4), limit, "ms",
+                 f"{metric} upper bound at {level} confidence over {bounds['n']} runs (point {point:.4g} ms, "
+                 f"{level} interval {interval})" + ("" if ok else f" exceeds the {limit} ms budget") + source,
+                 details=(bounds,))
 
 
 def _memory(variant: VariantResult, limits: dict, **_) -> Check:
@@ -143,7 +179,8 @@ def _memory(variant: VariantResult, limits: dict, **_) -> Check:
         return Check("memory", ERROR, None, limit, "MB", variant.errors_text())
     ok = peak < limit
     return Check("memory", PASS if ok else FAIL, peak, limit, "MB",
-                 "peak RSS (VmHWM)" + ("" if ok else f" is not below {limit} MB"))
+                 "peak RSS (VmHWM)" + ("" if ok else f" is not below {limit} MB")
+                 + f" (limit from {limits.get('max_mb_source', 'the checklist')})")
 
 
 def _speedup(variant: VariantResult, limits: dict, model: ModelResult, fp32: VariantResult | None, **_) -> Check:
@@ -182,7 +219,8 @@ def slow_int8_advice(variant: VariantResult, model: ModelResult) -> str:
 
 def _describe(d: dict) -> str:
     p_value = f", p={d['p_value']:.2g}" if "p_value" in d else ""
-    return f"{d['figure']} {d['baseline']:.4g} -> {d['new']:.4g} {d['unit']} ({d['change_pct']:+.1f} %{p_value})"
+    name = f"{d['metric']} level since run {d['began']}" if "began" in d else d["figure"]
+    return f"{name} {d['baseline']:.4g} -> {d['new']:.4g} {d['unit']} ({d['change_pct']:+.1f} %{p_value})"
 
 
 def memory_change(baseline_mb: float | None, new_mb: float | None, max_increase_pct: float) -> dict | None:
@@ -220,6 +258,8 @@ def _regression(variant: VariantResult, limits: dict, baseline: Baseline | None,
                         "change_pct": -drop, "unit": "points", "limit": f"-{limits['max_accuracy_drop_points']} points",
                         "verdict": "regression" if drop > limits["max_accuracy_drop_points"] else
                         "improvement" if drop < -limits["max_accuracy_drop_points"] else "same"})
+    if limits.get("changes"):
+        details += _changes_since(baseline, variant, limits)
     memory = memory_change(base.peak_rss_mb, variant.peak_rss_mb, limits["max_memory_increase_pct"])
     if memory:
         details.append(memory)
@@ -233,6 +273,27 @@ def _regression(variant: VariantResult, limits: dict, baseline: Baseline | None,
                      f"regressed {against}: " + "; ".join(_describe(d) for d in worse), tuple(details))
     note = f"no regression {against}" + (f"; improved: {'; '.join(_describe(d) for d in better)}" if better else "")
     return Check("regression", PASS, value, limits["rule"], "%", note, tuple(details))
+
+
+def _changes_since(baseline: Baseline, variant: VariantResult, limits: dict) -> list[dict]:
+    """For each rule figure: a lasting slowdown over the history that began at or after the baseline run."""
+    runs = [entry["run_id"] for entry in baseline.series]
+    if baseline.run_id not in runs or not variant.latency_ms:
+        return []
+    found = []
+    for figure, _ in parse_rule(limits["rule"]):
+        values = [entry.get(figure) for entry in baseline.series] + [variant.latency_ms.get(figure)]
+        if any(v is None for v in values):
+            continue
+        change = recent_change(values, runs.index(baseline.run_id), alpha=limits["change_alpha"],
+                               min_change_pct=limits["change_min_pct"])
+        if change is not None:
+            began = runs[change.index] if change.index < len(runs) else "this run"
+            found.append({"figure": "change since baseline", "metric": figure, "baseline": change.before,
+                          "new": change.after, "change_pct": change.change_pct, "p_value": change.p_value,
+                          "began": began, "unit": "ms", "limit": f"+{limits['change_min_pct']:g} %, "
+                          f"p <= {limits['change_alpha']:g}", "verdict": "regression"})
+    return found
 
 
 EVALUATORS: dict[str, Callable[..., Check]] = {

@@ -23,6 +23,42 @@ def latency_summary(samples_ms: Sequence[float]) -> dict:
     return summary
 
 
+def percentile_of(metric: str) -> float | None:
+    """0.95 for "p95"; None for a figure that is not a percentile (mean, max)."""
+    return int(metric[1:]) / 100 if metric.startswith("p") and metric[1:].isdigit() else None
+
+
+def runs_needed(q: float, confidence: float) -> int:
+    """The fewest samples whose largest is an upper bound of the q-quantile at this confidence: 1 - q^n >= c."""
+    return int(np.ceil(np.log(1 - confidence) / np.log(q) - 1e-9))
+
+
+def quantile_bounds(samples_ms: Sequence[float], q: float, confidence: float) -> dict:
+    """Distribution-free bounds of the q-quantile from order statistics (the binomial count below it).
+
+    `upper`: one-sided, the smallest X(u) with P(X(u) >= quantile) >= confidence, i.e. the u-th
+    order statistic where BinomCDF(u - 1; n, q) >= confidence. `low`/`high`: the two-sided interval
+    at the same confidence (alpha split between both tails). None where n is too small for a bound.
+    """
+    from scipy.stats import binom
+
+    values = np.sort(np.asarray(samples_ms, dtype=float))
+    n = values.size
+    alpha = 1 - confidence
+
+    def rank_at_least(p: float) -> int | None:  # 0-based index of X(u), u - 1 = the smallest k with cdf(k) >= p
+        k = int(binom.ppf(p, n, q))
+        return k if k < n and binom.cdf(k, n, q) >= p else None
+
+    below = binom.cdf(np.arange(n), n, q) <= alpha / 2  # l - 1 = the largest k with cdf(k) <= alpha/2
+    low_index = int(np.nonzero(below)[0][-1]) if below.any() else None
+    high_index, upper_index = rank_at_least(1 - alpha / 2), rank_at_least(confidence)
+    pick = lambda i: float(values[i]) if i is not None else None  # noqa: E731
+    return {"n": int(n), "q": q, "confidence": confidence, "low": pick(low_index), "high": pick(high_index),
+            "upper": pick(upper_index), "ranks": [None if i is None else i + 1 for i in (low_index, high_index,
+                                                                                        upper_index)]}
+
+
 def latency_change(baseline_ms: Sequence[float], new_ms: Sequence[float], figure: str, threshold_pct: float,
                    alpha: float) -> dict:
     """Did `figure` move by more than the threshold, and is the shift real (Mann-Whitney U)?

@@ -34,8 +34,7 @@ def _flat_checklist(path: Path, folder: Path) -> Path:
     """The checklist as it resolves here (its `extends:` followed), so the worker needs no sibling files."""
     checklist = load_checklist(path)
     flat = folder / Path(checklist.path).name
-    flat.write_text(yaml.safe_dump({"name": checklist.name, "items": checklist.items, "signoff": checklist.policy},
-                                   sort_keys=False))
+    flat.write_text(yaml.safe_dump(checklist.written(), sort_keys=False))
     return flat
 
 

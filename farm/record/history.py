@@ -151,7 +151,7 @@ class History:
                 stats = variant.latency_ms or {}
                 rows.append((result.run_id, board.name, name, model.name, result.started, json.dumps(board.pools),
                              int(passed), stats.get("p50"), stats.get("p95"), variant.peak_rss_mb,
-                             (variant.accuracy or {}).get("top1"), _pack(variant.to_json())))
+                             variant.top1, _pack(variant.to_json())))
         with self._store() as store, store.transaction():
             kept = store.execute("SELECT started FROM runs WHERE run_id = ?", (result.run_id,))
             if kept and kept[0]["started"] and kept[0]["started"] > result.started:
@@ -220,9 +220,18 @@ class History:
                                  "DESC, run_id DESC) AS n FROM board_runs b) recent WHERE n <= ? "
                                  "ORDER BY started DESC, run_id DESC", (last,))
 
-    def series(self, board: str, variant: str, model: str | None = None, limit: int = 200) -> list[dict]:
-        """A board x variant's figures across runs, oldest first, each with its regression verdict."""
-        clause, params = ("AND model_name = ? ", (model,)) if model else ("", ())
+    def series(self, board: str, variant: str, model: str | None = None, limit: int = 200,
+               before: tuple[str, str] | None = None) -> list[dict]:
+        """A board x variant's figures across runs, oldest first, each with its regression verdict.
+
+        `before`: (run_id, started) of a run: only the runs recorded before it, that run excluded.
+        """
+        clause, params = "", []
+        if model:
+            clause, params = "AND model_name = ? ", [model]
+        if before:
+            clause += "AND started < ? AND run_id <> ? "
+            params += [before[1], before[0]]
         with self._store() as store:
             rows = store.execute("SELECT run_id, started, model_name, p50, p95, peak_rss_mb, top1, entry FROM "
                                  f"measurements WHERE board = ? AND variant = ? {clause}ORDER BY started DESC, "
@@ -231,6 +240,26 @@ class History:
             checks = _unpack(row.pop("entry")).get("checks") or []
             row["regression"] = next((c["status"] for c in checks if c["item"] == "regression"), None)
         return rows[::-1]
+
+    def series_keys(self, board: str | None = None, variant: str | None = None,
+                    model: str | None = None) -> list[tuple[str, str, str]]:
+        """Every (board, variant, model name) with figures in the history: the series `series` reads."""
+        where, params = [], []
+        for column, value in (("board", board), ("variant", variant), ("model_name", model)):
+            if value:
+                where.append(f"{column} = ?")
+                params.append(value)
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        with self._store() as store:
+            rows = store.execute(f"SELECT DISTINCT board, variant, model_name FROM measurements {clause}"
+                                 "ORDER BY board, variant, model_name", tuple(params))
+        return [(r["board"], r["variant"], r["model_name"]) for r in rows]
+
+    def series_before(self, board: str, variant: str, model: str, run_id: str, started: str,
+                      limit: int = 30) -> tuple:
+        """The runs a run's change-point test looks at: this board x variant's, recorded before it, oldest first."""
+        return tuple({"run_id": r["run_id"], "p50": r["p50"], "p95": r["p95"]}
+                     for r in self.series(board, variant, model, limit, before=(run_id, started)))
 
     def check_counts(self, last_runs: int = 20) -> dict[str, int]:
         """Checks of the newest runs by status."""

@@ -112,7 +112,8 @@ def _baselines(result: RunResult, checklist: Checklist, history) -> tuple[dict, 
                 problems.append(Disagreement("history", board.name, name, "regression", f"baseline run {run_id}",
                                              "not in the history: give --history"))
                 continue
-            found[(board.name, name)] = Baseline(run_id, entry, bool(variant.baseline.get("pinned")))
+            series = history.series_before(board.name, name, result.model.name, result.run_id, result.started)
+            found[(board.name, name)] = Baseline(run_id, entry, bool(variant.baseline.get("pinned")), series)
     return found, problems
 
 
@@ -235,7 +236,8 @@ def build_record(found: Review, *, principal: str, key: str, note: str | None, s
         "files": found.files,
         "evidence": {"run": result.to_json(),
                      "baselines": [{"board": board, "variant": variant, "run_id": b.run_id, "pinned": b.pinned,
-                                    "figures": b.variant.to_json()} for (board, variant), b in found.baselines.items()]},
+                                    "figures": b.variant.to_json(), "series": list(b.series)}
+                                   for (board, variant), b in found.baselines.items()]},
     }
 
 
@@ -327,7 +329,8 @@ def _evidence(record: dict) -> tuple[RunResult, dict]:
     evidence = record.get("evidence") or {}
     result = RunResult.from_json(evidence.get("run") or {})
     baselines = {(b["board"], b["variant"]): Baseline(b["run_id"], VariantResult.from_json(
-        {**b["figures"], "name": b["variant"]}), bool(b.get("pinned"))) for b in evidence.get("baselines") or []}
+        {**b["figures"], "name": b["variant"]}), bool(b.get("pinned")), tuple(b.get("series") or ()))
+        for b in evidence.get("baselines") or []}
     return result, baselines
 
 

@@ -130,7 +130,9 @@ def speedup_plot(result: RunResult) -> str | None:
 
 
 def trend_plot(trends: dict[str, dict[str, list[tuple]]], figure: str = "p95") -> str | None:
-    """A figure over the last runs, one panel per board, one line per variant."""
+    """A figure over the last runs, one panel per board, one line per variant, change points dashed."""
+    from farm.judge.changes import find_changes
+
     boards = {b: v for b, v in trends.items() if any(len(points) > 1 for points in v.values())}
     if not boards:
         return None
@@ -138,7 +140,9 @@ def trend_plot(trends: dict[str, dict[str, list[tuple]]], figure: str = "p95") -
     for axis, (board, variants) in zip(axes[0], boards.items()):
         for variant, points in variants.items():
             values = [p[2] for p in points]
-            axis.plot(range(1, len(values) + 1), values, marker="o", label=variant)
+            line, = axis.plot(range(1, len(values) + 1), values, marker="o", label=variant)
+            for change in [] if None in values else find_changes(values):
+                axis.axvline(change.index + 1, color=line.get_color(), linestyle="--", linewidth=0.8)
         axis.set_title(f"{board}: {figure} over the last runs", fontsize=9)
         axis.set_xlabel("run (oldest to newest)")
         axis.set_ylabel(f"{figure} (ms)")

@@ -7,35 +7,14 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from helpers import farm, ssh_signer
-from onnx import helper, numpy_helper
+from helpers import farm, heavier, ssh_signer
 
 from farm.record.history import History
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-
-
-def heavier(src: Path, dst: Path, tiles: int) -> Path:
-    """The same model, outputs and name, plus an input-dependent MatMul whose result is multiplied by 0."""
-    model = onnx.load(str(src))
-    graph = model.graph
-    image, logits = graph.input[0].name, graph.output[0].name
-    graph.initializer.extend([numpy_helper.from_array(np.array([1, 1, tiles, tiles], np.int64), "heavy_tiles"),
-                              numpy_helper.from_array(np.array(0.0, np.float32), "heavy_zero")])
-    for node in graph.node:
-        node.output[:] = ["light_logits" if name == logits else name for name in node.output]
-    graph.node.extend([helper.make_node("Tile", [image, "heavy_tiles"], ["heavy_t"]),
-                       helper.make_node("MatMul", ["heavy_t", "heavy_t"], ["heavy_mm"]),
-                       helper.make_node("ReduceSum", ["heavy_mm"], ["heavy_sum"], keepdims=0),
-                       helper.make_node("Mul", ["heavy_sum", "heavy_zero"], ["heavy_nil"]),
-                       helper.make_node("Add", ["light_logits", "heavy_nil"], [logits])])
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(dst))
-    return dst
 
 
 @pytest.fixture(scope="module")

@@ -10,28 +10,20 @@ import subprocess
 import sys
 
 import pytest
+from helpers import history_run
 
 from farm import resources
 from farm.record.history import History
-from farm.results import BoardResult, BoardStatus, Check, CheckStatus, ModelResult, RunResult, VariantResult
 
 @pytest.fixture(scope="module")
 def postgres_url(postgres_server):
     return postgres_server("history")
 
 
-def run_doc(run_id: str, board: str, p50: float, passed: bool = True, started: str = "2026-01-01T00:00:00") -> RunResult:
-    check = Check("latency", CheckStatus.PASS if passed else CheckStatus.FAIL, p50, 2.0, "ms")
-    variant = VariantResult("fp32", latency_ms={"p50": p50, "p95": p50 * 1.2}, samples_ms=[p50] * 20, peak_rss_mb=90.0,
-                            accuracy={"top1": 0.98}, checks=[check])
-    return RunResult(run_id, started, started, "lab.yaml", {"name": "dms"}, model=ModelResult("digits", "ab" * 32),
-                     boards=[BoardResult(board, BoardStatus.OK, None, pools=["nightly"], variants={"fp32": variant})])
-
-
 def _writer(url: str, prefix: str) -> None:
     history = History(url)
     for i in range(25):
-        history.record(run_doc(f"{prefix}-{i:02d}", f"{prefix}-board", 1.0, started=f"2026-01-01T00:{i:02d}:00"))
+        history.record(history_run(f"{prefix}-{i:02d}", f"{prefix}-board", 1.0, started=f"2026-01-01T00:{i:02d}:00"))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -44,9 +36,9 @@ def store_url(request, tmp_path):
 
 def test_history_records_baselines_pins_and_lists(store_url):
     history = History(store_url)
-    history.record(run_doc("r1", "rpi4-01", 1.0, started="2026-01-01T01:00:00"))
-    history.record(run_doc("r2", "rpi4-01", 1.1, started="2026-01-01T02:00:00"))
-    history.record(run_doc("r3", "rpi4-01", 5.0, passed=False, started="2026-01-01T03:00:00"))
+    history.record(history_run("r1", "rpi4-01", 1.0, started="2026-01-01T01:00:00"))
+    history.record(history_run("r2", "rpi4-01", 1.1, started="2026-01-01T02:00:00"))
+    history.record(history_run("r3", "rpi4-01", 5.0, passed=False, started="2026-01-01T03:00:00"))
     assert history.baseline("rpi4-01", "digits", "fp32").run_id == "r2"  # the failed night is not a baseline
     assert history.baseline("rpi4-01", "digits", "fp32").variant.samples_ms == [1.1] * 20
     assert history.pin("r1", pool="nightly") == [("rpi4-01", "fp32")]
@@ -55,6 +47,7 @@ def test_history_records_baselines_pins_and_lists(store_url):
     listed = history.runs(board="rpi4-01")
     assert [r["run_id"] for r in listed] == ["r3", "r2", "r1"] and listed[0]["boards"] == "rpi4-01"
     assert [p[2] for p in history.trend("rpi4-01", "digits", "fp32", "p50")] == [1.0, 1.1, 5.0]
+    assert [r["top1"] for r in history.series("rpi4-01", "fp32")] == [0.98] * 3  # the classifier's top-1
     assert history.load_run("r2").boards[0].name == "rpi4-01"
 
 
@@ -105,3 +98,29 @@ def test_unreachable_history_errors_only_the_regression_item(lab, tmp_path):
     assert "could not record the run in the history" in proc.stdout + proc.stderr
     report = (tmp_path / "results" / "latest" / "report.html").read_text()  # the report does not need the store
     assert "farm-matrix" in report and "t3" in report
+
+
+def test_history_changes_lists_each_change_point_with_the_run_where_it_began(store_url, tmp_path):
+    """`farm history --changes`: a board whose p50 stepped up 30 % at night 10, beside a steady board."""
+    history = History(store_url)
+    tag = os.urandom(3).hex()  # the PostgreSQL server outlives one test
+    noise = [1.0, 1.03, 0.97, 1.02, 0.98, 1.01, 0.99, 1.04, 0.96, 1.0] * 2
+    for night, wobble in enumerate(noise):
+        started = f"2026-02-{night + 1:02d}T02:00:00"
+        level = 1.3 if night >= 10 else 1.0
+        history.record(history_run(f"{tag}-stepped-{night:02d}", f"{tag}-stepped", level * wobble, started=started))
+        history.record(history_run(f"{tag}-steady-{night:02d}", f"{tag}-steady", wobble, started=started))
+    farm = [sys.executable, "-m", "farm", "history", "--history", store_url, "--changes"]
+    stepped = subprocess.run([*farm, "--board", f"{tag}-stepped"], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=60)
+    assert stepped.returncode == 0, stepped.stderr
+    rows = [line.split() for line in stepped.stdout.splitlines()[1:]]
+    # p50 and p95 (1.2 x p50 here) both moved at night 10; memory stayed at 90 MB.
+    assert sorted(row[3] for row in rows) == ["p50", "p95"]
+    for row in rows:
+        assert row[:3] == [f"{tag}-stepped", "fp32", "digits"] and row[4] == f"{tag}-stepped-10"
+        assert row[5] == "2026-02-11T02:00:00" and row[8] == "+30.0%" and float(row[9]) <= 0.01
+    steady = subprocess.run([*farm, "--board", f"{tag}-steady"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=60)
+    assert steady.returncode == 0 and steady.stdout.splitlines()[1:] == [
+        f"no change point at p <= 0.01 and 5.0 % or more for board {tag}-steady"]

@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import farm
+from helpers import farm, history_run
 
 from farm.record.history import History
 from farm.results import RunResult
@@ -163,6 +163,27 @@ def test_the_runs_page_filters_and_links_to_each_runs_report(server, browser, la
     api = json.loads(server.get("/api/runs?status=passed")[1])
     history = History(cwd / "results" / "history.sqlite")
     assert [r["run_id"] for r in api["runs"]] == [r["run_id"] for r in history.runs(limit=10) if r["all_passed"]]
+
+
+def test_a_change_point_is_listed_and_drawn_where_the_level_moved(browser, tmp_path):
+    history = History(tmp_path / "results" / "history.sqlite")
+    for night, wobble in enumerate([1.0, 1.03, 0.97, 1.02, 0.98, 1.01, 0.99, 1.04, 0.96, 1.0] * 2):
+        history.record(history_run(f"night-{night:02d}", "stepped", (1.3 if night >= 10 else 1.0) * wobble,
+                                   started=f"2026-02-{night + 1:02d}T02:00:00"))
+    served = Server(tmp_path, "--out", "results")
+    try:
+        browser.get(served.url + "/trends?board=stepped&variant=fp32")
+        shoot(browser, tmp_path, "trends-change")
+        listed = {(li.get_attribute("data-figure"), li.get_attribute("data-run"))
+                  for li in browser.find_elements(By.CSS_SELECTOR, "#changes li")}
+        assert listed == {("p50", "night-10"), ("p95", "night-10")}
+        drawn = browser.execute_script("return document.getElementById('plot-p50').layout.shapes"
+                                       ".filter(s => s.name === 'change point').map(s => s.x0)")
+        assert drawn == ["2026-02-11T02:00:00"]
+        assert not browser.execute_script("return document.getElementById('plot-peak_rss_mb').layout.shapes"
+                                          ".filter(s => s.name === 'change point').length")
+    finally:
+        served.stop()
 
 
 def test_hostile_names_render_as_text(server, browser, tmp_path):

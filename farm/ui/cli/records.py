@@ -30,9 +30,35 @@ def _load_run(args: argparse.Namespace, run_id: str):
     return _history(args).load_run(run_id)
 
 
+def _print_changes(args: argparse.Namespace) -> int:
+    """`farm history --changes`: each series' change points, where they began, how large, how sure."""
+    from farm.judge.changes import series_changes
+
+    history = _history(args)
+    figures = args.figure or ["p50", "p95", "peak_rss_mb"]
+    print(f"{'board':<16}{'variant':<14}{'model':<12}{'figure':<13}{'began in run':<24}{'started (UTC)':<27}"
+          f"{'before':>10}{'after':>10}{'change':>9}  p-value")
+    found = 0
+    for board, variant, model in history.series_keys(args.board, args.variant, args.model):
+        rows = history.series(board, variant, model, limit=args.limit or 200)
+        for figure in figures:
+            for change in series_changes(rows, figure, alpha=args.alpha, min_change_pct=args.min_change):
+                found += 1
+                print(f"{board:<16}{variant:<14}{model or '-':<12}{figure:<13}{change['run_id']:<24}"
+                      f"{change['started']:<27}{change['before']:>10.4g}{change['after']:>10.4g}"
+                      f"{change['change_pct']:>+8.1f}%  {change['p_value']:.4f}")
+    if not found:
+        print(f"no change point at p <= {args.alpha} and {args.min_change} % or more"
+              + "".join(f" for {k} {v}" for k, v in (("board", args.board), ("variant", args.variant),
+                                                      ("model", args.model)) if v))
+    return 0
+
+
 def cmd_history(args: argparse.Namespace) -> int:
+    if args.changes:
+        return _print_changes(args)
     if args.signoffs:
-        rows = _history(args).signoffs(model=args.model, limit=args.limit)
+        rows = _history(args).signoffs(model=args.model, limit=args.limit or 30)
         print(f"{'run':<24}{'signed (UTC)':<27}{'model':<12}{'model sha256':<18}{'checklist':<14}signer")
         for row in rows:
             print(f"{row['run_id']:<24}{row['signed_at']:<27}{row['model_name'] or '-':<12}"
@@ -40,7 +66,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         if not rows:
             print("no sign-off recorded" + (f" for model {args.model}" if args.model else ""))
         return 0
-    runs = _history(args).runs(board=args.board, model=args.model, limit=args.limit)
+    runs = _history(args).runs(board=args.board, model=args.model, limit=args.limit or 30)
     print(f"{'run':<24}{'started (UTC)':<27}{'model':<12}{'passed':<8}boards")
     for run in runs:
         print(f"{run['run_id']:<24}{run['started']:<27}{run['model_name'] or '-':<12}"
@@ -160,7 +186,17 @@ def register(sub) -> None:
     history.add_argument("--board")
     history.add_argument("--model", help="a model's name (with --signoffs: or its, or a variant's, sha256 prefix)")
     history.add_argument("--signoffs", action="store_true", help="the sign-offs recorded, newest first")
-    history.add_argument("--limit", type=int, default=30)
+    history.add_argument("--changes", action="store_true",
+                         help="change points of each board x variant's figures (binary segmentation, tested by "
+                              "permutation): the run where each began, its size, its p-value")
+    history.add_argument("--variant", help="with --changes: only this variant")
+    history.add_argument("--figure", action="append", choices=("p50", "p95", "peak_rss_mb", "top1"),
+                         help="with --changes: this figure (repeatable; default p50, p95, peak_rss_mb)")
+    history.add_argument("--alpha", type=float, default=0.01, help="with --changes: significance (default 0.01)")
+    history.add_argument("--min-change", type=float, default=5.0,
+                         help="with --changes: the smallest change listed, in %% (default 5)")
+    history.add_argument("--limit", type=int, help="runs listed (default 30); with --changes: runs per series "
+                                                   "(default 200)")
     _store_options(history)
     history.set_defaults(func=cmd_history)
 

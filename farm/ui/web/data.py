@@ -11,6 +11,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from farm.judge.changes import series_changes
 from farm.record.history import History
 from farm.results import BoardStatus
 
@@ -32,7 +33,10 @@ class Sources:
 def _age(stamp: str | None) -> str:
     if not stamp:
         return "-"
-    seconds = (dt.datetime.now(dt.timezone.utc) - dt.datetime.fromisoformat(stamp)).total_seconds()
+    when = dt.datetime.fromisoformat(stamp)
+    if when.tzinfo is None:  # a run another tool recorded without a zone: farm's times are UTC
+        when = when.replace(tzinfo=dt.timezone.utc)
+    seconds = (dt.datetime.now(dt.timezone.utc) - when).total_seconds()
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
         if seconds >= size:
             return f"{seconds // size:.0f} {unit} ago"
@@ -99,8 +103,11 @@ def trends(sources: Sources, board: str, variant: str, model: str = "", limit: i
             stats = found.variant.latency_ms or {}
             baseline = {"run_id": found.run_id, "pinned": found.pinned, "p50": stats.get("p50"),
                         "p95": stats.get("p95"), "peak_rss_mb": found.variant.peak_rss_mb}
+    # Change points over one model's series only: a new model under the board is not a regression.
+    same_model = [r for r in rows if rows and r["model_name"] == rows[-1]["model_name"]]
+    changes = [c for figure in FIGURES for c in series_changes(same_model, figure)]
     return {"board": board, "variant": variant, "model": model, "models": models, "baseline": baseline,
-            "points": rows, "figures": FIGURES}
+            "points": rows, "figures": FIGURES, "changes": changes}
 
 
 def signoffs(sources: Sources, limit: int = 100) -> dict:
