@@ -455,9 +455,162 @@ def collect_outputs(np, session, spec, arrays):
     return {name: np.concatenate(values) for name, values in collected.items()}
 
 
+# -- board state: was the board fit to be timed? -------------------------------------------------------
+# Read before and after the timed runs from /proc and /sys (and vcgencmd on a Raspberry Pi); anything a
+# board does not expose is left out, never guessed. `root` lets a test point it at a fake tree.
+THROTTLE_BITS = {0x1: "under-voltage", 0x2: "arm frequency capped", 0x4: "throttled", 0x8: "soft temperature limit"}
+
+
+def read_text(path):
+    try:
+        with open(path) as handle:
+            return handle.read().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def read_int(path):
+    text = read_text(path)
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def runnable_others(root, samples=5):
+    """Runnable tasks other than this one (median of a few /proc/stat reads): load average lags a minute."""
+    counts = []
+    for i in range(samples):
+        for line in (read_text(os.path.join(root, "proc/stat")) or "").splitlines():
+            if line.startswith("procs_running "):
+                counts.append(max(0, int(line.split()[1]) - 1))
+        if i + 1 < samples:
+            time.sleep(0.02)
+    return sorted(counts)[len(counts) // 2] if counts else None
+
+
+def cpu_frequencies(root, cpus):
+    """Per usable core: governor, current and max frequency (MHz), and the kernel's thermal throttle count."""
+    found = {}
+    for cpu in cpus:
+        base = os.path.join(root, "sys/devices/system/cpu/cpu%d" % cpu)
+        entry = {"governor": read_text(os.path.join(base, "cpufreq/scaling_governor"))}
+        for key, name in (("cur_mhz", "scaling_cur_freq"), ("max_mhz", "cpuinfo_max_freq")):
+            khz = read_int(os.path.join(base, "cpufreq", name))
+            entry[key] = round(khz / 1000.0, 1) if khz else None
+        entry["throttle_count"] = read_int(os.path.join(base, "thermal_throttle/core_throttle_count"))
+        if any(v is not None for v in entry.values()):
+            found[str(cpu)] = entry
+    return found
+
+
+def thermal_zones(root):
+    """Each thermal zone's temperature and its first passive trip point, in degrees C."""
+    zones = {}
+    base = os.path.join(root, "sys/class/thermal")
+    for name in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+        if not name.startswith("thermal_zone"):
+            continue
+        millis = read_int(os.path.join(base, name, "temp"))
+        if millis is None:
+            continue
+        zone = {"type": read_text(os.path.join(base, name, "type")) or name, "temp_c": millis / 1000.0}
+        for i in range(8):
+            kind = read_text(os.path.join(base, name, "trip_point_%d_type" % i))
+            if kind is None:
+                break
+            if kind == "passive":
+                zone["passive_c"] = (read_int(os.path.join(base, name, "trip_point_%d_temp" % i)) or 0) / 1000.0
+                break
+        zones[name] = zone
+    return zones
+
+
+def pi_throttled():
+    """Raspberry Pi firmware flags (vcgencmd get_throttled): bits 0-3 now, 16-19 since boot."""
+    import shutil
+    import subprocess
+    tool = shutil.which("vcgencmd")
+    if tool is None:
+        return None
+    try:
+        text = subprocess.run([tool, "get_throttled"], capture_output=True, text=True, timeout=5).stdout
+        return int(text.strip().split("=")[-1], 16)
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+
+
+def board_state(root="/"):
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    state = {"at": time.time(), "runnable_others": runnable_others(root), "cpus": cpu_frequencies(root, cpus),
+             "thermal": thermal_zones(root)}
+    load = (read_text(os.path.join(root, "proc/loadavg")) or "").split()
+    state["loadavg"] = [float(v) for v in load[:3]] if len(load) >= 3 else None
+    if root == "/":
+        state["pi_throttled"] = pi_throttled()
+    return state
+
+
+def state_flags(before, after, cores_usable):
+    """Why the timing may not show the model: throttling, foreign load, a core below its max frequency."""
+    flags = []
+    for when, state in (("before", before), ("after", after)):
+        others = state.get("runnable_others")
+        if others is not None and others >= max(1, cores_usable or 1):
+            flags.append("foreign load %s: %d other runnable tasks for %d usable cores" % (when, others, cores_usable))
+        bits = state.get("pi_throttled") or 0
+        named = [text for bit, text in sorted(THROTTLE_BITS.items()) if bits & bit]
+        if named:
+            flags.append("throttled %s: %s (get_throttled=0x%x)" % (when, ", ".join(named), bits))
+        for zone in state.get("thermal", {}).values():
+            if zone.get("passive_c") and zone["temp_c"] >= zone["passive_c"]:
+                flags.append("hot %s: %s at %.1f C, passive trip %.1f C" % (when, zone["type"], zone["temp_c"],
+                                                                           zone["passive_c"]))
+    # Frequency right after the last timed run, before an idle governor lowers it; the fastest usable
+    # core counts (on big.LITTLE the idle little cores run slow by design).
+    clocked = [(e["cur_mhz"] / e["max_mhz"], cpu, e) for cpu, e in after.get("cpus", {}).items()
+               if e.get("cur_mhz") and e.get("max_mhz")]
+    fastest = max(clocked, key=lambda c: c[0]) if clocked else None
+    if fastest and fastest[0] < 0.9:
+        _, cpu, entry = fastest
+        flags.append("below max frequency: the fastest usable core, cpu%s, at %.0f of %.0f MHz (governor %s)"
+                     % (cpu, entry["cur_mhz"], entry["max_mhz"], entry.get("governor") or "?"))
+    for cpu, entry in sorted(before.get("cpus", {}).items()):
+        end = after.get("cpus", {}).get(cpu, {})
+        if entry.get("throttle_count") is not None and (end.get("throttle_count") or 0) > entry["throttle_count"]:
+            flags.append("throttled during the runs: cpu%s's thermal throttle count rose by %d"
+                         % (cpu, end["throttle_count"] - entry["throttle_count"]))
+    return flags
+
+
 # -- latency, memory, profile -----------------------------------------------------------------------
-def measure_latency(session, feeds, carry, warmup, runs, duration, report):
-    """Time session.run alone; carrying the state between runs happens outside the clock."""
+# Warm-up runs until the latency settles: the median of the last WINDOW runs within STABLE_PCT of the
+# window before (caches, page faults, the governor ramping up), after at least --warmup runs and at
+# most WARMUP_CAP times as many (and a tenth of the time cap): a model that never settles is measured
+# anyway, with a warning.
+WINDOW, STABLE_PCT, WARMUP_CAP = 10, 5.0, 10
+MAX_SAMPLES = 200000  # a sub-millisecond model under a long --min-duration-s: the document stays small
+
+
+def warm_up(step, least, cap_s):
+    """Run `least` warm-ups, then windows until two in a row agree; returns (runs, stable)."""
+    if least == 0:
+        return 0, True
+    took = [step() for _ in range(least)]
+    deadline = time.monotonic() + cap_s if cap_s else None
+    while True:
+        if len(took) >= 2 * WINDOW:
+            last, before = sorted(took[-WINDOW:]), sorted(took[-2 * WINDOW:-WINDOW])
+            if abs(last[WINDOW // 2] / float(before[WINDOW // 2]) - 1) * 100 <= STABLE_PCT:
+                return len(took), True
+        if len(took) >= max(least * WARMUP_CAP, 2 * WINDOW) or deadline is not None and time.monotonic() >= deadline:
+            return len(took), False
+        took.append(step())
+
+
+def measure_latency(session, feeds, carry, rules, report):
+    """Time session.run alone (MLPerf's run rules: at least --min-runs and --min-duration-s, both, capped
+    by --duration); carrying the state between runs happens outside the clock."""
     clock = time.perf_counter_ns
     names = [o.name for o in session.get_outputs()]
 
@@ -470,16 +623,31 @@ def measure_latency(session, feeds, carry, warmup, runs, duration, report):
         return took
 
     report.doc["cold_run_ms"] = round(step() / 1e6, 6)
-    for _ in range(warmup):
-        step()
+    warmed, stable = warm_up(step, rules.warmup, rules.duration / 10.0 if rules.duration else None)
+    if not stable:
+        report.warn("the latency did not settle in %d warm-up runs (medians of %d runs %s %% apart): measured "
+                    "anyway" % (warmed, WINDOW, STABLE_PCT))
     samples = []
-    deadline = time.monotonic() + duration if duration else None
-    for _ in range(runs):
+    began = time.monotonic()
+    deadline = began + rules.duration if rules.duration else None
+    while True:
         samples.append(step() / 1e6)
-        if deadline is not None and time.monotonic() >= deadline:
+        now = time.monotonic()
+        if len(samples) >= rules.min_runs and now - began >= rules.min_duration_s or len(samples) >= MAX_SAMPLES:
             break
-    if len(samples) < runs:
-        report.warn("stopped after %d of %d runs: --duration %.1f s reached" % (len(samples), runs, duration))
+        if deadline is not None and now >= deadline:
+            break
+    elapsed = time.monotonic() - began
+    met = len(samples) >= rules.min_runs and elapsed >= rules.min_duration_s
+    if not met:
+        cause = ("the %d-sample ceiling" % MAX_SAMPLES if len(samples) >= MAX_SAMPLES
+                 else "--duration %.1f s" % rules.duration)
+        report.warn("stopped after %d runs in %.1f s (the rules ask for %d runs and %.1f s): %s reached"
+                    % (len(samples), elapsed, rules.min_runs, rules.min_duration_s, cause))
+    report.doc["run_rules"] = {"min_runs": rules.min_runs, "min_duration_s": rules.min_duration_s,
+                               "max_duration_s": rules.duration, "runs": len(samples),
+                               "duration_s": round(elapsed, 3), "met": met, "warmup_runs": warmed,
+                               "warmup_stable": stable}
     report.doc["samples_ms"] = [round(s, 6) for s in samples]
     report.doc["latency_ms"] = summarize(samples)
 
@@ -627,7 +795,8 @@ def load_feed(np, args, session, spec, report):
 def measure(args, report):
     doc = report.doc
     doc["facts"] = gather_facts()
-    doc["settings"] = {"mode": args.mode, "warmup": args.warmup, "runs": args.runs, "duration_s": args.duration,
+    doc["settings"] = {"mode": args.mode, "warmup": args.warmup, "min_runs": args.min_runs,
+                       "min_duration_s": args.min_duration_s, "duration_s": args.duration,
                        "threads": args.threads, "providers_requested": args.providers,
                        "profile_runs": args.profile_runs}
     try:
@@ -647,10 +816,14 @@ def measure(args, report):
     if args.mode == "latency":
         try:
             feeds, carry = load_feed(np, args, session, spec, report)
-            measure_latency(session, feeds, carry, args.warmup, args.runs, args.duration, report)
+            before = board_state()
+            measure_latency(session, feeds, carry, args, report)
+            after = board_state()
         except Exception as exc:
             report.error("latency", "the model failed at run time: %s" % str(exc).strip().splitlines()[0])
             return
+        doc["board_state"] = {"before": before, "after": after,
+                              "flags": state_flags(before, after, doc["facts"].get("cores_usable"))}
         doc["memory_mb"]["rss_after_runs"] = read_proc_status("VmRSS")
         doc["peak_rss_mb"] = peak_rss_mb()
         return
@@ -687,8 +860,12 @@ def parse_args(argv):
     parser.add_argument("--reference", help=".npz of FP32 reference outputs on the evaluation set (accuracy)")
     parser.add_argument("--expect-sha256", help="refuse to measure a model with another hash")
     parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--runs", type=int, default=100)
-    parser.add_argument("--duration", type=float, default=None, help="stop timed runs after this many seconds")
+    parser.add_argument("--min-runs", "--runs", dest="min_runs", type=int, default=100,
+                        help="the least timed runs (MLPerf's minimum query count)")
+    parser.add_argument("--min-duration-s", type=float, default=0.0,
+                        help="the least seconds of timed runs; both minimums are met unless --duration stops them")
+    parser.add_argument("--duration", type=float, default=None,
+                        help="stop timed runs after this many seconds whatever the minimums (the deadline's share)")
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0: onnxruntime's default)")
     parser.add_argument("--profile-runs", type=int, default=0,
                         help="accuracy mode: also profile this many runs of the feed (time per op type)")
@@ -697,8 +874,8 @@ def parse_args(argv):
     parser.add_argument("--watch-stdin", action="store_true",
                         help="stop when stdin closes: the controller holds it open while it waits for this run")
     args = parser.parse_args(argv)
-    if args.runs < 1 or args.warmup < 0 or args.threads < 0 or args.profile_runs < 0:
-        parser.error("--runs must be >= 1, --warmup, --threads and --profile-runs >= 0")
+    if args.min_runs < 1 or args.warmup < 0 or args.threads < 0 or args.profile_runs < 0 or args.min_duration_s < 0:
+        parser.error("--min-runs must be >= 1, --warmup, --threads, --profile-runs and --min-duration-s >= 0")
     return args
 
 

@@ -38,7 +38,7 @@ def host_p50(model: Path) -> float:
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    feed = {session.get_inputs()[0].name: np.load(DIGITS / "digits.npz")["x_eval"][:1].astype("float32")}
+    feed = {session.get_inputs()[0].name: np.load(DIGITS / "digits.npz")["evaluation"][:1].astype("float32")}
     for _ in range(20):
         session.run(None, feed)
     times = []

@@ -108,6 +108,8 @@ class VariantResult:
     memory_mb: dict = field(default_factory=dict)
     load_ms: float | None = None
     cold_run_ms: float | None = None
+    run_rules: dict | None = None  # the agent's: minimums asked, runs and seconds done, warm-up runs, settled
+    board_state: dict | None = None  # {before, after, flags}: governor, clocks, temperatures, throttling, load
     accuracy: dict | None = None  # {"n", "outputs": {output: the figures of its metric}}
     accuracy_peak_rss_mb: float | None = None  # the accuracy pass's own process: never the model's memory
     profile: dict | None = None  # onnxruntime's profile of the accuracy process: time share per op type
@@ -123,7 +125,8 @@ class VariantResult:
         return cls(name=name, sha256=model.get("sha256"), provider_used=model.get("provider_used"),
                    opset=model.get("opset"), latency_ms=doc.get("latency_ms"), samples_ms=doc.get("samples_ms") or [],
                    peak_rss_mb=doc.get("peak_rss_mb"), memory_mb=doc.get("memory_mb") or {},
-                   load_ms=doc.get("load_ms"), cold_run_ms=doc.get("cold_run_ms"),
+                   load_ms=doc.get("load_ms"), cold_run_ms=doc.get("cold_run_ms"), run_rules=doc.get("run_rules"),
+                   board_state=doc.get("board_state"),
                    warnings=list(doc.get("warnings") or []), errors=list(doc.get("errors") or []))
 
     def add_accuracy(self, doc: dict) -> None:

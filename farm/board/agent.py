@@ -41,8 +41,10 @@ def agent_argv(python: str, agent: str, files: AgentFiles, measurement: Measurem
 
     `watch_stdin`: the agent stops when its stdin closes (on a board: the controller is gone)."""
     argv = [python, agent, "--mode", mode, "--model", files.model, "--warmup", str(measurement.warmup),
-            "--runs", str(measurement.runs), "--threads", str(measurement.threads),
+            "--min-runs", str(measurement.runs), "--threads", str(measurement.threads),
             "--providers", ",".join(measurement.providers)]
+    if measurement.min_duration_s:
+        argv += ["--min-duration-s", str(measurement.min_duration_s)]
     if measurement.duration_s:
         argv += ["--duration", str(measurement.duration_s)]
     for flag, value in (("--spec", files.spec), ("--feed", files.feed), ("--expect-sha256", files.expect_sha256)):

@@ -31,7 +31,9 @@ ITEMS: dict[str, dict] = {  # item -> its settings and their defaults
     "accuracy": {"max_loss_pct": 1.0},
     # `limits`: how a budget of the board (inventory) or its class meets the checklist's (judge.items.limits_for)
     # `confidence`: the percentile's upper bound at this confidence is judged (0: the point estimate)
-    "latency": {"metric": "p95", "max_ms": 50.0, "limits": "precedence", "confidence": 0.95},
+    # `board_state`: a measurement flagged by the agent (throttled, foreign load, below max clock) is
+    # an error (`error`), judged with a warning in its reason (`warn`), or judged as if clean (`ignore`)
+    "latency": {"metric": "p95", "max_ms": 50.0, "limits": "precedence", "confidence": 0.95, "board_state": "warn"},
     "memory": {"max_mb": 500.0, "limits": "precedence"},
     "speedup": {"min_ratio": 1.0, "tolerance_pct": 10.0},
     # `changes`: also fail on a lasting slowdown that began since the baseline (judge.changes.recent_change)
@@ -39,6 +41,7 @@ ITEMS: dict[str, dict] = {  # item -> its settings and their defaults
                    "max_memory_increase_pct": 10.0, "changes": True, "change_alpha": 0.02, "change_min_pct": 10.0},
 }
 LATENCY_METRICS = ("mean", "p50", "p90", "p95", "p99", "max")
+BOARD_STATE_RULES = ("warn", "error", "ignore")
 LIMIT_RULES = ("precedence", "stricter")  # board > checklist > class default; or the strictest of them
 RULE_FIGURES = ("mean", "p50", "p90", "p95", "p99")
 SECTIONS = ("name", "description", "extends", "items", "signoff")
@@ -141,6 +144,9 @@ def load_checklist(path: str | Path) -> Checklist:
         if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 <= confidence < 1:
             raise ChecklistError(where, settings.line_of("confidence"), f"expected a number from 0 to below 1 "
                                  f"(0.95: 95 %), got {confidence!r}", item=item, field="confidence")
+        if items[item].get("board_state", "warn") not in BOARD_STATE_RULES:
+            raise ChecklistError(where, settings.line_of("board_state"), f"unknown rule {items[item]['board_state']!r}",
+                                 item=item, field="board_state", hint="choose from " + ", ".join(BOARD_STATE_RULES))
         if items[item].get("limits", "precedence") not in LIMIT_RULES:
             raise ChecklistError(where, settings.line_of("limits"), f"unknown rule {items[item]['limits']!r}",
                                  item=item, field="limits", hint="choose from " + ", ".join(LIMIT_RULES))

@@ -61,7 +61,9 @@ RUN_OPTIONS = SELECTION + (
               "and spec by sha256) instead of building them", path=True),
     RunOption("checklist", "checklist YAML (default: the packaged dms checklist)", path=True),
     RunOption("variants", "comma-separated variants", ",".join(VARIANTS)),
-    RunOption("runs", "timed runs per variant", 100, int, minimum=1),
+    RunOption("runs", "timed runs per variant, at least (MLPerf's minimum query count)", 100, int, minimum=1),
+    RunOption("min-duration-s", "seconds of timed runs per variant, at least, besides --runs (MLPerf's minimum "
+              "duration): both are met unless three quarters of --deadline pass first", 0.0, float, minimum=0),
     RunOption("warmup", "warm-up runs per variant", 10, int, minimum=0),
     RunOption("rounds", "agent processes per variant (noise between processes)", 1, int, minimum=1),
     RunOption("deadline", "seconds per variant before the agent is killed on the board", 300.0, float, minimum=0,
@@ -83,6 +85,8 @@ QUEUE_OPTIONS = (
     RunOption("queue", "the job queue: a postgresql:// URL (the database the history may share)", ""),
 )
 BY_NAME = {o.name: o for o in RUN_OPTIONS}
+# The agent times runs for at most this share of the deadline: it stops and reports, never killed mid-run.
+TIMED_SHARE = 0.75
 TYPE_WORDS = {int: "a whole number", float: "a number", str: "text"}
 
 
@@ -192,6 +196,18 @@ def _from_spec(resolved: dict[str, Setting]) -> None:
             resolved[name] = Setting(str(Path(spec.value).parent / doc[name]), f"{spec.value}:{doc.line_of(name)}")
 
 
+def _measurement(resolved: dict[str, Setting]) -> Measurement:
+    """The agent's run rules; a minimum duration the deadline cannot hold is an error before any board is used."""
+    least, deadline = resolved["min_duration_s"], resolved["deadline"]
+    cap = TIMED_SHARE * deadline.value
+    if least.value >= cap:
+        raise ConfigError(f"min-duration-s {least.value:g} ({least.source}) cannot be met: the agent stops timing at "
+                          f"{cap:g} s, three quarters of the deadline {deadline.value:g} s ({deadline.source}); raise "
+                          f"--deadline above {least.value / TIMED_SHARE:g} or lower --min-duration-s")
+    return Measurement(warmup=resolved["warmup"].value, runs=resolved["runs"].value, rounds=resolved["rounds"].value,
+                       min_duration_s=least.value, duration_s=cap)
+
+
 def run_settings(resolved: dict[str, Setting], **overrides: Any) -> RunSettings:
     """RunSettings from resolved options; a user's model without its data is an error, not the demo's data."""
     resolved = dict(resolved)
@@ -217,6 +233,6 @@ def run_settings(resolved: dict[str, Setting], **overrides: Any) -> RunSettings:
         checklist=path("checklist", lambda: resources.checklist("dms")),
         variants=[v.strip() for v in value("variants").split(",") if v.strip()],
         pools=value("pool"), tags=value("tag"), boards=value("board"),
-        measurement=Measurement(warmup=value("warmup"), runs=value("runs"), rounds=value("rounds")),
+        measurement=_measurement(resolved),
         out=Path(value("out")), lock_wait_s=value("wait"), variant_deadline_s=value("deadline"),
         history=value("history"), **overrides)

@@ -16,15 +16,17 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 class Measurement:
     """How the agent measures: the same settings for every board of a run."""
 
-    warmup: int = 10
-    runs: int = 100
-    duration_s: float | None = None
+    warmup: int = 10         # the least warm-up runs; the agent goes on until the latency settles (capped)
+    runs: int = 100          # the least timed runs...
+    min_duration_s: float = 0.0  # ...and the least seconds of them (MLPerf's run rules: both)
+    duration_s: float | None = None  # the most seconds of timed runs, whatever the minimums
     threads: int = 0
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     rounds: int = 1  # agent processes per variant: between-process noise shows only across several
 
     def to_json(self) -> dict:
-        return {"warmup": self.warmup, "runs": self.runs, "duration_s": self.duration_s, "threads": self.threads,
+        return {"warmup": self.warmup, "runs": self.runs, "min_duration_s": self.min_duration_s,
+                "duration_s": self.duration_s, "threads": self.threads,
                 "providers": list(self.providers), "rounds": self.rounds}
 
 

@@ -287,6 +287,10 @@ class BoardSession:
             result.samples_ms = [s for d in docs for s in d["samples_ms"]]
             result.latency_ms = {**latency_summary(result.samples_ms), "rounds": len(docs)}
             result.peak_rss_mb = max(d["peak_rss_mb"] for d in docs)
+            states = [d.get("board_state") or {} for d in docs]
+            result.board_state = {"before": states[0].get("before"), "after": states[-1].get("after"),
+                                  "flags": [f"round {i}: {flag}" for i, state in enumerate(states, 1)
+                                            for flag in state.get("flags") or []]}
         if plan.data is not None:
             argv = agent_argv(board.python, agent, files, measurement, "accuracy",
                               profile_runs=PROFILE_RUNS if variant != "fp32" else 0, watch_stdin=True)

@@ -12,8 +12,8 @@ from typing import Callable
 
 from farm.config.checklist import Checklist, parse_rule
 from farm.config.inventory import Board
-from farm.judge.changes import recent_change
 from farm.judge.accuracy import output_loss, passes, quality
+from farm.judge.changes import recent_change
 from farm.judge.stats import latency_change, percentile_of, quantile_bounds, round_spread, runs_needed
 from farm.results import Baseline, Check, CheckStatus, ModelResult, VariantResult
 
@@ -147,6 +147,20 @@ def _closeness(row: dict) -> float:
 
 
 def _latency(variant: VariantResult, limits: dict, **_) -> Check:
+    """The percentile's bound judged, then what the board's state says of it (the checklist's `board_state`)."""
+    check = _latency_figure(variant, limits)
+    flags = (variant.board_state or {}).get("flags") or []
+    rule = limits.get("board_state", "warn")
+    if not flags or rule == "ignore" or check.status not in (PASS, FAIL):
+        return check
+    said = "; ".join(flags)
+    if rule == "error":
+        return replace(check, status=ERROR, why=f"measured on a board unfit to be timed ({said}): re-run when it is "
+                       f"quiet and at full clock, or set board_state: warn in the checklist; figures: {check.why}")
+    return replace(check, why=f"{check.why}; warning: {said}")
+
+
+def _latency_figure(variant: VariantResult, limits: dict) -> Check:
     """The percentile's upper bound at the checklist's confidence is judged; the point estimate shown beside it."""
     metric, limit = limits["metric"], limits["max_ms"]
     source = f" (limit from {limits.get('max_ms_source', 'the checklist')})"

@@ -93,6 +93,83 @@ def test_duration_stops_timed_runs_early(board_dir, digits_model):
     assert any("--duration" in w for w in doc["warnings"])
 
 
+def test_both_minimums_hold_runs_and_duration(board_dir, digits_model):
+    by_runs = agent_json(board_dir, "--model", str(digits_model), "--min-runs", "300", "--min-duration-s", "0.05")
+    rules = by_runs["run_rules"]
+    assert rules["runs"] == by_runs["latency_ms"]["n"] == 300 and rules["duration_s"] >= 0.05 and rules["met"]
+    by_time = agent_json(board_dir, "--model", str(digits_model), "--min-runs", "5", "--min-duration-s", "0.5")
+    rules = by_time["run_rules"]
+    assert rules["runs"] > 5 and 0.5 <= rules["duration_s"] < 1.5 and rules["met"]
+    assert sum(by_time["samples_ms"]) / 1000 <= rules["duration_s"]  # the clock counts session.run alone
+
+
+def test_warm_up_goes_on_until_the_latency_settles_capped(board_dir, digits_model):
+    doc = agent_json(board_dir, "--model", str(digits_model), "--warmup", "3", "--runs", "20")
+    rules = doc["run_rules"]
+    # Two windows of 10 runs must agree within 5 %; at most 10 x --warmup (here 30) runs.
+    assert 20 <= rules["warmup_runs"] <= 30
+    assert rules["warmup_stable"] or any("did not settle" in w for w in doc["warnings"])
+    assert agent_json(board_dir, "--model", str(digits_model), "--warmup", "0", "--runs", "5")["run_rules"][
+        "warmup_runs"] == 0
+
+
+def test_board_state_before_and_after_is_recorded(board_dir, digits_model):
+    doc = agent_json(board_dir, "--model", str(digits_model), "--runs", "20")
+    state = doc["board_state"]
+    for when in ("before", "after"):
+        assert len(state[when]["loadavg"]) == 3 and state[when]["runnable_others"] >= 0
+        assert {"cpus", "thermal", "pi_throttled"} <= set(state[when])  # empty where the VM exposes none
+    assert state["after"]["at"] > state["before"]["at"] and isinstance(state["flags"], list)
+
+
+def fake_board(root: Path, *, governor: str, cur_khz: int, temp_mc: int, throttles: int, running: int) -> Path:
+    """A /proc and /sys tree as a two-core Arm board shows it."""
+    for cpu in (0, 1):
+        freq = root / f"sys/devices/system/cpu/cpu{cpu}/cpufreq"
+        freq.mkdir(parents=True, exist_ok=True)
+        (freq / "scaling_governor").write_text(governor + "\n")
+        (freq / "scaling_cur_freq").write_text(f"{cur_khz}\n")
+        (freq / "cpuinfo_max_freq").write_text("1800000\n")
+        throttle = root / f"sys/devices/system/cpu/cpu{cpu}/thermal_throttle"
+        throttle.mkdir(parents=True, exist_ok=True)
+        (throttle / "core_throttle_count").write_text(f"{throttles}\n")
+    zone = root / "sys/class/thermal/thermal_zone0"
+    zone.mkdir(parents=True, exist_ok=True)
+    for name, text in (("type", "cpu-thermal"), ("temp", str(temp_mc)), ("trip_point_0_type", "passive"),
+                       ("trip_point_0_temp", "80000")):
+        (zone / name).write_text(text + "\n")
+    (root / "proc").mkdir(exist_ok=True)
+    (root / "proc/stat").write_text(f"cpu  1 2 3 4\nprocs_running {running}\nprocs_blocked 0\n")
+    (root / "proc/loadavg").write_text(f"{running - 1}.00 0.50 0.20 {running}/120 4242\n")
+    return root
+
+
+def test_a_throttled_hot_busy_slow_clocked_board_is_flagged_for_each(tmp_path, monkeypatch):
+    sys.path.insert(0, str(AGENT.parent))
+    import farm_agent
+
+    monkeypatch.setattr(farm_agent.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    quiet = farm_agent.board_state(str(fake_board(tmp_path / "quiet", governor="performance", cur_khz=1800000,
+                                                  temp_mc=52000, throttles=3, running=1)))
+    assert quiet["cpus"]["0"] == {"governor": "performance", "cur_mhz": 1800.0, "max_mhz": 1800.0,
+                                  "throttle_count": 3}
+    assert quiet["thermal"]["thermal_zone0"] == {"type": "cpu-thermal", "temp_c": 52.0, "passive_c": 80.0}
+    assert quiet["runnable_others"] == 0 and quiet["loadavg"] == [0.0, 0.5, 0.2]
+    assert farm_agent.state_flags(quiet, quiet, 2) == []
+
+    busy = farm_agent.board_state(str(fake_board(tmp_path / "busy", governor="powersave", cur_khz=600000,
+                                                 temp_mc=83500, throttles=7, running=4)))
+    flags = farm_agent.state_flags(quiet, busy, 2)
+    assert "foreign load after: 3 other runnable tasks for 2 usable cores" in flags
+    assert "hot after: cpu-thermal at 83.5 C, passive trip 80.0 C" in flags
+    assert ("below max frequency: the fastest usable core, cpu0, at 600 of 1800 MHz (governor powersave)"
+            in flags)
+    assert "throttled during the runs: cpu0's thermal throttle count rose by 4" in flags
+    pi = dict(quiet, pi_throttled=0x50005)  # under-voltage and throttled now, both also since boot
+    assert farm_agent.state_flags(pi, quiet, 2) == [
+        "throttled before: under-voltage, throttled (get_throttled=0x50005)"]
+
+
 def test_figures_against_a_known_reference(board_dir, digits_model, digits_files, tmp_path):
     """A reference offset by a known amount: every metric's figure is exactly what it must be."""
     import onnxruntime as ort

@@ -103,3 +103,13 @@ def test_an_unknown_key_is_exit_2_with_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == (f"farm: error: {tmp_path / 'pyproject.toml'}:2, field 'inventroy': unknown key "
                                    "(did you mean 'inventory'?)")
+
+
+def test_a_minimum_duration_the_deadline_cannot_hold_is_exit_2_naming_both(tmp_path):
+    project(tmp_path, "[tool.farm]\ndeadline = 60\n")
+    proc = farm("run", "--min-duration-s", "45", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == (
+        f"farm: error: min-duration-s 45 (command line) cannot be met: the agent stops timing at 45 s, three "
+        f"quarters of the deadline 60 s ({tmp_path / 'pyproject.toml'}:2); raise --deadline above 60 or lower "
+        "--min-duration-s")

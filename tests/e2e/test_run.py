@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import textwrap
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -77,6 +79,10 @@ def test_results_json_has_every_board_variant_item_with_value_and_limit(demo_run
     assert bounds["low"] <= a53["variants"]["fp32"]["latency_ms"]["p95"]
     assert "upper bound at 95 % confidence" in latency["why"]
     assert a53["facts"]["cores_usable"] == 1  # the a53-sim stand-in is pinned to one core
+    fp32 = a53["variants"]["fp32"]
+    assert fp32["run_rules"]["min_runs"] == 60 and fp32["run_rules"]["runs"] == 60 and fp32["run_rules"]["met"]
+    assert fp32["run_rules"]["warmup_runs"] >= 10 and fp32["run_rules"]["max_duration_s"] == 225.0  # 3/4 of 300 s
+    assert set(fp32["board_state"]) == {"before", "after", "flags"} and fp32["board_state"]["before"]["loadavg"]
 
 
 def test_junit_counts_boards_times_variants_times_items(demo_run):
@@ -115,6 +121,32 @@ def test_tight_budget_fails_with_value_and_limit(tmp_path, shared_dir):
     assert "FAILED" in proc.stdout and "test_latency[tight-sim-fp32]" in proc.stdout
     assert "tight-sim fp32 latency:" in proc.stdout and "(limit 0.001 ms)" in proc.stdout
     assert "exceeds the 0.001 ms budget" in proc.stdout
+
+
+def test_a_board_under_foreign_load_is_an_error_when_the_checklist_says_so(tmp_path, shared_dir):
+    """Two busy loops on this 2-core VM: the one-core stand-in's agent sees them runnable, before and after."""
+    (tmp_path / "lab.yaml").write_text("standins:\n  - {name: busy-sim, cores: 1}\n")
+    (tmp_path / "strict.yaml").write_text(textwrap.dedent(f"""
+        name: strict
+        extends: {REPO / "suites" / "checklists" / "dms.yaml"}
+        items:
+          latency: {{board_state: error}}
+        """))
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        proc = farm("run", "--inventory", "lab.yaml", "--checklist", "strict.yaml", "--variants", "fp32",
+                    "--runs", "60", "--min-duration-s", "0.5", cwd=tmp_path,
+                    env={"FARM_LAB_DIR": str(shared_dir / "lab-busy")})
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+    entry = json.loads((tmp_path / "results" / "latest" / "results.json").read_text())["boards"][0]["variants"]["fp32"]
+    assert entry["run_rules"]["met"] and entry["run_rules"]["duration_s"] >= 0.5 and entry["run_rules"]["runs"] >= 60
+    flags = entry["board_state"]["flags"]
+    assert any(f.startswith("foreign load before") for f in flags), entry["board_state"]
+    latency = next(c for c in entry["checks"] if c["item"] == "latency")
+    assert latency["status"] == "error" and "unfit to be timed" in latency["why"] and "foreign load" in latency["why"]
+    assert proc.returncode == 1 and "busy-sim fp32 latency" in proc.stdout
 
 
 def test_stopped_board_gives_errors_not_failures_and_others_pass(tmp_path, lab, shared_dir):

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import textwrap
 
+import pytest
+
 from farm.config.checklist import load_checklist
 from farm.config.inventory import load_inventory
+from farm.errors import ChecklistError
 from farm.judge.items import _latency, limits_for
 from farm.results import VariantResult
 
@@ -60,3 +63,29 @@ def test_an_extending_checklist_keeps_what_its_parent_wrote(tmp_path):
     child, boards = setup(tmp_path, "name: child\nextends: base.yaml\nitems:\n  latency: {metric: p50}\n")
     assert child.items["latency"]["max_ms"] == 5 and ("latency", "max_ms") in child.explicit
     assert limits_for(child, boards["plain-a76"])["latency"]["max_ms"] == 5
+
+
+FLAGS = ["foreign load before: 2 other runnable tasks for 1 usable cores",
+         "below max frequency: the fastest usable core, cpu0, at 600 of 1800 MHz (governor powersave)"]
+
+
+def test_a_flagged_board_state_is_an_error_a_warning_or_ignored_as_the_checklist_says(tmp_path):
+    flagged = measured(4.0)
+    flagged.board_state = {"before": {}, "after": {}, "flags": FLAGS}
+    verdicts = {}
+    for rule in ("error", "warn", "ignore"):
+        checklist, boards = setup(tmp_path, f"name: s\nitems:\n  latency: {{board_state: {rule}}}\n")
+        verdicts[rule] = _latency(flagged, limits_for(checklist, boards["plain-a76"])["latency"])
+    assert verdicts["error"].status == "error" and verdicts["error"].value == 4.0
+    assert "unfit to be timed" in verdicts["error"].why and FLAGS[1] in verdicts["error"].why
+    assert verdicts["warn"].status == "pass" and verdicts["warn"].why.endswith("; warning: " + "; ".join(FLAGS))
+    assert verdicts["ignore"].status == "pass" and "warning" not in verdicts["ignore"].why
+    clean = _latency(measured(4.0), limits_for(checklist, boards["plain-a76"])["latency"])
+    assert clean == verdicts["ignore"]
+
+
+def test_an_unknown_board_state_rule_names_the_line_and_the_choices(tmp_path):
+    with pytest.raises(ChecklistError) as caught:
+        setup(tmp_path, "name: s\nitems:\n  latency:\n    board_state: panic\n")
+    assert "c.yaml:4" in str(caught.value) and "board_state" in str(caught.value) and "warn, error, ignore" in str(
+        caught.value)
