@@ -153,6 +153,8 @@ def gather_facts():
     }
     if hasattr(os, "sched_getaffinity"):
         facts["cores_usable"] = len(os.sched_getaffinity(0))
+    if hasattr(os, "nice"):
+        facts["nice"] = os.nice(0)  # the priority the runs were timed at
     facts.update(cpu_facts())
     if os.environ.get("QEMU_CPU"):
         facts["qemu_cpu"] = os.environ["QEMU_CPU"]
@@ -526,6 +528,18 @@ def thermal_zones(root):
     return zones
 
 
+def devfreq_clocks(root):
+    """Accelerator and bus clocks (/sys/class/devfreq: a Jetson's GPU, a Qualcomm kgsl GPU), in MHz."""
+    found = {}
+    base = os.path.join(root, "sys/class/devfreq")
+    for name in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+        cur, top = (read_int(os.path.join(base, name, f)) for f in ("cur_freq", "max_freq"))
+        if cur is not None:
+            found[name] = {"governor": read_text(os.path.join(base, name, "governor")), "cur_mhz": cur / 1e6,
+                           "max_mhz": top / 1e6 if top else None}
+    return found
+
+
 def pi_throttled():
     """Raspberry Pi firmware flags (vcgencmd get_throttled): bits 0-3 now, 16-19 since boot."""
     import shutil
@@ -543,7 +557,7 @@ def pi_throttled():
 def board_state(root="/"):
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
     state = {"at": time.time(), "runnable_others": runnable_others(root), "cpus": cpu_frequencies(root, cpus),
-             "thermal": thermal_zones(root)}
+             "thermal": thermal_zones(root), "devfreq": devfreq_clocks(root)}
     load = (read_text(os.path.join(root, "proc/loadavg")) or "").split()
     state["loadavg"] = [float(v) for v in load[:3]] if len(load) >= 3 else None
     if root == "/":

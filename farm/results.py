@@ -103,6 +103,7 @@ class VariantResult:
     opset: int | None = None
     latency_ms: dict | None = None       # summary of samples_ms: n, mean, std, min, max, p50..p99, cv
     samples_ms: list = field(default_factory=list)
+    latency_intervals: dict | None = None  # per percentile: order-statistic bounds (low, high, upper) at a confidence
     rounds: list = field(default_factory=list)  # each agent process's summary, when measured in several
     peak_rss_mb: float | None = None
     memory_mb: dict = field(default_factory=dict)

@@ -28,7 +28,7 @@ from farm.deploy.selection import Selection
 from farm.deploy.session import DeployPlan, Progress
 from farm.errors import HistoryError
 from farm.judge.items import judge, limits_for, unavailable
-from farm.judge.stats import percentile_of, runs_needed
+from farm.judge.stats import percentile_intervals, percentile_of, runs_needed
 from farm.record.history import History
 from farm.record.rundir import RunDir
 from farm.results import Baseline, BoardResult, RunResult
@@ -36,6 +36,7 @@ from farm.util import utc_now
 
 Say = Callable[[str], None]
 TREND_FIGURE = "p95"
+DEFAULT_CONFIDENCE = 0.95  # the percentiles' intervals in results.json when the checklist judges a point estimate
 
 
 @functools.cache
@@ -147,8 +148,12 @@ class Job:
             checks = judge(result.limits, board.emulated_cpu, measured, model, baselines)
             if problem:
                 checks = unavailable(checks, "regression", problem)
+            confidence = self.checklist.items.get("latency", {}).get("confidence") or DEFAULT_CONFIDENCE
             for variant, found in checks.items():
                 result.variants[variant].checks = found
+                if result.variants[variant].samples_ms:
+                    result.variants[variant].latency_intervals = percentile_intervals(
+                        result.variants[variant].samples_ms, confidence)
                 if baselines and variant in baselines:
                     result.variants[variant].baseline = {"run_id": baselines[variant].run_id,
                                                          "pinned": baselines[variant].pinned,

@@ -13,11 +13,14 @@ changes out.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import combinations
+from math import comb
 from typing import Sequence
 
 import numpy as np
 
 PERMUTATIONS = 999
+EXACT_SPLITS = 100_000
 
 
 @dataclass(frozen=True)
@@ -78,46 +81,66 @@ def find_changes(values: Sequence[float], *, alpha: float = 0.01, min_change_pct
     return found
 
 
+def _p_slower(before: np.ndarray, after: np.ndarray) -> float:
+    """One-sided permutation p-value of `after` being slower: exact over every split while there are
+    at most EXACT_SPLITS of them (two runs after twenty: 231), else sampled."""
+    pool, m = np.concatenate([before, after]), after.size
+    observed = after.sum() - 1e-12  # the total is fixed: a larger sum after is a larger difference of means
+    if comb(pool.size, m) <= EXACT_SPLITS:
+        picks = np.fromiter(combinations(range(pool.size), m), dtype=np.dtype((int, m)))
+        return float(np.mean(pool[picks].sum(axis=1) >= observed))
+    shuffled = np.random.default_rng(0).permuted(np.tile(pool, (PERMUTATIONS, 1)), axis=1)
+    return (int(np.sum(shuffled[:, -m:].sum(axis=1) >= observed)) + 1) / (PERMUTATIONS + 1)
+
+
 def recent_change(values: Sequence[float], since: int, *, alpha: float = 0.05, min_change_pct: float = 10.0,
-                  max_recent: int = 5, window: int = 20, min_before: int = 4) -> Change | None:
+                  window: int = 20, min_before: int = 4) -> Change | None:
     """A slowdown that began at or after index `since` (the baseline) and lasts to the newest point.
 
-    Where the newest level began is the split of the last `window + max_recent` points with the
-    largest l2 gain among the last `max_recent` starts (at least two points after it), as a
-    change-point method places it. It counts only when that start is at or after `since` (a level
-    that began before the baseline is the baseline's own), the figure is at least `min_change_pct`
-    higher (medians) and the split is significant by an exact-size permutation test of the mean of
-    the logs (one-sided). With two points after the change the smallest p-value is 1 / C(n, 2), so
-    a change shows after two runs; one noisy run never fails a night.
+    A start s is a candidate at or after `since` (at most `window` runs back), with at least two
+    points from it, when the run just before it is still nearer the old level than the new one
+    (the level began at s, not earlier: a level that began before the baseline is the baseline's
+    own). Of the candidates, the split with the largest l2 gain against up to `window` runs before it
+    is where the level moved, as a change-point method places it. It counts when the figure is at
+    least `min_change_pct` higher (medians) and the split is significant by an exact-size
+    permutation test of the mean of the logs (one-sided). With two points after the change and 20
+    before, the smallest p-value is 1 / C(22, 2) = 0.004 (exact), so a change shows after two runs;
+    one noisy run never fails a night, and a regressed board (whose baseline stays put) keeps
+    failing. Judging each start against the runs just before it, not a fixed baseline, keeps a slow
+    drift of the machine from hiding a step or passing for one.
     """
     series = np.asarray([v for v in values], dtype=float)
     n = series.size
-    first = max(min_before, n - max_recent)
+    first = max(min_before, since, n - window)
     if np.any(series <= 0) or first > n - 2:
         return None
-    pooled = np.log(series[max(0, n - max_recent - window):])
-    offset = n - pooled.size
+    logs = np.log(series)
 
-    def gain(start: int) -> float:  # l2 gain of splitting the pool at `start`, slowdowns only
-        k, m = start - offset, n - start
-        shift = pooled[k:].mean() - pooled[:k].mean()
-        return k * m / pooled.size * shift ** 2 if shift > 0 else 0.0
+    def split(at: int) -> tuple[np.ndarray, np.ndarray]:
+        return logs[max(0, at - window):at], logs[at:]
 
-    start = max(range(first, n - 1), key=gain)
-    if start < since or gain(start) == 0.0:
+    def gain(at: int) -> float:  # l2 gain of the split, slowdowns only
+        before, after = split(at)
+        shift = after.mean() - before.mean()
+        return before.size * after.size / (before.size + after.size) * shift ** 2 if shift > 0 else 0.0
+
+    def began_here(at: int) -> bool:
+        before, after = split(at)
+        return bool(logs[at - 1] < (np.median(before) + np.median(after)) / 2)
+
+    starts = [at for at in range(first, n - 1) if began_here(at) and gain(at) > 0]
+    if not starts:
         return None
-    before, after = series[max(0, start - window):start], series[start:]
-    change_pct = (np.median(after) / np.median(before) - 1) * 100
+    start = max(starts, key=gain)
+    before, after = split(start)
+    change_pct = (np.exp(np.median(after) - np.median(before)) - 1) * 100
     if change_pct < min_change_pct:
         return None
-    m = n - start
-    observed = pooled[-m:].mean() - pooled[:-m].mean()
-    shuffled = np.random.default_rng(0).permuted(np.tile(pooled, (PERMUTATIONS, 1)), axis=1)
-    stronger = int(np.sum(shuffled[:, -m:].mean(axis=1) - shuffled[:, :-m].mean(axis=1) >= observed - 1e-12))
-    p_value = (stronger + 1) / (PERMUTATIONS + 1)
+    p_value = _p_slower(before, after)
     if p_value > alpha:
         return None
-    return Change(int(start), float(np.median(before)), float(np.median(after)), float(change_pct), p_value)
+    return Change(int(start), float(np.exp(np.median(before))), float(np.exp(np.median(after))),
+                  float(change_pct), p_value)
 
 
 def series_changes(rows: Sequence[dict], figure: str, *, alpha: float = 0.01,

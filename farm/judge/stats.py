@@ -59,6 +59,12 @@ def quantile_bounds(samples_ms: Sequence[float], q: float, confidence: float) ->
                                                                                         upper_index)]}
 
 
+def percentile_intervals(samples_ms: Sequence[float], confidence: float = 0.95) -> dict:
+    """Each reported percentile's order-statistic bounds: what a p95 from n runs can and cannot say."""
+    return {f"p{q}": {k: v for k, v in quantile_bounds(samples_ms, q / 100, confidence).items() if k != "q"}
+            for q in PERCENTILES}
+
+
 def latency_change(baseline_ms: Sequence[float], new_ms: Sequence[float], figure: str, threshold_pct: float,
                    alpha: float) -> dict:
     """Did `figure` move by more than the threshold, and is the shift real (Mann-Whitney U)?

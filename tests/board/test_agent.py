@@ -118,7 +118,7 @@ def test_board_state_before_and_after_is_recorded(board_dir, digits_model):
     state = doc["board_state"]
     for when in ("before", "after"):
         assert len(state[when]["loadavg"]) == 3 and state[when]["runnable_others"] >= 0
-        assert {"cpus", "thermal", "pi_throttled"} <= set(state[when])  # empty where the VM exposes none
+        assert {"cpus", "thermal", "devfreq", "pi_throttled"} <= set(state[when])  # empty where the VM exposes none
     assert state["after"]["at"] > state["before"]["at"] and isinstance(state["flags"], list)
 
 
@@ -138,6 +138,10 @@ def fake_board(root: Path, *, governor: str, cur_khz: int, temp_mc: int, throttl
     for name, text in (("type", "cpu-thermal"), ("temp", str(temp_mc)), ("trip_point_0_type", "passive"),
                        ("trip_point_0_temp", "80000")):
         (zone / name).write_text(text + "\n")
+    gpu = root / "sys/class/devfreq/17000000.gpu"
+    gpu.mkdir(parents=True, exist_ok=True)
+    for name, text in (("governor", "nvhost_podgov"), ("cur_freq", "306000000"), ("max_freq", "1300500000")):
+        (gpu / name).write_text(text + "\n")
     (root / "proc").mkdir(exist_ok=True)
     (root / "proc/stat").write_text(f"cpu  1 2 3 4\nprocs_running {running}\nprocs_blocked 0\n")
     (root / "proc/loadavg").write_text(f"{running - 1}.00 0.50 0.20 {running}/120 4242\n")
@@ -155,6 +159,7 @@ def test_a_throttled_hot_busy_slow_clocked_board_is_flagged_for_each(tmp_path, m
                                   "throttle_count": 3}
     assert quiet["thermal"]["thermal_zone0"] == {"type": "cpu-thermal", "temp_c": 52.0, "passive_c": 80.0}
     assert quiet["runnable_others"] == 0 and quiet["loadavg"] == [0.0, 0.5, 0.2]
+    assert quiet["devfreq"] == {"17000000.gpu": {"governor": "nvhost_podgov", "cur_mhz": 306.0, "max_mhz": 1300.5}}
     assert farm_agent.state_flags(quiet, quiet, 2) == []
 
     busy = farm_agent.board_state(str(fake_board(tmp_path / "busy", governor="powersave", cur_khz=600000,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -79,10 +80,18 @@ def test_results_json_has_every_board_variant_item_with_value_and_limit(demo_run
     assert bounds["low"] <= a53["variants"]["fp32"]["latency_ms"]["p95"]
     assert "upper bound at 95 % confidence" in latency["why"]
     assert a53["facts"]["cores_usable"] == 1  # the a53-sim stand-in is pinned to one core
+    # ...and, where farm runs as root, its agents are timed at the stand-ins' raised priority.
+    assert a53["facts"]["nice"] == (-10 if os.geteuid() == 0 else 0)
     fp32 = a53["variants"]["fp32"]
     assert fp32["run_rules"]["min_runs"] == 60 and fp32["run_rules"]["runs"] == 60 and fp32["run_rules"]["met"]
     assert fp32["run_rules"]["warmup_runs"] >= 10 and fp32["run_rules"]["max_duration_s"] == 225.0  # 3/4 of 300 s
     assert set(fp32["board_state"]) == {"before", "after", "flags"} and fp32["board_state"]["before"]["loadavg"]
+    intervals = fp32["latency_intervals"]  # every percentile with its order-statistic interval
+    assert set(intervals) == {"p50", "p90", "p95", "p99"}
+    for name, found in intervals.items():
+        assert found["n"] == 60 and found["low"] <= fp32["latency_ms"][name]
+        assert found["high"] is None or fp32["latency_ms"][name] <= found["high"]
+    assert intervals["p95"]["upper"] == bounds["upper"] and intervals["p99"]["upper"] is None  # p99 needs 299
 
 
 def test_junit_counts_boards_times_variants_times_items(demo_run):

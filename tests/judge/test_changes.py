@@ -61,3 +61,8 @@ def test_series_changes_name_the_run_where_the_level_moved_and_skip_missing_figu
     (change,) = series_changes(rows, "p95")
     assert (change["figure"], change["run_id"], change["started"]) == ("p95", "r08", "2026-01-09T02:00:00")
     assert change["change_pct"] > 20
+
+
+def test_a_regression_keeps_failing_while_its_baseline_stays_put():
+    values = [*nights([(12, 1.0)], seed=7), *nights([(8, 1.3)], seed=8)]
+    assert all(recent_change(values[:n], since=11) is not None for n in range(14, 21))
