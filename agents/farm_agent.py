@@ -479,6 +479,11 @@ def read_int(path):
         return None
 
 
+def list_dir(path):
+    """A folder's entries, sorted; none where the board has no such folder."""
+    return sorted(os.listdir(path)) if os.path.isdir(path) else []
+
+
 def runnable_others(root, samples=5):
     """Runnable tasks other than this one (median of a few /proc/stat reads): load average lags a minute."""
     counts = []
@@ -510,9 +515,7 @@ def thermal_zones(root):
     """Each thermal zone's temperature and its first passive trip point, in degrees C."""
     zones = {}
     base = os.path.join(root, "sys/class/thermal")
-    for name in sorted(os.listdir(base)) if os.path.isdir(base) else []:
-        if not name.startswith("thermal_zone"):
-            continue
+    for name in (n for n in list_dir(base) if n.startswith("thermal_zone")):
         millis = read_int(os.path.join(base, name, "temp"))
         if millis is None:
             continue
@@ -532,7 +535,7 @@ def devfreq_clocks(root):
     """Accelerator and bus clocks (/sys/class/devfreq: a Jetson's GPU, a Qualcomm kgsl GPU), in MHz."""
     found = {}
     base = os.path.join(root, "sys/class/devfreq")
-    for name in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+    for name in list_dir(base):
         cur, top = (read_int(os.path.join(base, name, f)) for f in ("cur_freq", "max_freq"))
         if cur is not None:
             found[name] = {"governor": read_text(os.path.join(base, name, "governor")), "cur_mhz": cur / 1e6,

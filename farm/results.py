@@ -76,9 +76,20 @@ class Check:
     def passed(self) -> bool:
         return self.status in (CheckStatus.PASS, CheckStatus.SKIP)
 
+    @property
+    def limit_shown(self) -> str:
+        """The limit as a person writes it: 500, not 500.0 (judged limits are floats, however written)."""
+        return f"{self.limit:g}" if isinstance(self.limit, float) else str(self.limit)
+
+    @property
+    def versus(self) -> str:
+        """'(value vs limit unit)': how a failure line and a sign-off's disagreement show the figures."""
+        return f"({self.value} vs {self.limit_shown} {self.unit})".replace(" )", ")")
+
     def message(self, board: str, variant: str) -> str:
         shown = f"{self.value:.4g}" if isinstance(self.value, (int, float)) else self.value
-        text = f"{board} {variant} {self.item}: {shown} {self.unit} (limit {self.limit} {self.unit})".replace("  ", " ")
+        text = f"{board} {variant} {self.item}: {shown} {self.unit} (limit {self.limit_shown} {self.unit})".replace(
+            "  ", " ")
         return f"{text}: {self.why}" if self.why else text
 
     def to_json(self) -> dict:
@@ -320,7 +331,7 @@ class RunResult:
                 for check in variant.checks:
                     if not check.passed:
                         lines.append(f"{board.name} {variant.name} {check.item}: {check.status} "
-                                     f"({check.value} vs {check.limit} {check.unit}) {check.why}".rstrip())
+                                     f"{check.versus} {check.why}".rstrip())
         if not self.boards:
             lines.append("the run has no boards")
         return lines

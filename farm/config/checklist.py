@@ -137,21 +137,24 @@ def load_checklist(path: str | Path) -> Checklist:
                 parse_rule(items[item]["rule"])
             except ValueError as exc:
                 raise ChecklistError(where, settings.line_of("rule"), str(exc), item=item, field="rule") from exc
-        if item == "latency" and items[item]["metric"] not in LATENCY_METRICS:
-            raise ChecklistError(where, settings.line_of("metric"), f"unknown metric {items[item]['metric']!r}",
-                                 item=item, field="metric", hint="choose from " + ", ".join(LATENCY_METRICS))
+        if item == "latency":
+            _one_of(where, settings, item, items[item], "metric", LATENCY_METRICS, "metric")
         confidence = items[item].get("confidence", 0)
         if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 <= confidence < 1:
             raise ChecklistError(where, settings.line_of("confidence"), f"expected a number from 0 to below 1 "
                                  f"(0.95: 95 %), got {confidence!r}", item=item, field="confidence")
-        if items[item].get("board_state", "warn") not in BOARD_STATE_RULES:
-            raise ChecklistError(where, settings.line_of("board_state"), f"unknown rule {items[item]['board_state']!r}",
-                                 item=item, field="board_state", hint="choose from " + ", ".join(BOARD_STATE_RULES))
-        if items[item].get("limits", "precedence") not in LIMIT_RULES:
-            raise ChecklistError(where, settings.line_of("limits"), f"unknown rule {items[item]['limits']!r}",
-                                 item=item, field="limits", hint="choose from " + ", ".join(LIMIT_RULES))
+        for key, choices in (("board_state", BOARD_STATE_RULES), ("limits", LIMIT_RULES)):
+            if key in items[item]:
+                _one_of(where, settings, item, items[item], key, choices, "rule")
     policy = _policy(where, doc.get("signoff"), doc.line_of("signoff"), parent.policy if parent else POLICY)
     return Checklist(str(doc.get("name") or path.stem), str(path), items, policy, frozenset(explicit))
+
+
+def _one_of(where: str, settings, item: str, merged: dict, key: str, choices: tuple[str, ...], what: str) -> None:
+    """A setting that names one of a fixed set: anything else is an error naming its line and the choices."""
+    if merged[key] not in choices:
+        raise ChecklistError(where, settings.line_of(key), f"unknown {what} {merged[key]!r}", item=item, field=key,
+                             hint="choose from " + ", ".join(choices))
 
 
 def _policy(where: str, section, line: int, inherited: dict) -> dict:

@@ -102,7 +102,7 @@ class StandinSpec:
         values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in self.values.items()}
         board_class = values.pop("class", None)
         inherited = class_fields(board_class, standin=True)
-        from_class = tuple(k for k in BUDGETS if k in inherited and k not in values)
+        from_class = _budgets_from_class(inherited, values)
         values = {**inherited, **values}
         if self.cores:  # onnxruntime would size its pool by the host's cores, not the taskset
             values.setdefault("threads", self.cores)
@@ -113,6 +113,11 @@ class StandinSpec:
 
 QEMU_CPUS = ("cortex-a53", "cortex-a72", "cortex-a76")  # the Arm CPUs an emulated stand-in can be
 BUDGETS = ("latency_budget_ms", "memory_budget_mb")  # a board's limits, its own or its class's
+
+
+def _budgets_from_class(inherited: dict, own: dict) -> tuple[str, ...]:
+    """The budgets a board takes from its class: its judge names the class as their source."""
+    return tuple(k for k in BUDGETS if k in inherited and k not in own)
 
 # field name -> (accepted YAML types, description for messages)
 _STR, _INT, _NUM = (str,), (int,), (int, float)
@@ -264,8 +269,7 @@ class _Reader:
             kwargs["env"] = tuple(sorted((str(k), str(v)) for k, v in kwargs["env"].items()))
         kwargs["identity_file"] = self.path_field(kwargs.get("identity_file"))
         kwargs["known_hosts"] = self.path_field(kwargs.get("known_hosts"))
-        from_class = tuple(k for k in BUDGETS if k in inherited and k not in values)
-        return Board(board_class=board_class, from_class=from_class, **kwargs)
+        return Board(board_class=board_class, from_class=_budgets_from_class(inherited, values), **kwargs)
 
 
 def _check_unique(reader: _Reader, boards: list[tuple[Board, int]]) -> list[Board]:

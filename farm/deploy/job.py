@@ -19,7 +19,7 @@ from typing import Callable
 import farm
 from farm.build.loading import load_model_and_data
 from farm.build.variants import build_variants, check_variants, model_result, reuse_variants
-from farm.config.checklist import Checklist, load_checklist
+from farm.config.checklist import ITEMS, Checklist, load_checklist
 from farm.config.inventory import Board
 from farm.config.settings import RunSettings
 from farm.deploy.fanout import Fanout, GroupResult
@@ -36,7 +36,6 @@ from farm.util import utc_now
 
 Say = Callable[[str], None]
 TREND_FIGURE = "p95"
-DEFAULT_CONFIDENCE = 0.95  # the percentiles' intervals in results.json when the checklist judges a point estimate
 
 
 @functools.cache
@@ -148,7 +147,8 @@ class Job:
             checks = judge(result.limits, board.emulated_cpu, measured, model, baselines)
             if problem:
                 checks = unavailable(checks, "regression", problem)
-            confidence = self.checklist.items.get("latency", {}).get("confidence") or DEFAULT_CONFIDENCE
+            # The percentiles' intervals at the checklist's confidence; at farm's default where it judges a point.
+            confidence = self.checklist.items.get("latency", {}).get("confidence") or ITEMS["latency"]["confidence"]
             for variant, found in checks.items():
                 result.variants[variant].checks = found
                 if result.variants[variant].samples_ms:

@@ -108,9 +108,7 @@ def _from_samples(variant: VariantResult) -> VariantResult:
 def shown(check: Check | None) -> str:
     if check is None:
         return "no verdict"
-    limit = f"{check.limit:g}" if isinstance(check.limit, float) else check.limit
-    figures = f" ({check.value} vs {limit} {check.unit})".replace(" )", ")") if check.value is not None else ""
-    return f"{check.status}{figures}"
+    return f"{check.status} {check.versus}" if check.value is not None else f"{check.status}"
 
 
 def verdict_disagreements(result: RunResult, verdicts: dict[str, dict[str, list[Check]]],

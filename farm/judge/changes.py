@@ -46,10 +46,14 @@ def _best_splits(rows: np.ndarray) -> np.ndarray:
     return gain.max(axis=-1)
 
 
+def _gain(before: np.ndarray, after: np.ndarray) -> float:
+    """The l2 gain of splitting a series into `before` and `after`: k(n-k)/n * (mean left - mean right)^2."""
+    return before.size * after.size / (before.size + after.size) * (after.mean() - before.mean()) ** 2
+
+
 def _p_value(segment: np.ndarray, at: int, rng: np.random.Generator) -> float:
     """Share of shuffles whose best split is as strong as this one (E-Divisive's significance test)."""
-    n = segment.size
-    observed = at * (n - at) / n * (segment[:at].mean() - segment[at:].mean()) ** 2
+    observed = _gain(segment[:at], segment[at:])
     shuffled = rng.permuted(np.tile(segment, (PERMUTATIONS, 1)), axis=1)
     stronger = int(np.sum(_best_splits(shuffled) >= observed - 1e-12))
     return (stronger + 1) / (PERMUTATIONS + 1)
@@ -119,10 +123,9 @@ def recent_change(values: Sequence[float], since: int, *, alpha: float = 0.05, m
     def split(at: int) -> tuple[np.ndarray, np.ndarray]:
         return logs[max(0, at - window):at], logs[at:]
 
-    def gain(at: int) -> float:  # l2 gain of the split, slowdowns only
+    def gain(at: int) -> float:  # slowdowns only
         before, after = split(at)
-        shift = after.mean() - before.mean()
-        return before.size * after.size / (before.size + after.size) * shift ** 2 if shift > 0 else 0.0
+        return _gain(before, after) if after.mean() > before.mean() else 0.0
 
     def began_here(at: int) -> bool:
         before, after = split(at)

@@ -34,6 +34,18 @@ CREATE TABLE IF NOT EXISTS farm_schedules (
 """
 
 
+# procrastinate's job states as farm shows them: a finished, failed, cancelled or aborted job is done.
+SHOWN_STATES = {"todo": "queued", "doing": "running"}
+
+
+def pool_counts(jobs: list[dict]) -> dict[str, dict[str, int]]:
+    """Jobs (rows of Store.jobs) per pool and state: queued, running, done."""
+    counts: dict[str, dict[str, int]] = {}
+    for job in jobs:
+        state = SHOWN_STATES.get(job["state"] or "", "done")
+        counts.setdefault(job["pool"], {"queued": 0, "running": 0, "done": 0})[state] += 1
+    return counts
+
 class Store:
     """farm's queue tables; every method opens (and closes) its own connection."""
 

@@ -221,10 +221,12 @@ class History:
                                  "ORDER BY started DESC, run_id DESC", (last,))
 
     def series(self, board: str, variant: str, model: str | None = None, limit: int = 200,
-               before: tuple[str, str] | None = None) -> list[dict]:
-        """A board x variant's figures across runs, oldest first, each with its regression verdict.
+               before: tuple[str, str] | None = None, verdicts: bool = False) -> list[dict]:
+        """A board x variant's figures across runs, oldest first.
 
         `before`: (run_id, started) of a run: only the runs recorded before it, that run excluded.
+        `verdicts`: each with its regression verdict too, read from the stored variant (samples and
+        all), so only when shown.
         """
         clause, params = "", []
         if model:
@@ -233,10 +235,10 @@ class History:
             clause += "AND started < ? AND run_id <> ? "
             params += [before[1], before[0]]
         with self._store() as store:
-            rows = store.execute("SELECT run_id, started, model_name, p50, p95, peak_rss_mb, top1, entry FROM "
-                                 f"measurements WHERE board = ? AND variant = ? {clause}ORDER BY started DESC, "
-                                 "run_id DESC LIMIT ?", (board, variant, *params, limit))
-        for row in rows:
+            rows = store.execute(f"SELECT run_id, started, model_name, p50, p95, peak_rss_mb, top1"
+                                 f"{', entry' if verdicts else ''} FROM measurements WHERE board = ? AND variant = ? "
+                                 f"{clause}ORDER BY started DESC, run_id DESC LIMIT ?", (board, variant, *params, limit))
+        for row in rows if verdicts else ():
             checks = _unpack(row.pop("entry")).get("checks") or []
             row["regression"] = next((c["status"] for c in checks if c["item"] == "regression"), None)
         return rows[::-1]

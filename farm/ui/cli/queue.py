@@ -96,12 +96,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
+    from farm.queue.store import pool_counts
+
     rows = _store(args).jobs(pool=args.pool, limit=args.limit)
-    counts: dict[str, dict[str, int]] = {}
-    for row in rows:
-        state = {"todo": "queued", "doing": "running"}.get(row["state"] or "", "done")
-        counts.setdefault(row["pool"], {"queued": 0, "running": 0, "done": 0})[state] += 1
-    for pool, count in sorted(counts.items()):
+    for pool, count in sorted(pool_counts(rows).items()):
         print(f"pool {pool}: {count['queued']} queued, {count['running']} running, {count['done']} done")
     print(f"{'job':<6}{'pool':<12}{'state':<11}{'outcome':<11}{'run':<26}{'submitted by':<28}{'worker':<20}since")
     for row in rows:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from farm.judge.changes import series_changes
+from farm.queue.store import SHOWN_STATES, pool_counts
 from farm.record.history import History
 from farm.results import BoardStatus
 
@@ -94,7 +95,7 @@ RUN_FILES = ("report.html", "junit.xml", "results.json")
 
 def trends(sources: Sources, board: str, variant: str, model: str = "", limit: int = 200) -> dict:
     """A board x variant's figures across runs, with regressions marked and the baseline."""
-    rows = sources.history.series(board, variant, model or None, limit)
+    rows = sources.history.series(board, variant, model or None, limit, verdicts=True)
     models = sorted({r["model_name"] for r in rows if r["model_name"]})
     baseline = None
     if rows:
@@ -104,7 +105,7 @@ def trends(sources: Sources, board: str, variant: str, model: str = "", limit: i
             baseline = {"run_id": found.run_id, "pinned": found.pinned, "p50": stats.get("p50"),
                         "p95": stats.get("p95"), "peak_rss_mb": found.variant.peak_rss_mb}
     # Change points over one model's series only: a new model under the board is not a regression.
-    same_model = [r for r in rows if rows and r["model_name"] == rows[-1]["model_name"]]
+    same_model = [r for r in rows if r["model_name"] == rows[-1]["model_name"]]
     changes = [c for figure in FIGURES for c in series_changes(same_model, figure)]
     return {"board": board, "variant": variant, "model": model, "models": models, "baseline": baseline,
             "points": rows, "figures": FIGURES, "changes": changes}
@@ -133,9 +134,6 @@ def queue(sources: Sources) -> dict:
     if sources.queue is None:
         return {"enabled": False, "pools": {}, "jobs": []}
     jobs = sources.queue.jobs(limit=200)
-    pools: dict[str, dict[str, int]] = {}
     for job in jobs:
-        state = {"todo": "queued", "doing": "running"}.get(job["state"] or "", "done")
-        pools.setdefault(job["pool"], {"queued": 0, "running": 0, "done": 0})[state] += 1
         job.pop("request", None)
-    return {"enabled": True, "pools": pools, "jobs": [j for j in jobs if j["state"] in ("todo", "doing")]}
+    return {"enabled": True, "pools": pool_counts(jobs), "jobs": [j for j in jobs if j["state"] in SHOWN_STATES]}
