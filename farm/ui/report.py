@@ -131,6 +131,12 @@ def speedup_plot(result: RunResult) -> str | None:
 
 def trend_plot(trends: dict[str, dict[str, list[tuple]]], figure: str = "p95") -> str | None:
     """A figure over the last runs, one panel per board, one line per variant, change points dashed."""
+    fig = trend_figure(trends, figure)
+    return _png(fig) if fig is not None else None
+
+
+def trend_figure(trends: dict[str, dict[str, list[tuple]]], figure: str = "p95"):
+    """The trend plot's matplotlib figure (None with no board of two runs or more)."""
     from farm.judge.changes import find_changes
 
     boards = {b: v for b, v in trends.items() if any(len(points) > 1 for points in v.values())}
@@ -147,7 +153,7 @@ def trend_plot(trends: dict[str, dict[str, list[tuple]]], figure: str = "p95") -
         axis.set_xlabel("run (oldest to newest)")
         axis.set_ylabel(f"{figure} (ms)")
         axis.legend(fontsize=7)
-    return _png(fig)
+    return fig
 
 
 def summary_matrix(result: RunResult) -> str:

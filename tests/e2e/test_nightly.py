@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import farm, heavier, ssh_signer
+from helpers import farm, heavier, history_run, ssh_signer
 
 from farm.record.history import History
 
@@ -147,3 +147,30 @@ def test_a_nightly_is_signed_with_its_regression_verdicts_judged_again_from_the_
 
     swapped = farm("signoff", "verify", str(record_path), "--model", str(slow), cwd=cwd)
     assert swapped.returncode == 1 and "is not the signed model" in swapped.stdout
+
+
+def test_a_lasting_slowdown_since_the_baseline_fails_the_nightly_on_its_second_night(nightly, tmp_path):
+    """The change test over the history: ten earlier nights at half today's level, then two at today's.
+
+    The first real night has no baseline (a new history); seeded before it, the history then reads as
+    a step that began at that night, the baseline, and holds on the second: the regression item fails
+    naming where the level moved, whatever the pairwise rule says of two nights at the same level.
+    """
+    cwd, run, steady, _ = nightly
+    store = tmp_path / "history.sqlite"
+    data = REPO / "models" / "digits" / "digits.npz"
+    _, first = run(steady, data, "--history", str(store))
+    assert regression_check(first)["status"] == "skip"
+    level = first["boards"][0]["variants"]["fp32"]["latency_ms"]["p50"]
+    history = History(store)
+    for night in range(10):  # the same board, variant and model name, before the first real night
+        history.record(history_run(f"earlier-{night:02d}", "nightly-sim", level / 2,
+                                   started=f"2026-01-{night + 1:02d}T02:00:00"))
+    _, second = run(steady, data, "--history", str(store))
+    check = regression_check(second)
+    changes = [d for d in check["details"] if d["figure"] == "change since baseline"]
+    assert check["status"] == "fail" and changes, check
+    assert f"level since run {first['run_id']}" in check["why"]
+    for change in changes:
+        assert change["metric"] in ("p50", "p95") and change["began"] == first["run_id"]
+        assert change["change_pct"] >= 10 and change["p_value"] <= 0.02  # 1 / C(12, 2) at best: 0.015
