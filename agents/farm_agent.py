@@ -51,15 +51,20 @@ def claim_stdout():
 
 def stop_when_controller_goes():
     """The controller holds this process's stdin open (an SSH channel, or a pipe locally); EOF means the
-    controller died or its link did: stop at once rather than measure on for a run that is gone."""
+    controller died or its link did: stop at once rather than measure on for a run that is gone.
+
+    The exit is unconditional: the session that closed stdin usually closed stderr too, so the
+    "stopping" line may meet EPIPE, and an exception there once left agents measuring for their
+    whole deadline after a SIGKILLed controller."""
     def watch():
         try:
             while os.read(0, 4096):
                 pass
-        except OSError:
+            log("the controller is gone (stdin closed): stopping")
+        except (OSError, ValueError):
             pass
-        log("the controller is gone (stdin closed): stopping")
-        os._exit(3)
+        finally:
+            os._exit(3)
 
     threading.Thread(target=watch, name="farm-agent-watchdog", daemon=True).start()
 

@@ -93,6 +93,21 @@ def test_duration_stops_timed_runs_early(board_dir, digits_model):
     assert any("--duration" in w for w in doc["warnings"])
 
 
+def test_the_agent_stops_when_its_controller_goes_even_with_no_one_left_to_read_its_stderr(board_dir, digits_model):
+    # A dead controller's sshd closes every pipe of the session: the agent's "stopping" line then meets
+    # a closed stderr (EPIPE), and that must not keep it measuring until its deadline.
+    agent = subprocess.Popen([sys.executable, "farm_agent.py", "--model", str(digits_model), "--runs", "999999999",
+                              "--duration", "600", "--watch-stdin"], cwd=board_dir,
+                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert agent.stderr.readline()  # measuring: onnxruntime loaded, its first line written
+        agent.stderr.close()
+        agent.stdin.close()
+        assert agent.wait(10) == 3
+    finally:
+        agent.kill()
+
+
 def test_both_minimums_hold_runs_and_duration(board_dir, digits_model):
     by_runs = agent_json(board_dir, "--model", str(digits_model), "--min-runs", "300", "--min-duration-s", "0.05")
     rules = by_runs["run_rules"]
