@@ -82,10 +82,11 @@ def farm(*args: str, cwd: Path, env: dict | None = None, timeout: float = 900) -
 
 
 class Proxy:
-    """A TCP proxy on 127.0.0.1 in front of a board: it forwards, stalls (holds every byte, silently) or cuts."""
+    """A TCP proxy on 127.0.0.1 in front of a board: it forwards (at most `up_rate` bytes/s towards the
+    board, a slow link), stalls (holds every byte, silently) or cuts."""
 
-    def __init__(self, target_port: int, stall_after_bytes: int | None = None):
-        self.target_port, self.stall_after = target_port, stall_after_bytes
+    def __init__(self, target_port: int, stall_after_bytes: int | None = None, up_rate: float | None = None):
+        self.target_port, self.stall_after, self.up_rate = target_port, stall_after_bytes, up_rate
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port = self.server.getsockname()[1]
         self.stalled = threading.Event()
@@ -109,10 +110,12 @@ class Proxy:
             while True:
                 while self.stalled.is_set():  # a silent link: nothing read, nothing sent, nothing closed
                     time.sleep(0.05)
-                data = source.recv(65536)
+                data = source.recv(16384 if up and self.up_rate else 65536)
                 if not data:
                     break
                 target.sendall(data)
+                if up and self.up_rate:
+                    time.sleep(len(data) / self.up_rate)
                 if up:
                     self.sent_up += len(data)
                     if self.stall_after is not None and self.sent_up > self.stall_after:

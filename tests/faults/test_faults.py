@@ -278,6 +278,30 @@ def test_ctrl_c_during_a_wait_for_a_busy_board_stops_in_seconds(lab, plan, tmp_p
     assert saved_board(tmp_path, board.name)["status"] == "busy"
 
 
+def test_ctrl_c_during_a_push_stops_in_seconds_and_frees_the_board(lab, tmp_path):
+    _, boards = lab
+    board = fresh_workdir(boards["t1"], "ctrl-c-push")
+    proxy = Proxy(board.port, up_rate=1_000_000)  # the 10.9 MB FP32 model takes about 11 s over this link
+    try:
+        inventory = write_inventory(tmp_path / "slow-link.yaml", via_proxy(board, proxy, tmp_path))
+        proc = start_farm("run", "--inventory", inventory, "--variants", "fp32", "--runs", "5", cwd=tmp_path)
+        deadline = time.monotonic() + 120
+        while proxy.sent_up < 3_000_000 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert proxy.sent_up >= 3_000_000 and proc.poll() is None, proc.communicate(timeout=5)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        stopped_s = time.monotonic() - started
+    finally:
+        proxy.close()
+    assert stopped_s < 5 and proc.returncode == 130, (stopped_s, err[-2000:])
+    assert proxy.sent_up < 8_000_000  # stopped mid-push, not after it
+    (found,) = json.loads((tmp_path / "results" / "latest" / "results.json").read_text())["boards"]
+    assert found["status"] == "cancelled", found
+    assert not Path(board.workdir, "farm.lock").exists()
+
+
 def test_leftovers_are_cleared_and_boards_clean_frees_old_blobs(lab, plan, tmp_path):
     lab_obj, boards = lab
     board = fresh_workdir(boards["t2"], "leftovers")
