@@ -144,6 +144,9 @@ FIELD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "regression_rule": (_STR, "a regression rule such as p95:10%"),
     "env": ((dict,), "a mapping of environment variables"),
     "transport": (_STR, "one of " + ", ".join(TRANSPORTS)),
+    # Written by `farm lab up` into its inventory, so that its stand-ins are judged as stand-ins there too.
+    "standin": ((bool,), "true or false (true: a stand-in farm started; its class's budgets, never its hardware)"),
+    "emulated_cpu": (_STR, "the QEMU CPU of an emulated stand-in: one of " + ", ".join(QEMU_CPUS)),
 }
 STANDIN_FIELDS = ("name", "class", "cpu", "cores", "memory_mb", "providers", "threads", "pools", "tags",
                   "latency_budget_ms", "memory_budget_mb", "regression_rule", "arch")
@@ -213,7 +216,7 @@ class _Reader:
             hint = f"did you mean {near[0]!r}?" if near else "valid keys: " + ", ".join(allowed)
             raise self.fail(line, "unknown key", board, str(key), hint)
         types, what = FIELD_TYPES.get(key, ((str,), "text"))
-        if isinstance(value, bool) or not isinstance(value, types):
+        if isinstance(value, bool) and bool not in types or not isinstance(value, types):
             raise self.fail(line, f"expected {what}, got {type(value).__name__} {value!r}", board, key)
         if isinstance(value, list) and not all(isinstance(v, str) for v in value):
             raise self.fail(line, f"expected {what} (all text)", board, key)
@@ -221,8 +224,8 @@ class _Reader:
             near = difflib.get_close_matches(value, list(BOARD_CLASSES), n=1)
             raise self.fail(line, f"unknown board class {value!r}", board, key,
                             f"did you mean {near[0]!r}?" if near else "classes: " + ", ".join(BOARD_CLASSES))
-        if key in ("host_key_policy", "transport") and value not in (HOST_KEY_POLICIES if key == "host_key_policy"
-                                                                      else TRANSPORTS):
+        if key in ("host_key_policy", "transport", "emulated_cpu") and value not in (
+                {"host_key_policy": HOST_KEY_POLICIES, "transport": TRANSPORTS, "emulated_cpu": QEMU_CPUS}[key]):
             raise self.fail(line, f"expected {what}, got {value!r}", board, key)
         if key == "regression_rule":
             try:
@@ -258,8 +261,11 @@ class _Reader:
             values = {"host": "localhost", **values}
         if "host" not in values:
             raise self.fail(line, "missing required field", name, "host")
+        if values.get("emulated_cpu") and not values.get("standin"):
+            raise self.fail(line, "only a stand-in runs on an emulated CPU", name, "emulated_cpu",
+                            "add standin: true, or remove emulated_cpu")
         board_class = values.get("class")
-        inherited = class_fields(board_class)
+        inherited = class_fields(board_class, standin=bool(values.get("standin")))
         merged = {**inherited, **values}
         kwargs = {k: v for k, v in merged.items() if k in {f.name for f in fields(Board)}}
         for key in ("providers", "pools", "tags"):

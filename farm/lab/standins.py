@@ -182,17 +182,23 @@ class Lab:
         return stopped
 
     def write_inventory(self, record: dict) -> Path:
-        """An ordinary farm inventory of the running stand-ins, for any farm command."""
+        """An ordinary farm inventory of the running stand-ins, for any farm command.
+
+        Each row loads as the very board the lab runs: marked a stand-in, with its declared fields (class,
+        budgets, pools...), its taskset's threads and, when emulated, its QEMU CPU."""
         boards = []
         for entry in record["boards"].values():
             board = self.board(entry, record)
-            row = {"name": board.name, "host": board.host, "port": board.port, "workdir": board.workdir}
+            row = {"name": board.name, "host": board.host, "port": board.port, "workdir": board.workdir,
+                   "standin": True}
             if board.python != record["python"]:  # an emulated board's own Python
                 row["python"] = board.python
-            if board.cores:
-                row["cores"] = board.cores
-            if board.pools:
-                row["pools"] = list(board.pools)
+            if board.emulated_cpu:
+                row["emulated_cpu"] = board.emulated_cpu
+            row.update({k: v for k, v in (("cores", board.cores), ("memory_mb", board.memory_mb),
+                                          ("threads", board.threads)) if v})
+            row.update({k: list(v) if isinstance(v, (list, tuple)) else v
+                        for k, v in (entry.get("fields") or {}).items()})
             boards.append(row)
         doc = {"defaults": {"user": record["user"], "identity_file": record["client_key"],
                             "known_hosts": record["known_hosts"], "python": record["python"]},

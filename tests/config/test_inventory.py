@@ -178,3 +178,16 @@ def test_full_system_needs_an_arm64_standin(tmp_path):
     assert (err.line, err.board, err.field) == (3, "vm", "full_system")
     inventory = load_inventory(write(tmp_path, "standins:\n  - {name: vm, arch: arm64, full_system: true}\n", "ok.yaml"))
     assert inventory.standins[0].full_system is True
+
+
+def test_only_a_stand_in_runs_on_an_emulated_cpu(tmp_path):
+    err = error_of(write(tmp_path, "boards:\n  - name: b1\n    host: h\n    emulated_cpu: cortex-a72\n"))
+    assert (err.line, err.board, err.field) == (2, "b1", "emulated_cpu") and "standin: true" in str(err)
+    err = error_of(write(tmp_path, "boards:\n  - {name: b1, host: h, standin: true, emulated_cpu: m1}\n", "m1.yaml"))
+    assert err.field == "emulated_cpu" and "cortex-a53" in str(err)
+    err = error_of(write(tmp_path, "boards:\n  - {name: b1, host: h, standin: 'yes'}\n", "yes.yaml"))
+    assert err.field == "standin" and "true or false" in str(err)
+    (board,) = load_inventory(write(tmp_path, "boards:\n  - {name: b1, host: h, class: cortex-a72, standin: true, "
+                                              "emulated_cpu: cortex-a72}\n", "ok.yaml")).boards
+    assert board.standin and board.emulated_cpu == "cortex-a72"
+    assert board.cores is None and board.latency_budget_ms == 50.0  # the class's budget, not its hardware
