@@ -148,6 +148,7 @@ FIELD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "standin": ((bool,), "true or false (true: a stand-in farm started; its class's budgets, never its hardware)"),
     "emulated_cpu": (_STR, "the QEMU CPU of an emulated stand-in: one of " + ", ".join(QEMU_CPUS)),
 }
+CHOICES = {"host_key_policy": HOST_KEY_POLICIES, "transport": TRANSPORTS, "emulated_cpu": QEMU_CPUS}  # closed sets
 STANDIN_FIELDS = ("name", "class", "cpu", "cores", "memory_mb", "providers", "threads", "pools", "tags",
                   "latency_budget_ms", "memory_budget_mb", "regression_rule", "arch")
 ANSIBLE_VARS = {"ansible_host": "host", "ansible_port": "port", "ansible_user": "user",
@@ -224,8 +225,7 @@ class _Reader:
             near = difflib.get_close_matches(value, list(BOARD_CLASSES), n=1)
             raise self.fail(line, f"unknown board class {value!r}", board, key,
                             f"did you mean {near[0]!r}?" if near else "classes: " + ", ".join(BOARD_CLASSES))
-        if key in ("host_key_policy", "transport", "emulated_cpu") and value not in (
-                {"host_key_policy": HOST_KEY_POLICIES, "transport": TRANSPORTS, "emulated_cpu": QEMU_CPUS}[key]):
+        if key in CHOICES and value not in CHOICES[key]:
             raise self.fail(line, f"expected {what}, got {value!r}", board, key)
         if key == "regression_rule":
             try:

@@ -46,6 +46,7 @@ def pool_counts(jobs: list[dict]) -> dict[str, dict[str, int]]:
         counts.setdefault(job["pool"], {"queued": 0, "running": 0, "done": 0})[state] += 1
     return counts
 
+
 class Store:
     """farm's queue tables; every method opens (and closes) its own connection."""
 
