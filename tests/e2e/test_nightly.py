@@ -13,8 +13,11 @@ from helpers import farm, heavier, history_run, ssh_signer
 from farm.record.history import History
 
 REPO = Path(__file__).resolve().parents[2]
-
-
+# What these tests judge is the regression logic, not this machine's timing: every verdict rests on a
+# change far larger than the noise between two processes here (an unchanged model's p50 moved 48 %
+# between two nights in a loaded suite, and about 2x beside a busy loop on the stand-in's core).
+RULE = "p50:100%,p95:150%"  # the board's own rule: wider than that noise
+STEADY_TILES, SLOW_TILES = 12, 24  # the extra MatMul is (8 * tiles)^3: the slow model is ~6x the steady one
 
 
 @pytest.fixture(scope="module")
@@ -22,18 +25,20 @@ def nightly(tmp_path_factory, shared_dir):
     """A one-core stand-in and a nightly runner sharing one results folder and history."""
     cwd = tmp_path_factory.mktemp("nightly")
     inventory = cwd / "lab.yaml"
-    # A stand-in shares this VM's CPU: the same model's p95 moved 33-58 % between unchanged runs here,
-    # so it declares the rule its noise calls for, as a lab does for a noisy board.
-    inventory.write_text(textwrap.dedent("""
+    # A stand-in shares this VM's CPU, so it declares the rule its noise calls for, as a lab does for a
+    # noisy board, and a budget no load here reaches: a night that failed its latency would not become
+    # the baseline, and the latency budget is not what these tests judge.
+    inventory.write_text(textwrap.dedent(f"""
         standins:
           - name: nightly-sim
             cores: 1
             pools: [nightly]
-            regression_rule: p50:30%,p95:60%
+            regression_rule: {RULE}
+            latency_budget_ms: 2000
         """))
     models = cwd / "models"
-    steady = heavier(REPO / "models" / "digits" / "digits.onnx", models / "steady" / "digits.onnx", tiles=12)
-    slow = heavier(REPO / "models" / "digits" / "digits.onnx", models / "slow" / "digits.onnx", tiles=24)
+    steady = heavier(REPO / "models" / "digits" / "digits.onnx", models / "steady" / "digits.onnx", STEADY_TILES)
+    slow = heavier(REPO / "models" / "digits" / "digits.onnx", models / "slow" / "digits.onnx", SLOW_TILES)
 
     def run(model: Path, data: Path = REPO / "models" / "digits" / "digits.npz", *extra: str):
         # Five agent processes per night: the spread between them is the noise a change must exceed.
@@ -72,12 +77,12 @@ def test_a_slower_model_is_flagged_with_the_right_numbers(nightly):
     assert proc.returncode == 1
     check = regression_check(results)
     assert check["status"] == "fail" and check["item"] == "regression"
-    assert check["limit"] == "p50:30%,p95:60%"  # the board's own rule
+    assert check["limit"] == RULE  # the board's own rule
     p95 = next(d for d in check["details"] if d["figure"] == "p95")
     before = baseline["boards"][0]["variants"]["fp32"]["latency_ms"]["p95"]
     after = results["boards"][0]["variants"]["fp32"]["latency_ms"]["p95"]
     assert p95["baseline"] == pytest.approx(before) and p95["new"] == pytest.approx(after)
-    assert p95["change_pct"] == pytest.approx((after - before) / before * 100) and p95["change_pct"] > 50
+    assert p95["change_pct"] == pytest.approx((after - before) / before * 100) and p95["change_pct"] > 150
     assert p95["verdict"] == "regression" and p95["p_value"] < 0.01
     assert f"regressed against run {baseline_id}" in check["why"]
     # A failed night does not become the baseline.
@@ -150,27 +155,36 @@ def test_a_nightly_is_signed_with_its_regression_verdicts_judged_again_from_the_
 
 
 def test_a_lasting_slowdown_since_the_baseline_fails_the_nightly_on_its_second_night(nightly, tmp_path):
-    """The change test over the history: ten earlier nights at half today's level, then two at today's.
+    """The change test over the history: ten earlier nights at a tenth of the first real night, then two real.
 
     The first real night has no baseline (a new history); seeded before it, the history then reads as
     a step that began at that night, the baseline, and holds on the second: the regression item fails
-    naming where the level moved, whatever the pairwise rule says of two nights at the same level.
+    naming where the level moved, whatever the pairwise rule says of the two real nights. The seeded
+    level is a tenth of the first night's p50, so the step holds whichever way the second night's
+    timing moves (a 48 % move once undid a step of 2x); the expected figures are computed here from the
+    nights' own figures, read back.
     """
     cwd, run, steady, _ = nightly
     store = tmp_path / "history.sqlite"
     data = REPO / "models" / "digits" / "digits.npz"
-    _, first = run(steady, data, "--history", str(store))
+    once = ("--history", str(store), "--rounds", "1")  # the change test reads each night's figure, not its rounds
+    _, first = run(steady, data, *once)
     assert regression_check(first)["status"] == "skip"
-    level = first["boards"][0]["variants"]["fp32"]["latency_ms"]["p50"]
+    seeded = first["boards"][0]["variants"]["fp32"]["latency_ms"]["p50"] / 10
     history = History(store)
     for night in range(10):  # the same board, variant and model name, before the first real night
-        history.record(history_run(f"earlier-{night:02d}", "nightly-sim", level / 2,
+        history.record(history_run(f"earlier-{night:02d}", "nightly-sim", seeded,
                                    started=f"2026-01-{night + 1:02d}T02:00:00"))
-    _, second = run(steady, data, "--history", str(store))
+    _, second = run(steady, data, *once)
     check = regression_check(second)
-    changes = [d for d in check["details"] if d["figure"] == "change since baseline"]
-    assert check["status"] == "fail" and changes, check
+    changes = {d["metric"]: d for d in check["details"] if d["figure"] == "change since baseline"}
+    assert check["status"] == "fail" and set(changes) == {"p50", "p95"}, check
     assert f"level since run {first['run_id']}" in check["why"]
-    for change in changes:
-        assert change["metric"] in ("p50", "p95") and change["began"] == first["run_id"]
-        assert change["change_pct"] >= 10 and change["p_value"] <= 0.02  # 1 / C(12, 2) at best: 0.015
+    for metric, before in (("p50", seeded), ("p95", seeded * 1.2)):  # history_run's p95 is 1.2 x its p50
+        nights = [night["boards"][0]["variants"]["fp32"]["latency_ms"][metric] for night in (first, second)]
+        after = float(np.exp(np.median(np.log(nights))))  # the new level: median of the logs of the two nights
+        change = changes[metric]
+        assert change["began"] == first["run_id"]
+        assert change["baseline"] == pytest.approx(before) and change["new"] == pytest.approx(after)
+        assert change["change_pct"] == pytest.approx((after / before - 1) * 100)
+        assert change["p_value"] == pytest.approx(1 / 66)  # exact: the two real nights are the top 2 of C(12, 2)
