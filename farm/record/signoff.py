@@ -12,8 +12,12 @@ The record (signoff.json: canonical JSON) holds the model's and every variant's 
 the boards with their facts and host keys, the checklist and policy with their sha256,
 every verdict with its value and limit, the sha256 of every file of the run, and the run's
 raw figures as evidence, so `verify` can judge again from the record alone. It is signed
-with `ssh-keygen -Y sign` (signoff.json.sig); `verify` checks the signature, the signer
-against allowed_signers, the files beside it and every verdict.
+with `ssh-keygen -Y sign` (signoff.json.sig).
+
+`verify` takes nothing on the record's word (docs/signoff.md): the signature in farm's namespace
+(or the pinned release policy's), the signer against allowed_signers, the policy it was signed
+under against the pinned one, its signing time, every verdict, and (unless `record_only`) the
+run folder it sits in: the same run id, every run file as signed.
 """
 
 from __future__ import annotations
