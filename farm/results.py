@@ -8,7 +8,6 @@ boards/<board>.json. Nothing else walks those documents by hand.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
@@ -196,6 +195,9 @@ class BoardResult:
     emulated: bool = False
     qemu_cpu: str | None = None
     address: str | None = None
+    # A stand-in, or a board reached on this machine (by any address of it, or running its kernel): the
+    # controller's CPU (farm.config.locality, decided at the probe and again when a run is signed off)
+    on_controller: bool = False
     pools: list = field(default_factory=list)
     providers_requested: list = field(default_factory=list)
     host_key_policy: str | None = None
@@ -212,21 +214,6 @@ class BoardResult:
     @property
     def ok(self) -> bool:
         return self.status == BoardStatus.OK
-
-    @property
-    def on_controller(self) -> bool:
-        """A stand-in, or a board reached on this machine (loopback, local transport): the controller's CPU."""
-        if self.standin or self.address == "local":
-            return True
-        host = (self.address or "").rpartition("@")[2]
-        if host.count(":") == 1:  # host:port (an IPv6 address has more colons)
-            host = host.partition(":")[0]
-        if host.strip("[]") == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(host.strip("[]")).is_loopback
-        except ValueError:
-            return False
 
     @property
     def usable(self) -> bool:

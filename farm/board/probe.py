@@ -15,6 +15,11 @@ PROBE_SCRIPT = r'''
 import json, os, sys, time
 facts = {"python": "%d.%d.%d" % sys.version_info[:3], "machine": os.uname()[4], "missing": [], "now": int(time.time())}
 workdir = sys.argv[1] if len(sys.argv) > 1 else None
+try:  # one per kernel boot: a board that shares the controller's kernel is the controller
+    with open("/proc/sys/kernel/random/boot_id") as handle:
+        facts["boot_id"] = handle.read().strip()
+except OSError:
+    pass
 try:
     with open(os.path.join(workdir, "farm.lock")) as handle:
         facts["lock"] = handle.read().strip()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from farm import resources
-from farm.config.project import ProjectConfig, ProjectConfigError, check_keys
+from farm.config.project import RELEASE_POLICY, RELEASE_POLICY_HELP, ProjectConfig, ProjectConfigError, check_keys
 from farm.config.settings import VARIANTS, Measurement, RunSettings
 from farm.errors import ConfigError
 from farm.util import NAME_RE
@@ -161,7 +161,8 @@ def resolve(cli: Callable[[str], Any], *, environ: Mapping[str, str] | None = No
     """
     environ = os.environ if environ is None else environ
     if project is not None:
-        check_keys(project, {o.config_key: o.help for o in RUN_OPTIONS + SIGNOFF_OPTIONS + QUEUE_OPTIONS})
+        check_keys(project, {**{o.config_key: o.help for o in RUN_OPTIONS + SIGNOFF_OPTIONS + QUEUE_OPTIONS},
+                             RELEASE_POLICY: RELEASE_POLICY_HELP})
     resolved = {}
     for option in options:
         given = cli(option.dest)

@@ -20,6 +20,10 @@ from typing import Any
 from farm.errors import LocatedError
 
 TABLE = "tool.farm"
+RELEASE_POLICY = "release_policy"  # {path = "release.yaml", sha256 = "..."}: the checklist a release is signed under
+RELEASE_POLICY_HELP = ("the release policy, pinned: {path = CHECKLIST.yaml, sha256 = the checklist's sha256 as "
+                       "`farm signoff --dry-run` prints it}")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 class ProjectConfigError(LocatedError):
@@ -99,3 +103,30 @@ def check_keys(config: ProjectConfig, known: dict[str, str]) -> None:
             near = difflib.get_close_matches(key, list(known), n=1)
             raise ProjectConfigError(str(config.path), config.lines.get(key), "unknown key", field=key,
                                      hint=f"did you mean {near[0]!r}?" if near else "keys: " + ", ".join(known))
+
+
+def release_policy(config: ProjectConfig | None):
+    """The pinned release policy (a Checklist), or None when the project pins none.
+
+    Pinned by the sha256 of what the checklist means (items and policy, `Checklist.sha256`):
+    a file that no longer means what was pinned is an error, never a quietly different policy.
+    """
+    from farm.config.checklist import load_checklist
+
+    if config is None or RELEASE_POLICY not in config.values:
+        return None
+    value, line = config.values[RELEASE_POLICY], config.lines.get(RELEASE_POLICY)
+    fail = lambda message, key: ProjectConfigError(str(config.path), line, message,  # noqa: E731
+                                                   field=f"{RELEASE_POLICY}.{key}" if key else RELEASE_POLICY)
+    if not isinstance(value, dict) or set(value) != {"path", "sha256"}:
+        raise fail(f"expected {{path = \"CHECKLIST.yaml\", sha256 = \"...\"}}, got {value!r}", None)
+    if not isinstance(value["path"], str) or not value["path"]:
+        raise fail(f"expected a checklist file, got {value['path']!r}", "path")
+    if not isinstance(value["sha256"], str) or not SHA256_RE.match(value["sha256"]):
+        raise fail(f"expected 64 lowercase hex digits, got {value['sha256']!r}", "sha256")
+    path = Path(os.path.expanduser(value["path"]))
+    checklist = load_checklist(path if path.is_absolute() else config.folder / path)
+    if checklist.sha256 != value["sha256"]:
+        raise fail(f"{checklist.path} means sha256 {checklist.sha256}, not the one pinned: the policy changed since "
+                   f"it was pinned; review the change, then pin sha256 = \"{checklist.sha256}\"", "sha256")
+    return checklist

@@ -19,6 +19,7 @@ from typing import Callable
 import farm
 from farm.build.loading import load_model_and_data
 from farm.build.variants import build_variants, check_variants, model_result, reuse_variants
+from farm.config import locality
 from farm.config.checklist import ITEMS, Checklist, load_checklist
 from farm.config.inventory import Board
 from farm.config.settings import RunSettings
@@ -199,7 +200,8 @@ class Job:
             return found
         board = self.selection.boards.get(name)
         return BoardResult(name=name, board_class=board.board_class if board else None,
-                           standin=bool(board and board.standin))
+                           standin=bool(board and board.standin),
+                           on_controller=bool(board and board.shares_controller_cpu))
 
     def finish(self, history: History | None) -> None:
         """Build the run's result once, write results.json, record it in the history, point `latest` at it."""
@@ -208,7 +210,8 @@ class Job:
             run_id=settings.run_id, started=self.result.started, finished=utc_now(), inventory=str(settings.inventory),
             checklist=self.checklist.describe(),
             provenance={"farm": farm.__version__, "git_commit": git_commit(Path(farm.__file__).resolve().parent.parent),
-                        "controller": socket.gethostname(), "measurement": settings.measurement.to_json(),
+                        "controller": socket.gethostname(),
+                        "controller_boot_id": locality.controller_boot_id(), "measurement": settings.measurement.to_json(),
                         "variant_deadline_s": settings.variant_deadline_s},
             model=model_result(self.manifest) if self.manifest else model_result({"model": self.model.describe()}),
             boards=[self._board(name) for name in self.board_names])

@@ -25,6 +25,7 @@ from farm.board.artifacts import Artifact, blob_path, clean, push
 from farm.board.lease import Lease
 from farm.board.probe import probe, require_ready
 from farm.board.transport import Transport, open_transport
+from farm.config import locality
 from farm.config.inventory import Board
 from farm.config.settings import Measurement
 from farm.errors import AgentError, BoardError, Stopped
@@ -97,7 +98,7 @@ def board_result(board: Board) -> BoardResult:
     """A board's result before anything happened to it: who it is, how it is reached."""
     return BoardResult(name=board.name, board_class=board.board_class, standin=board.standin,
                        emulated=bool(board.emulated_cpu), qemu_cpu=board.emulated_cpu, address=board.address,
-                       pools=list(board.pools), providers_requested=list(board.providers),
+                       on_controller=board.shares_controller_cpu, pools=list(board.pools), providers_requested=list(board.providers),
                        host_key_policy=board.host_key_policy)
 
 
@@ -230,6 +231,9 @@ class BoardSession:
         with self.step("probe"):
             facts = probe(self.transport, self.board.workdir)
             self.result.facts.update(facts)
+            # By the board's kernel and by what its address resolves to: a stand-in under any other name.
+            self.result.on_controller = locality.on_controller(
+                self.board.address, self.board.standin, facts.get("boot_id"), {locality.controller_boot_id()})
             require_ready(self.transport, facts)
 
     def push(self) -> None:

@@ -11,7 +11,7 @@ with the reason. Pure: a run and a policy in, lines out.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from farm.results import BoardResult, RunResult
 
@@ -39,12 +39,33 @@ def _not_counted(board: BoardResult, policy: dict) -> str | None:
     return None
 
 
-def _age_days(result: RunResult, now: datetime) -> float | None:
+CLOCK_SKEW = timedelta(minutes=5)  # a signature this far ahead of the verifier's clock is still not "future"
+
+
+def _time(text) -> datetime | None:
     try:
-        finished = datetime.fromisoformat(str(result.finished).replace("Z", "+00:00"))
+        found = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
     except ValueError:
         return None
-    return (now - finished).total_seconds() / 86400
+    return found if found.tzinfo else None
+
+
+def _age_days(result: RunResult, now: datetime) -> float | None:
+    finished = _time(result.finished)
+    return None if finished is None else (now - finished).total_seconds() / 86400
+
+
+def signing_time_problems(signed_at, finished, now: datetime) -> list[str]:
+    """A record's signing time against the verifier's clock and the run it signs (its age rule is check_policy's)."""
+    signed, ended = _time(signed_at), _time(finished)
+    if signed is None:
+        return [f"signed_at: {signed_at!r} is not a time with its time zone"]
+    if signed > now + CLOCK_SKEW:
+        return [f"signed_at: {signed_at} is in the future (now {now.isoformat(timespec='seconds')}): a record cannot "
+                "be signed later than it is verified"]
+    if ended is not None and signed < ended:
+        return [f"signed_at: {signed_at} is before the run ended ({finished}): no run is signed before it is over"]
+    return []
 
 
 def check_policy(result: RunResult, policy: dict, now: datetime) -> PolicyOutcome:

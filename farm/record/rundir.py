@@ -8,10 +8,28 @@ after Ctrl-C), and `<out>/latest` pointing at the newest run.
 from __future__ import annotations
 
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from farm.results import BoardResult, RunResult
-from farm.util import write_json_atomic
+from farm.util import NAME_RE, write_json_atomic
+
+# The files farm writes in a run folder, and nothing else: what `farm fetch` accepts from a queue's rows.
+RUN_FILES = ("results.json", "junit.xml", "report.html", "manifest.json")
+PER_BOARD = {"boards": ".json", "logs": ".log"}  # folder -> suffix of <folder>/<board><suffix>
+
+
+def run_file_problem(name: str) -> str | None:
+    """Why `name` is not a file farm writes in a run folder (None: it is one)."""
+    if name in RUN_FILES:
+        return None
+    folder, _, file = name.partition("/")
+    suffix = PER_BOARD.get(folder)
+    if suffix and file.endswith(suffix) and NAME_RE.match(file[:-len(suffix)]) and "/" not in file:
+        return None
+    if PurePosixPath(name).is_absolute() or ".." in PurePosixPath(name).parts or "\\" in name:
+        return "an absolute path or one that climbs out of the run folder"
+    return ("not a file farm writes in a run folder (" + ", ".join(RUN_FILES) + ", "
+            + ", ".join(f"{f}/<board>{s}" for f, s in PER_BOARD.items()) + ")")
 
 
 class RunDir:

@@ -12,8 +12,12 @@ The record (signoff.json: canonical JSON) holds the model's and every variant's 
 the boards with their facts and host keys, the checklist and policy with their sha256,
 every verdict with its value and limit, the sha256 of every file of the run, and the run's
 raw figures as evidence, so `verify` can judge again from the record alone. It is signed
-with `ssh-keygen -Y sign` (signoff.json.sig); `verify` checks the signature, the signer
-against allowed_signers, the files beside it and every verdict.
+with `ssh-keygen -Y sign` (signoff.json.sig).
+
+`verify` takes nothing on the record's word (docs/signoff.md): the signature in farm's namespace
+(or the pinned release policy's), the signer against allowed_signers, the policy it was signed
+under against the pinned one, its signing time, every verdict, and (unless `record_only`) the
+run folder it sits in: the same run id, every run file as signed.
 """
 
 from __future__ import annotations
@@ -24,14 +28,16 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from farm.config.checklist import Checklist, load_checklist
+from farm.config import locality
+from farm.config.checklist import POLICY, Checklist
 from farm.config.inventory import load_inventory
 from farm.errors import ConfigError, HistoryError, SignoffError
 from farm.judge import audit
 from farm.judge.audit import Disagreement
 from farm.judge.items import limits_for
-from farm.judge.policy import PolicyOutcome, check_policy
+from farm.judge.policy import PolicyOutcome, check_policy, signing_time_problems
 from farm.record import sshsig
+from farm.record.rundir import run_file_problem
 from farm.results import Baseline, BoardResult, RunResult, VariantResult
 from farm.util import file_sha256
 
@@ -117,19 +123,22 @@ def _baselines(result: RunResult, checklist: Checklist, history) -> tuple[dict, 
     return found, problems
 
 
-def review(run_dir: Path, *, checklist: Path | None = None, inventory: Path | None = None, history=None,
+def review(run_dir: Path, *, checklist: Checklist, inventory: Path, history=None,
            now: datetime | None = None) -> Review:
-    """Everything signing checks, without signing (`farm signoff --dry-run` prints it)."""
+    """Everything signing checks, without signing (`farm signoff --dry-run` prints it).
+
+    The checklist and inventory are the signer's (named, or pinned in the project), never the
+    ones results.json names: whoever made the run chose those.
+    """
     run_dir = Path(run_dir)
     result = _read_run(run_dir)
-    checklist_doc = load_checklist(checklist or result.checklist.get("file") or "")
-    inventory_path = Path(inventory or result.inventory or "")
+    inventory_path = Path(inventory)
     if not inventory_path.is_file():
         raise ConfigError(f"inventory {inventory_path}: not found: the sign-off judges each board by its "
                           "inventory entry; give --inventory")
     declared = load_inventory(inventory_path)
-    outcome = Review(run_dir, result, checklist_doc, check_policy(result, checklist_doc.policy,
-                                                                  now or datetime.now(timezone.utc)))
+    outcome = Review(run_dir, result, checklist, PolicyOutcome())
+    controller = {i for i in (locality.controller_boot_id(), result.provenance.get("controller_boot_id")) if i}
     emulated = {}
     for board in result.boards:
         entry = declared.declared(board.name)
@@ -138,17 +147,22 @@ def review(run_dir: Path, *, checklist: Path | None = None, inventory: Path | No
                                                       "in the run", "not in the inventory: give --inventory"))
             continue
         emulated[board.name] = entry.emulated_cpu
-        outcome.limits[board.name] = limits_for(checklist_doc, entry)
-        on_controller = BoardResult(board.name, address=entry.address, standin=entry.standin).on_controller
-        for what, stored, truth in (("on the controller", board.on_controller, on_controller),
-                                    ("emulated", board.emulated, bool(entry.emulated_cpu)),
+        outcome.limits[board.name] = limits_for(checklist, entry)
+        # A stand-in under any name: the entry's address resolved here, and the board's kernel against ours.
+        here = locality.on_controller(entry.address, entry.standin, board.facts.get("boot_id"), controller)
+        if here and not board.on_controller:
+            outcome.disagreements.append(Disagreement(str(inventory_path), board.name, None, "on the controller",
+                                                      False, True))
+        board.on_controller = board.on_controller or here
+        for what, stored, truth in (("emulated", board.emulated, bool(entry.emulated_cpu)),
                                     ("class", board.board_class, entry.board_class)):
             if stored != truth:
                 outcome.disagreements.append(Disagreement(str(inventory_path), board.name, None, what, stored, truth))
         if board.usable:
             outcome.disagreements += audit.limit_disagreements(board.name, board.limits, outcome.limits[board.name],
                                                                "results.json")
-    outcome.baselines, missing = _baselines(result, checklist_doc, history)
+    outcome.policy = check_policy(result, checklist.policy, now or datetime.now(timezone.utc))
+    outcome.baselines, missing = _baselines(result, checklist, history)
     outcome.disagreements += missing
     verdicts = audit.recompute(result, outcome.limits, emulated, outcome.baselines)
     outcome.failures = _judged_again(result, verdicts).problems()
@@ -276,10 +290,18 @@ class Verification:
     record: dict | None
     problems: list[str] = field(default_factory=list)   # any: the record does not verify
     notes: list[str] = field(default_factory=list)      # what could not be compared, and why
+    record_only: bool = False                           # the run's folder was not compared (asked for)
+    release: Checklist | None = None                    # the pinned release policy it was held to, if any
 
     @property
     def verified(self) -> bool:
         return not self.problems
+
+    @property
+    def policy(self) -> str:
+        """The policy the record was signed under: the checklist's name and sha256."""
+        checklist = (self.record or {}).get("checklist") or {}
+        return f"{checklist.get('name')} (sha256 {checklist.get('sha256')})"
 
 
 def _record_path(path: Path) -> Path:
@@ -287,35 +309,29 @@ def _record_path(path: Path) -> Path:
     return path / RECORD if path.is_dir() else path
 
 
-def verify(path: Path, allowed_signers: Path, model: Path | None = None) -> Verification:
-    """Signature, signer, the run's files beside the record, and every verdict judged again."""
+def verify(path: Path, allowed_signers: Path, model: Path | None = None, *, release: Checklist | None = None,
+           record_only: bool = False, now: datetime | None = None) -> Verification:
+    """Signature (in farm's namespace, never the record's word for it), signer, the record's policy against
+    the pinned release policy, its time, every verdict judged again and, unless `record_only`, the run
+    folder it sits in: the same run id, every run file as signed."""
     path = _record_path(path)
     try:
         data = path.read_bytes()
         record = json.loads(data)
     except (OSError, ValueError) as exc:
         raise SignoffError(f"{path}: not a readable sign-off record ({exc})") from exc
-    if record.get("schema") != SCHEMA:
-        raise SignoffError(f"{path}: schema {record.get('schema')!r} is not {SCHEMA}: an unsigned record of an "
-                           "older farm proves nothing; sign the run again")
-    outcome = Verification(record)
-    signer = record.get("signer") or {}
-    sig_path = path.with_name(path.name + ".sig")
-    if not sig_path.is_file():
-        outcome.problems.append(f"{sig_path}: no signature beside the record")
-    else:
-        checked = sshsig.verify(data, sig_path.read_text(), str(signer.get("namespace")),
-                                sshsig.check_allowed_signers(allowed_signers))
-        if not checked.intact:
-            outcome.problems.append(f"{path.name} was changed after signing: its signature does not match its "
-                                    f"content ({checked.message})")
-        elif not checked.principals:
-            outcome.problems.append(f"signed by a key not allowed to sign: {checked.message}")
-        elif signer.get("principal") not in checked.principals:
-            outcome.problems.append(f"the record names {signer.get('principal')} as signer, the key belongs to "
-                                    f"{', '.join(checked.principals)}")
+    if not isinstance(record, dict) or record.get("schema") != SCHEMA:
+        raise SignoffError(f"{path}: schema {record.get('schema') if isinstance(record, dict) else None!r} is not "
+                           f"{SCHEMA}: an unsigned record of an older farm proves nothing; sign the run again")
+    outcome = Verification(record, record_only=record_only, release=release)
+    outcome.problems += _signature(path, data, record, allowed_signers,
+                                   release.policy["namespace"] if release else POLICY["namespace"])
+    outcome.problems += _policy(record, release, now or datetime.now(timezone.utc))
     outcome.problems += [str(d) for d in _rederive(record)]
-    outcome.problems += _beside(path.parent, record, outcome.notes)
+    if record_only:
+        outcome.notes.append("record only: the run folder beside the record was not compared with it")
+    else:
+        outcome.problems += _in_its_folder(path.parent, record)
     if model is not None:
         actual = file_sha256(model)
         signed = record.get("model") or {}
@@ -323,6 +339,91 @@ def verify(path: Path, allowed_signers: Path, model: Path | None = None) -> Veri
             outcome.problems.append(f"{model}: sha256 {actual} is not the signed model {signed.get('sha256')} "
                                     "nor any signed variant")
     return outcome
+
+
+def _signature(path: Path, data: bytes, record: dict, allowed_signers: Path, namespace: str) -> list[str]:
+    """The signature over the record, checked in `namespace` (farm's, or the pinned policy's) only."""
+    signer = record.get("signer") or {}
+    sig_path = path.with_name(path.name + ".sig")
+    problems = []
+    if signer.get("namespace") != namespace:
+        problems.append(f"the record says it was signed in namespace {signer.get('namespace')!r}; sign-offs verify "
+                        f"in {namespace!r} only (a signature made for git commits or files is not a sign-off)")
+    if not sig_path.is_file():
+        return problems + [f"{sig_path}: no signature beside the record"]
+    checked = sshsig.verify(data, sig_path.read_text(), namespace, sshsig.check_allowed_signers(allowed_signers))
+    if not checked.intact:
+        problems.append(f"{path.name} was changed after signing: its signature does not match its content in "
+                        f"namespace {namespace!r} ({checked.message})")
+    elif not checked.principals:
+        problems.append(f"signed by a key not allowed to sign: {checked.message}")
+    elif signer.get("principal") not in checked.principals:
+        problems.append(f"the record names {signer.get('principal')} as signer, the key belongs to "
+                        f"{', '.join(checked.principals)}")
+    return problems
+
+
+def _policy(record: dict, release: Checklist | None, now: datetime) -> list[str]:
+    """The policy the record says it was signed under: what it hashes to, the pinned release policy, and its
+    rules (the run's age, the boards that count) judged again at the time it was signed."""
+    checklist, rules = record.get("checklist") or {}, (record.get("policy") or {}).get("rules") or {}
+    problems = []
+    meant = Checklist(str(checklist.get("name")), str(checklist.get("file")), checklist.get("items") or {},
+                      rules).sha256
+    if meant != checklist.get("sha256"):
+        problems.append(f"the record's checklist and policy hash to {meant}, not the sha256 it names "
+                        f"({checklist.get('sha256')})")
+    if release is not None and checklist.get("sha256") != release.sha256:
+        problems.append(f"signed under policy {checklist.get('name')} (sha256 {checklist.get('sha256')}), not the "
+                        f"pinned release policy {release.name} (sha256 {release.sha256}): not a release sign-off")
+    try:
+        result, _ = _evidence(record)
+    except (ValueError, KeyError, TypeError):
+        return problems  # _rederive names the unreadable evidence
+    problems += signing_time_problems(record.get("signed_at"), result.finished, now)
+    try:
+        signed_at = datetime.fromisoformat(str(record.get("signed_at")))
+    except ValueError:
+        return problems
+    controller = result.provenance.get("controller_boot_id")
+    for board in result.boards:
+        if not board.on_controller and controller and board.facts.get("boot_id") == controller:
+            problems.append(f"{board.name} runs the controller's kernel (boot id {controller}) but the record does "
+                            "not count it as on the controller")
+            board.on_controller = True
+    try:
+        unmet = check_policy(result, {**POLICY, **rules}, signed_at).unmet
+    except (TypeError, KeyError, ValueError) as exc:
+        unmet = [f"the record's rules cannot be read ({exc})"]
+    return problems + [f"policy at signing: {u}" for u in unmet]
+
+
+def _in_its_folder(folder: Path, record: dict) -> list[str]:
+    """The record against the run folder it sits in: the same run, and each run file as signed
+    (an edited results.json is named figure by figure)."""
+    problems = []
+    here = folder.resolve().name
+    if here != record.get("run_id"):
+        problems.append(f"the record is for run {record.get('run_id')}, it sits in the folder of {here!r}: a record "
+                        "copied from another run says nothing about this one (--record-only: check the record alone)")
+    signed_files = record.get("files") or {}
+    for name, signed in signed_files.items():
+        bad = run_file_problem(name)
+        if bad:
+            problems.append(f"the record lists a file {name!r}: {bad}")
+            continue
+        path = folder / name
+        if not path.is_file():
+            problems.append(f"{name}: signed, not beside the record (--record-only: check the record alone)")
+            continue
+        actual = file_sha256(path)
+        if actual == signed:
+            continue
+        problems.append(f"{name} was changed after signing (sha256 {actual[:16]}..., signed {signed[:16]}...)")
+        if name == "results.json":
+            problems += [str(d) for d in _edits(path, record)]
+    problems += [f"{name}: beside the record, not signed" for name in _file_hashes(folder) if name not in signed_files]
+    return problems
 
 
 def _evidence(record: dict) -> tuple[RunResult, dict]:
@@ -352,23 +453,6 @@ def _rederive(record: dict) -> list[Disagreement]:
                 found.append(Disagreement("signoff.json", board.name, name, "verdicts",
                                           "the record's summary", "differs from its evidence"))
     return found
-
-
-def _beside(folder: Path, record: dict, notes: list[str]) -> list[str]:
-    """The run's files next to the record: each must hash as signed; an edited results.json is named figure by figure."""
-    problems = []
-    for name, signed in (record.get("files") or {}).items():
-        path = folder / name
-        if not path.is_file():
-            notes.append(f"{name}: not beside the record, not compared")
-            continue
-        actual = file_sha256(path)
-        if actual == signed:
-            continue
-        problems.append(f"{name} was changed after signing (sha256 {actual[:16]}..., signed {signed[:16]}...)")
-        if name == "results.json":
-            problems += [str(d) for d in _edits(path, record)]
-    return problems
 
 
 def _edits(path: Path, record: dict) -> list[Disagreement]:

@@ -113,3 +113,23 @@ def test_a_minimum_duration_the_deadline_cannot_hold_is_exit_2_naming_both(tmp_p
         f"farm: error: min-duration-s 45 (command line) cannot be met: the agent stops timing at 45 s, three "
         f"quarters of the deadline 60 s ({tmp_path / 'pyproject.toml'}:2); raise --deadline above 60 or lower "
         "--min-duration-s")
+
+
+def test_a_release_policy_is_pinned_by_the_sha256_of_what_its_checklist_means(tmp_path, repo):
+    from farm.config.checklist import load_checklist
+    from farm.config.project import release_policy
+
+    dms = repo / "suites" / "checklists" / "dms.yaml"
+    sha = load_checklist(dms).sha256
+    config = find_project_config(project(tmp_path, f"""
+        [tool.farm]
+        release_policy = {{path = "{dms}", sha256 = "{sha}"}}
+        """))
+    assert release_policy(config).name == "dms" and release_policy(config).sha256 == sha
+    assert release_policy(None) is None
+    for value, field in (('"dms.yaml"', "'release_policy'"), (f'{{path = "{dms}"}}', "'release_policy'"),
+                         (f'{{path = "{dms}", sha256 = "abc"}}', "'release_policy.sha256'"),
+                         (f'{{path = "{dms}", sha256 = "{"0" * 64}"}}', "'release_policy.sha256'")):
+        config = find_project_config(project(tmp_path, f"[tool.farm]\nrelease_policy = {value}\n"))
+        with pytest.raises(ProjectConfigError, match=rf"pyproject.toml:2, field {field}"):
+            release_policy(config)

@@ -132,15 +132,16 @@ def test_a_nightly_is_signed_with_its_regression_verdicts_judged_again_from_the_
         """))
     history = History(cwd / "results" / "history.sqlite")
     failed = next(r for r in history.runs() if not r["all_passed"])
-    refused = farm("signoff", failed["run_id"], "--checklist", "release.yaml", "--signing-key", "ada", cwd=cwd)
+    refused = farm("signoff", failed["run_id"], "--checklist", "release.yaml", "--inventory", "lab.yaml",
+                   "--signing-key", "ada", cwd=cwd)
     assert refused.returncode == 1 and "sign-off refused" in refused.stdout
     assert "did not pass: nightly-sim fp32 regression: fail" in refused.stdout
     assert not (cwd / "results" / failed["run_id"] / "signoff.json").exists()
 
     compared = next(r for r in history.runs() if r["all_passed"] and regression_check(
         json.loads((cwd / "results" / r["run_id"] / "results.json").read_text()))["status"] == "pass")
-    signed = farm("signoff", compared["run_id"], "--checklist", "release.yaml", "--signing-key", "ada",
-                  "--note", "release 1.4", cwd=cwd)
+    signed = farm("signoff", compared["run_id"], "--checklist", "release.yaml", "--inventory", "lab.yaml",
+                  "--signing-key", "ada", "--note", "release 1.4", cwd=cwd)
     assert signed.returncode == 0, signed.stdout
     record_path = cwd / "results" / compared["run_id"] / "signoff.json"
     record = json.loads(record_path.read_text())

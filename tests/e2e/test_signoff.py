@@ -6,11 +6,13 @@ import json
 import shutil
 import subprocess
 import textwrap
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from helpers import farm, ssh_signer
 
+from farm.config.checklist import load_checklist
 from farm.record.signoff import canonical
 from farm.util import file_sha256
 
@@ -68,7 +70,14 @@ def copy_run(runs, which: str, tmp_path: Path) -> tuple[Path, str]:
     for name in ("lab.yaml", "steady.yaml", "tight.yaml", "allowed_signers", "ada", "ada.pub", "eve", "eve.pub"):
         shutil.copy(cwd / name, tmp_path / name)
     shutil.copy(cwd / "results" / "history.sqlite", out / "history.sqlite")
+    project(tmp_path)
     return out / found[which].name, found[which].name
+
+
+def project(folder: Path, *lines: str) -> None:
+    """The project's farm.toml: the inventory and checklist its sign-offs hold runs to (never the run's own)."""
+    (folder / "farm.toml").write_text(f'inventory = "lab.yaml"\nchecklist = "{CHECKLISTS / "dms-demo.yaml"}"\n'
+                                      + "".join(f"{line}\n" for line in lines))
 
 
 def edit_json(path: Path, change) -> None:
@@ -123,7 +132,7 @@ def test_a_verdict_edited_to_pass_before_signing_is_refused_naming_board_variant
         memory = check(doc, "so-a53", "fp32", "memory")
         memory.update(status="pass", why="peak RSS (VmHWM)")
     edit_json(run_dir / "results.json", forge)
-    refused = sign(tmp_path, run_id)
+    refused = sign(tmp_path, run_id, "--checklist", "tight.yaml")
     assert refused.returncode == 1
     assert "disagrees: results.json: so-a53 fp32 memory: stored pass" in refused.stdout
     assert "recomputed fail" in refused.stdout
@@ -235,3 +244,150 @@ def test_dry_run_lists_every_unmet_rule_and_writes_nothing(runs, tmp_path):
     assert "MISSING: policy: model: the policy is for 'facemesh', the run measured 'digits'" in dry.stdout
     assert dry.stdout.count("MISSING: policy: min_rounds:") == 6, "two boards x three variants"
     assert "nothing written" in dry.stdout and not (run_dir / "signoff.json").exists()
+
+
+# -- what verify checks against the record's word: namespace, folder, time, policy -----------------------------
+
+def resign(path: Path, key: Path, namespace: str = "farm-signoff", change=None) -> None:
+    """The record, edited by `change` and signed again with `key` in `namespace`, as ssh-keygen lets a key holder."""
+    record = json.loads(path.read_text())
+    if change:
+        change(record)
+    path.write_bytes(canonical(record))
+    path.with_name("signoff.json.sig").unlink()
+    subprocess.run(["ssh-keygen", "-Y", "sign", "-q", "-f", str(key), "-n", namespace, str(path)], check=True)
+
+
+@pytest.mark.parametrize("namespace", ["git", "file"])
+def test_a_record_signed_in_another_namespace_by_a_key_allowed_every_namespace_is_refused(runs, tmp_path,
+                                                                                           namespace):
+    run_dir, run_id = copy_run(runs, "good", tmp_path)
+    public = " ".join((tmp_path / "ada.pub").read_text().split()[:2])
+    (tmp_path / "allowed_signers").write_text(f"ada@example.com {public}\n")  # no namespaces= restriction
+    assert sign(tmp_path, run_id).returncode == 0
+    path = run_dir / "signoff.json"
+    resign(path, tmp_path / "ada", namespace, lambda r: r["signer"].update(namespace=namespace))
+    verified = farm("signoff", "verify", str(path), cwd=tmp_path)
+    assert verified.returncode == 1, verified.stdout
+    assert f"signed in namespace {namespace!r}; sign-offs verify in 'farm-signoff' only" in verified.stdout
+    assert "does not match its content in namespace 'farm-signoff'" in verified.stdout and "verified:" not in verified.stdout
+
+
+def test_a_record_and_its_signature_copied_into_another_run_folder_are_refused_unless_record_only(runs, tmp_path):
+    run_dir, run_id = copy_run(runs, "good", tmp_path)
+    assert sign(tmp_path, run_id).returncode == 0
+    other_dir, other_id = copy_run(runs, "bad", tmp_path)
+    for folder in (other_dir, run_dir.parent / "20990101T000000Z-beef"):
+        folder.mkdir(exist_ok=True)
+        for name in ("signoff.json", "signoff.json.sig"):
+            shutil.copy(run_dir / name, folder / name)
+    empty = farm("signoff", "verify", str(run_dir.parent / "20990101T000000Z-beef"), cwd=tmp_path)
+    assert empty.returncode == 1, empty.stdout
+    assert f"the record is for run {run_id}, it sits in the folder of '20990101T000000Z-beef'" in empty.stdout
+    assert "FAILS: results.json: signed, not beside the record" in empty.stdout
+    other = farm("signoff", "verify", str(other_dir), cwd=tmp_path)
+    assert other.returncode == 1 and f"it sits in the folder of {other_id!r}" in other.stdout
+    assert "results.json was changed after signing" in other.stdout
+
+    alone = farm("signoff", "verify", str(run_dir.parent / "20990101T000000Z-beef"), "--record-only", cwd=tmp_path)
+    assert alone.returncode == 0, alone.stdout
+    assert "verified (record only: the run folder was not compared)" in alone.stdout
+
+
+def test_a_signing_time_in_the_future_or_past_the_policys_age_is_refused_at_verify(runs, tmp_path):
+    run_dir, run_id = copy_run(runs, "good", tmp_path)
+    assert sign(tmp_path, run_id).returncode == 0
+    path, key = run_dir / "signoff.json", tmp_path / "ada"
+    signed = datetime.fromisoformat(json.loads(path.read_text())["signed_at"])
+    resign(path, key, change=lambda r: r.update(signed_at=(signed + timedelta(days=3)).isoformat()))
+    future = farm("signoff", "verify", str(path), cwd=tmp_path)
+    assert future.returncode == 1 and "is in the future" in future.stdout, future.stdout
+
+    def stale(record):  # the run ended 30 days before it was signed: the policy allows 14
+        record["signed_at"] = signed.isoformat()
+        record["evidence"]["run"]["finished"] = (signed - timedelta(days=30)).isoformat()
+    resign(path, key, change=stale)
+    old = farm("signoff", "verify", str(path), "--record-only", cwd=tmp_path)
+    assert old.returncode == 1, old.stdout
+    assert "FAILS: policy at signing: max_age_days: the run ended 30.0 days ago, the policy allows 14" in old.stdout
+
+
+def pin(folder: Path, checklist: Path) -> str:
+    """The project pins `checklist` as its release policy; its sha256."""
+    sha = load_checklist(checklist).sha256
+    project(folder, f'release_policy = {{path = "{checklist}", sha256 = "{sha}"}}')
+    return sha
+
+
+def test_a_record_signed_under_the_demo_policy_does_not_verify_as_the_pinned_release_policy(runs, tmp_path):
+    run_dir, run_id = copy_run(runs, "good", tmp_path)
+    assert sign(tmp_path, run_id).returncode == 0  # under the project's checklist: the demo's, nothing pinned
+    demo = load_checklist(CHECKLISTS / "dms-demo.yaml").sha256
+    unpinned = farm("signoff", "verify", str(run_dir), cwd=tmp_path)
+    assert unpinned.returncode == 0 and f"policy: signed under dms-demo (sha256 {demo})" in unpinned.stdout
+    assert "no release policy pinned" in unpinned.stdout
+
+    release = pin(tmp_path, CHECKLISTS / "dms.yaml")
+    verified = farm("signoff", "verify", str(run_dir), cwd=tmp_path)
+    assert verified.returncode == 1, verified.stdout
+    assert (f"FAILS: signed under policy dms-demo (sha256 {demo}), not the pinned release policy dms "
+            f"(sha256 {release})") in verified.stdout
+
+
+def test_signing_holds_the_run_to_the_pinned_release_policy_not_the_checklist_the_run_names(runs, tmp_path):
+    run_dir, run_id = copy_run(runs, "good", tmp_path)  # its results.json names the demo's checklist
+    release = pin(tmp_path, CHECKLISTS / "dms.yaml")
+    dry = farm("signoff", run_id, "--dry-run", cwd=tmp_path)
+    assert dry.returncode == 1, dry.stdout
+    assert f"policy: dms (sha256 {release})" in dry.stdout
+    assert "MISSING: policy: boards: no board of the run counts under the policy" in dry.stdout
+
+    lenient = tmp_path / "release.yaml"  # a release policy that lets stand-ins count: what it signs verifies
+    lenient.write_text(f"name: release\nextends: {CHECKLISTS / 'dms-demo.yaml'}\nitems: {{}}\nsignoff:\n"
+                       "  min_rounds: 1\n")
+    sha = pin(tmp_path, lenient)
+    assert sign(tmp_path, run_id).returncode == 0
+    verified = farm("signoff", "verify", str(run_dir), cwd=tmp_path)
+    assert verified.returncode == 0, verified.stdout
+    assert f"policy: signed under release (sha256 {sha})" in verified.stdout
+    assert "verified as a release: signed by ada@example.com" in verified.stdout
+
+
+def test_a_pinned_release_policy_whose_file_changed_is_a_one_line_error(runs, tmp_path):
+    copy_run(runs, "good", tmp_path)
+    lenient = tmp_path / "release.yaml"
+    lenient.write_text(f"name: release\nextends: {CHECKLISTS / 'dms-demo.yaml'}\nitems: {{}}\n")
+    pin(tmp_path, lenient)
+    lenient.write_text(lenient.read_text() + "signoff:\n  max_age_days: 400\n")
+    proc = farm("signoff", "verify", "results", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "farm.toml:3, field 'release_policy.sha256'" in proc.stderr and "the policy changed" in proc.stderr
+    assert f'pin sha256 = "{load_checklist(lenient).sha256}"' in proc.stderr
+
+
+def test_a_standin_reached_as_127_1_without_standin_true_is_on_the_controller_for_the_release_policy(lab, tmp_path):
+    _, boards = lab
+    board = boards["t1"]
+    known = tmp_path / "known_hosts"
+    known.write_text(Path(board.known_hosts).read_text().replace("[127.0.0.1]:", "[127.1]:"))
+    (tmp_path / "real.yaml").write_text(textwrap.dedent(f"""
+        boards:
+          - name: bench-01
+            host: "127.1"
+            port: {board.port}
+            user: {board.user}
+            identity_file: {board.identity_file}
+            known_hosts: {known}
+            python: {board.python}
+            workdir: {board.workdir}
+        """))
+    ran = farm("run", "--inventory", "real.yaml", "--checklist", str(CHECKLISTS / "dms.yaml"), "--runs", "20",
+               cwd=tmp_path)
+    assert ran.returncode in (0, 1), ran.stdout[-2000:] + ran.stderr[-2000:]
+    dry = farm("signoff", "latest", "--dry-run", "--inventory", "real.yaml", "--checklist",
+               str(CHECKLISTS / "dms.yaml"), cwd=tmp_path)
+    assert "note: bench-01 is a stand-in on the controller (" in dry.stdout, dry.stdout
+    assert "MISSING: policy: boards: no board of the run counts under the policy" in dry.stdout
+    assert dry.returncode == 1
+    result = json.loads((tmp_path / "results" / "latest" / "results.json").read_text())
+    assert result["boards"][0]["status"] == "ok" and result["boards"][0]["on_controller"] is True

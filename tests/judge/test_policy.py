@@ -9,7 +9,7 @@ import pytest
 from farm.config.checklist import POLICY, load_checklist
 from farm.errors import ChecklistError
 from farm.judge.audit import summary_disagreements
-from farm.judge.policy import check_policy
+from farm.judge.policy import check_policy, signing_time_problems
 from farm.judge.stats import latency_summary
 from farm.results import BoardResult, BoardStatus, ModelResult, RunResult, VariantBuild, VariantResult
 
@@ -42,9 +42,9 @@ def test_real_boards_of_every_required_class_meet_the_policy():
 
 
 def test_loopback_boards_emulated_boards_and_stale_runs_do_not_count_each_named():
-    result = run(board("sim", "cortex-a53", "u@127.0.0.1:2201"),
+    result = run(board("sim", "cortex-a53", "u@127.0.0.1:2201", on_controller=True),
                  board("qemu", "cortex-a72", "pi2.lab", emulated=True, qemu_cpu="cortex-a72"),
-                 board("pi1", "cortex-a72", "local"),
+                 board("pi1", "cortex-a72", "local", on_controller=True),
                  finished=NOW - timedelta(days=30))
     outcome = check_policy(result, {**POLICY, "classes": ["cortex-a72"]}, NOW)
     assert any("sim is a stand-in on the controller" in n for n in outcome.notes)
@@ -83,3 +83,14 @@ def test_a_policy_with_an_unknown_rule_or_class_is_an_error_naming_the_line(tmp_
     path.write_text("name: c\nitems: {}\nsignoff:\n  classes: [jetson-orim]\n")
     with pytest.raises(ChecklistError, match=r"c.yaml:4.*unknown board class 'jetson-orim'.*jetson-orin"):
         load_checklist(path)
+
+
+def test_a_signing_time_in_the_future_or_before_the_run_ended_or_without_a_zone_is_named():
+    ended = (NOW - timedelta(days=1)).isoformat()
+    assert signing_time_problems(NOW.isoformat(), ended, NOW) == []
+    assert signing_time_problems((NOW + timedelta(minutes=2)).isoformat(), ended, NOW) == [], "clock skew"
+    future = signing_time_problems((NOW + timedelta(days=2)).isoformat(), ended, NOW)
+    assert len(future) == 1 and "is in the future" in future[0]
+    early = signing_time_problems((NOW - timedelta(days=3)).isoformat(), ended, NOW)
+    assert len(early) == 1 and "before the run ended" in early[0]
+    assert "not a time with its time zone" in signing_time_problems("2026-12-01T10:00:00", ended, NOW)[0]

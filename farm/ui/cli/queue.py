@@ -130,12 +130,24 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     files = store.run_files(run_id)
     if not files:
         raise ConfigError(f"run {run_id}: no files in the queue {store.where} (not run yet, or not a queued run)")
+    from farm.record.rundir import run_file_problem
     from farm.util import NAME_RE
 
     if not NAME_RE.match(run_id):
         raise ConfigError(f"run id {run_id!r}: expected letters, digits, '.', '_' or '-'")
-    for name, sha in sorted(files.items()):
-        print(store.get_blob(sha, Path(args.to) / run_id / name))
+    inside = Path(args.to).resolve()
+    targets = {}
+    for name, sha in sorted(files.items()):  # every row checked before anything is written
+        problem = run_file_problem(name)
+        target = (inside / run_id / name).resolve()
+        if problem is None and not target.is_relative_to(inside):
+            problem = f"it resolves to {target}, outside --to {inside} (a link on the way)"
+        if problem:
+            raise ConfigError(f"queue {store.where}: run {run_id}, file row {name!r}: {problem}; nothing fetched "
+                              "(the row was not written by a farm worker: remove it from farm_run_files)")
+        targets[target] = sha
+    for target, sha in targets.items():
+        print(store.get_blob(sha, target))
     return 0
 
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from farm import resources
 from farm.config.options import SIGNOFF_OPTIONS, add_to_argparse
 from farm.errors import ConfigError, HistoryError, SignoffError
+
+if TYPE_CHECKING:
+    from farm.config.checklist import Checklist
 
 
 def _history(args: argparse.Namespace):
@@ -99,37 +103,63 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1 if any(r["verdict"] == "regression" for r in rows) else 0
 
 
-def _signing(args: argparse.Namespace) -> tuple[Path | None, Path]:
-    """The signing key and allowed_signers: command line > FARM_* > [tool.farm] > allowed_signers beside it."""
-    from farm.config.options import resolve
-    from farm.config.project import find_project_config
+def _signing(args: argparse.Namespace) -> tuple[Path | None, Path, dict, Checklist | None]:
+    """The signing key and allowed_signers (command line > FARM_* > [tool.farm] > allowed_signers beside it),
+    the checklist and inventory a run is held to, and the project's pinned release policy (or None)."""
+    from farm.config.options import BY_NAME, resolve
+    from farm.config.project import find_project_config, release_policy
 
     project = find_project_config()
-    found = resolve(lambda name: getattr(args, name, None), project=project, options=SIGNOFF_OPTIONS)
+    found = resolve(lambda name: getattr(args, name, None), project=project,
+                    options=SIGNOFF_OPTIONS + (BY_NAME["checklist"], BY_NAME["inventory"]))
     key = found["signing_key"].value
     allowed = found["allowed_signers"].value
     default = (project.folder if project else Path.cwd()) / "allowed_signers"
-    return (Path(key) if key else None), Path(allowed) if allowed else default
+    return (Path(key) if key else None), Path(allowed) if allowed else default, found, release_policy(project)
+
+
+def _held_to(found: dict, release: Checklist | None) -> Checklist:
+    """The checklist a sign-off holds the run to: --checklist, else the pinned release policy, else
+    FARM_CHECKLIST or [tool.farm] checklist, else the packaged dms checklist; never the run's own choice."""
+    from farm.config.checklist import load_checklist
+
+    setting = found["checklist"]
+    if release is not None and setting.source != "command line":
+        return release
+    return load_checklist(setting.value or resources.checklist("dms"))
+
+
+def _print_verification(args: argparse.Namespace, found) -> None:
+    for line in found.notes:
+        print(f"note: {line}")
+    for line in found.problems:
+        print(f"FAILS: {line}")
+    print(f"policy: signed under {found.policy}"
+          + (f"; the pinned release policy is {found.release.name} (sha256 {found.release.sha256})" if found.release
+             else "; no release policy pinned (release_policy in [tool.farm]): not checked as a release"))
+    if found.verified:
+        signer = found.record["signer"]
+        print(f"{args.file}: verified{' as a release' if found.release else ''}"
+              f"{' (record only: the run folder was not compared)' if found.record_only else ''}: signed by "
+              f"{signer['principal']} ({signer['key']}) at {found.record['signed_at']}; every verdict agrees with "
+              "its figures" + (f"; {args.model} is the signed model" if args.model else ""))
 
 
 def cmd_signoff(args: argparse.Namespace) -> int:
     from farm.record import signoff
 
-    key, allowed_signers = _signing(args)
+    key, allowed_signers, settings, release = _signing(args)
     if args.target == "verify":
         if not args.file:
-            raise ConfigError("usage: farm signoff verify SIGNOFF.json|RUN_DIR [--model MODEL.onnx]")
-        found = signoff.verify(Path(args.file), allowed_signers, Path(args.model) if args.model else None)
-        for line in found.notes:
-            print(f"note: {line}")
-        for line in found.problems:
-            print(f"FAILS: {line}")
-        if found.verified:
-            signer = found.record["signer"]
-            print(f"{args.file}: verified: signed by {signer['principal']} ({signer['key']}) at "
-                  f"{found.record['signed_at']}; every verdict agrees with its figures"
-                  + (f"; {args.model} is the signed model" if args.model else ""))
+            raise ConfigError("usage: farm signoff verify SIGNOFF.json|RUN_DIR [--model MODEL.onnx] [--record-only]")
+        found = signoff.verify(Path(args.file), allowed_signers, Path(args.model) if args.model else None,
+                               release=release, record_only=args.record_only)
+        _print_verification(args, found)
         return 0 if found.verified else 1
+    if args.record_only:
+        raise ConfigError("--record-only is for `farm signoff verify`: signing always reads the run folder")
+    checklist = _held_to(settings, release)
+    inventory = settings["inventory"].value or resources.standin_inventory()
     history = None
     if args.history != "none":
         from farm.config.settings import history_url
@@ -139,8 +169,12 @@ def cmd_signoff(args: argparse.Namespace) -> int:
             history = History(history_url(args.out, args.history))
         except HistoryError as exc:
             print(f"note: no history ({exc}): regression verdicts cannot be re-derived, the sign-off not stored")
-    found = signoff.review(Path(args.out) / args.target, checklist=args.checklist, inventory=args.inventory,
+    found = signoff.review(Path(args.out) / args.target, checklist=checklist, inventory=Path(inventory),
                            history=history)
+    print(f"policy: {checklist.name} (sha256 {checklist.sha256}) from {checklist.path}")
+    if release is not None and checklist.sha256 != release.sha256:
+        print(f"note: not the pinned release policy {release.name} (sha256 {release.sha256}): a record signed "
+              "under it does not verify as a release")
     for line in found.policy.notes:
         print(f"note: {line}")
     if args.dry_run:
@@ -224,11 +258,16 @@ def register(sub) -> None:
     signoff.add_argument("file", nargs="?", help="with verify: the signoff.json, or the run folder holding it")
     signoff.add_argument("--by", help="the signer's principal in allowed_signers (default: whom it names for the key)")
     signoff.add_argument("--note", help="what the sign-off is for (release, ticket)")
-    signoff.add_argument("--checklist", help="checklist whose limits and policy hold (default: the run's)")
-    signoff.add_argument("--inventory", help="inventory whose budgets hold (default: the run's)")
+    signoff.add_argument("--checklist", help="checklist whose limits and policy hold (default: the release policy "
+                                             "pinned in [tool.farm], else FARM_CHECKLIST / checklist in [tool.farm], "
+                                             "else the packaged dms checklist; never the one the run names)")
+    signoff.add_argument("--inventory", help="inventory whose budgets hold (default: FARM_INVENTORY / inventory in "
+                                             "[tool.farm], else the built-in stand-ins; never the one the run names)")
     signoff.add_argument("--dry-run", action="store_true", help="list everything that stands against signing; "
                                                                 "write nothing")
     signoff.add_argument("--model", help="with verify: the model file to check against the record")
+    signoff.add_argument("--record-only", action="store_true",
+                         help="with verify: check the record alone, not the run folder it sits in (said in the verdict)")
     add_to_argparse(signoff, SIGNOFF_OPTIONS)
     _store_options(signoff)
     signoff.set_defaults(func=cmd_signoff)
