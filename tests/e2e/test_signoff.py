@@ -76,7 +76,7 @@ def copy_run(runs, which: str, tmp_path: Path) -> tuple[Path, str]:
 
 def project(folder: Path, *lines: str) -> None:
     """The project's farm.toml: the inventory and checklist its sign-offs hold runs to (never the run's own)."""
-    (folder / "farm.toml").write_text(f'inventory = "lab.yaml"\nchecklist = "{CHECKLISTS / "dms-demo.yaml"}"\n'
+    (folder / "farm.toml").write_text(f'inventory = "lab.yaml"\nchecklist = "{folder / "steady.yaml"}"\n'
                                       + "".join(f"{line}\n" for line in lines))
 
 
@@ -94,7 +94,7 @@ def check(doc: dict, board: str, variant: str, item: str) -> dict:
 def demo_with_policy(folder: Path, *rules: str) -> str:
     """The demo's checklist with more sign-off rules (each `key: value`)."""
     path = folder / "release.yaml"
-    path.write_text(f"name: release\nextends: {CHECKLISTS / 'dms-demo.yaml'}\nitems: {{}}\nsignoff:\n"
+    path.write_text(f"name: release\nextends: {folder / 'steady.yaml'}\nitems: {{}}\nsignoff:\n"
                     + "".join(f"  {rule}\n" for rule in rules))
     return str(path)
 
@@ -322,15 +322,15 @@ def pin(folder: Path, checklist: Path) -> str:
 def test_a_record_signed_under_the_demo_policy_does_not_verify_as_the_pinned_release_policy(runs, tmp_path):
     run_dir, run_id = copy_run(runs, "good", tmp_path)
     assert sign(tmp_path, run_id).returncode == 0  # under the project's checklist: the demo's, nothing pinned
-    demo = load_checklist(CHECKLISTS / "dms-demo.yaml").sha256
+    demo = load_checklist(tmp_path / "steady.yaml").sha256
     unpinned = farm("signoff", "verify", str(run_dir), cwd=tmp_path)
-    assert unpinned.returncode == 0 and f"policy: signed under dms-demo (sha256 {demo})" in unpinned.stdout
+    assert unpinned.returncode == 0 and f"policy: signed under steady (sha256 {demo})" in unpinned.stdout
     assert "no release policy pinned" in unpinned.stdout
 
     release = pin(tmp_path, CHECKLISTS / "dms.yaml")
     verified = farm("signoff", "verify", str(run_dir), cwd=tmp_path)
     assert verified.returncode == 1, verified.stdout
-    assert (f"FAILS: signed under policy dms-demo (sha256 {demo}), not the pinned release policy dms "
+    assert (f"FAILS: signed under policy steady (sha256 {demo}), not the pinned release policy dms "
             f"(sha256 {release})") in verified.stdout
 
 
@@ -343,7 +343,7 @@ def test_signing_holds_the_run_to_the_pinned_release_policy_not_the_checklist_th
     assert "MISSING: policy: boards: no board of the run counts under the policy" in dry.stdout
 
     lenient = tmp_path / "release.yaml"  # a release policy that lets stand-ins count: what it signs verifies
-    lenient.write_text(f"name: release\nextends: {CHECKLISTS / 'dms-demo.yaml'}\nitems: {{}}\nsignoff:\n"
+    lenient.write_text(f"name: release\nextends: {tmp_path / 'steady.yaml'}\nitems: {{}}\nsignoff:\n"
                        "  min_rounds: 1\n")
     sha = pin(tmp_path, lenient)
     assert sign(tmp_path, run_id).returncode == 0
@@ -356,7 +356,7 @@ def test_signing_holds_the_run_to_the_pinned_release_policy_not_the_checklist_th
 def test_a_pinned_release_policy_whose_file_changed_is_a_one_line_error(runs, tmp_path):
     copy_run(runs, "good", tmp_path)
     lenient = tmp_path / "release.yaml"
-    lenient.write_text(f"name: release\nextends: {CHECKLISTS / 'dms-demo.yaml'}\nitems: {{}}\n")
+    lenient.write_text(f"name: release\nextends: {tmp_path / 'steady.yaml'}\nitems: {{}}\n")
     pin(tmp_path, lenient)
     lenient.write_text(lenient.read_text() + "signoff:\n  max_age_days: 400\n")
     proc = farm("signoff", "verify", "results", cwd=tmp_path)
