@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 from farm.errors import HistoryError
 from farm.results import Baseline, RunResult, VariantResult
-from farm.util import utc_now
+from farm.util import redact_url, scrub, utc_now
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -127,14 +127,14 @@ class History:
         except HistoryError:
             raise
         except Exception as exc:
-            raise HistoryError(f"{self._where()}: cannot open the history ({exc})") from exc
+            raise HistoryError(f"{self._where()}: cannot open the history ({scrub(str(exc), self.url)})") from exc
         try:
             yield _Store(connection, self.postgres, self._where())
         finally:
             connection.close()
 
     def _where(self) -> str:
-        return self.url.split("@")[-1] if self.postgres else str(self.path)  # never print a password
+        return redact_url(self.url) if self.postgres else str(self.path)  # never print a password
 
     def record(self, result: RunResult) -> bool:
         """Store a run (replacing a run of the same id): one transaction, all or nothing.
