@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import re
 import logging
+import re
 from contextlib import contextmanager
 from typing import Any, ContextManager, Iterator
 

@@ -203,6 +203,7 @@ def test_a_due_schedule_is_queued_once_per_minute_and_not_otherwise(queue):
         queued = tick(app, store, due)
         assert len(queued) == 1 and tick(app, store, due) == []
         assert tick(app, store, due + 60) == []
-    request = queue.job(queued[0])["request"]
-    assert request["kind"] == "nightly" and request["pool"] == "idle" and "schedule nightly-idle" in request["submitted_by"]
+    row = queue.job(queued[0])
+    assert row["request"]["kind"] == "nightly" and row["request"]["pool"] == "idle"
+    assert row["submitted_by"] == "schedule nightly-idle (postgres), queued by postgres"  # the sessions' users
     queue.farm("cancel", str(queued[0]))
