@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import sqlite3
 import zlib
 from contextlib import contextmanager
@@ -110,8 +111,14 @@ class History:
                 store.execute("PRAGMA journal_mode=WAL")
             for statement in TABLES.format(blob="BYTEA" if self.postgres else "BLOB",
                                            real="DOUBLE PRECISION" if self.postgres else "REAL").split(";"):
-                if statement.strip():
+                if statement.strip() and not (self.postgres and self._made(store, statement)):
                     store.execute(statement)
+
+    @staticmethod
+    def _made(store: _Store, statement: str) -> bool:
+        """A table or index already there: a role that may only read the history (docs/queue.md) creates nothing."""
+        name = re.search(r"IF NOT EXISTS (\w+)", statement).group(1)
+        return store.execute("SELECT to_regclass(?) IS NOT NULL AS made", (name,))[0]["made"]
 
     @contextmanager
     def _store(self) -> Iterator[_Store]:

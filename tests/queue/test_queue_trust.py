@@ -76,6 +76,7 @@ def queue(tmp_path_factory, shared_dir, postgres_server):
           - {name: trust-1, cores: 1, pools: [trust]}
           - {name: secret-1, cores: 1, pools: [secret]}
           - {name: idle-2, cores: 1, pools: [idle]}
+          - {name: roles-1, cores: 1, pools: [roles]}
         """))
     env = {"FARM_LAB_DIR": str(shared_dir / "lab-trust")}
     up = farm("lab", "up", "--inventory", "lab.yaml", cwd=cwd, env=env)
@@ -197,7 +198,8 @@ def test_farm_config_and_error_messages_print_database_urls_without_their_passwo
 def roles(queue):
     made = queue.farm("queue", "roles")
     assert made.returncode == 0, made.stderr
-    queue.sql(*(f"CREATE ROLE {who} LOGIN IN ROLE farm_submitter" for who in ("trust_alice", "trust_bob", "trust_carol")))
+    queue.sql(*(f"CREATE ROLE {who} LOGIN IN ROLE farm_submitter" for who in ("trust_alice", "trust_bob", "trust_carol")),
+              "CREATE ROLE trust_worker LOGIN IN ROLE farm_worker")
     return queue
 
 
@@ -243,3 +245,13 @@ def test_a_submitter_cannot_cancel_anothers_job_or_add_a_schedule_unless_granted
     added = _as(roles, "trust_bob", *schedule)
     assert added.returncode == 0, added.stderr
     assert {r["name"]: r["created_by"] for r in roles.store.schedules()}["bobs"] == "trust_bob"
+
+
+def test_a_worker_role_runs_a_submitters_job_and_records_it_in_the_history(roles):
+    roles.start_worker("roles-a", "roles", url=roles.as_user("trust_worker"))
+    done = _as(roles, "trust_alice", "submit", "--pool", "roles", *FAST, "--wait")
+    assert done.returncode == 0 and "passed (exit 0)" in done.stdout, done.stdout + done.stderr + roles.logs()
+    job = int(done.stdout.split()[1].rstrip(":"))
+    row = roles.job(job)
+    assert (row["worker"], row["submitted_by"]) == ("roles-a", "trust_alice")
+    assert History(roles.as_user("trust_alice")).load_run(row["run_id"]).run_id == row["run_id"]  # alice reads it
