@@ -29,7 +29,8 @@ from farm.config.yamlfile import load_yaml
 from farm.errors import QueueError
 from farm.queue import request as job_request
 from farm.queue.store import Store
-from farm.util import NAME_RE, split_password
+from farm.record.storeurl import split_password
+from farm.util import NAME_RE
 
 RUN_FILES = ("results.json", "junit.xml", "report.html")
 OUTCOMES = {0: "passed", 1: "failed", 2: "bad input", 130: "stopped"}

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from farm.errors import ConfigError, QueueError
-from farm.util import redact_url, scrub
+from farm.record.storeurl import redact_url, scrub
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS farm_blobs (

@@ -21,7 +21,8 @@ from typing import Any, Iterator
 
 from farm.errors import HistoryError
 from farm.results import Baseline, RunResult, VariantResult
-from farm.util import redact_url, scrub, utc_now
+from farm.record.storeurl import redact_url, scrub
+from farm.util import utc_now
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS runs (

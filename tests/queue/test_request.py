@@ -8,7 +8,7 @@ import pytest
 from farm.errors import QueueError
 from farm.queue.execute import WorkerConfig, child_argv
 from farm.queue.request import check, inside
-from farm.util import redact_url, scrub, split_password
+from farm.record.storeurl import redact_url, scrub, split_password
 
 SHA = "ab" * 32
 

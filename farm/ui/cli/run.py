@@ -86,7 +86,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
 
 def cmd_config(args: argparse.Namespace) -> int:
     from farm.config.project import find_project_config
-    from farm.util import redact_url
+    from farm.record.storeurl import redact_url
 
     project = find_project_config()
     print(f"project configuration: {project.path if project else 'none (no farm.toml or [tool.farm] found)'}")
