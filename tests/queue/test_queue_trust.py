@@ -10,9 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import signal
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -20,11 +18,10 @@ from pathlib import Path
 import psycopg
 import pytest
 from helpers import farm
-from test_queue import FAST, Queue
+from test_queue import FAST, Queue, queue_lab
 
 from farm import resources
 from farm.queue.app import ensure_schema, opened
-from farm.queue.store import Store
 from farm.record.history import History
 from farm.util import utc_now
 
@@ -32,18 +29,6 @@ SECRET = "w0rker-Secret-7f3a"  # the workers' database password: never on a comm
 
 
 class TrustQueue(Queue):
-    def start_worker(self, name: str, *pools: str, url: str | None = None) -> subprocess.Popen:
-        """A worker whose queue URL (password and all) is in its environment, as the README shows it."""
-        argv = [sys.executable, "-m", "farm", "worker", "--inventory", "lab.yaml", "--name", name, "--out",
-                f"out-{name}", "--heartbeat-s", "1", "--stalled-after-s", "4", "--poll-s", "0.3"]
-        for pool in pools:
-            argv += ["--pool", pool]
-        clean = {k: v for k, v in os.environ.items() if not k.startswith(("FARM_", "PG"))}
-        log = open(self.cwd / f"worker-{name}.log", "ab")
-        self.workers[name] = subprocess.Popen(argv, cwd=self.cwd, env={**clean, **self.env, "FARM_QUEUE": url or self.url},
-                                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        return self.workers[name]
-
     def as_user(self, user: str, password: str | None = None) -> str:
         return re.sub(r"//postgres@", f"//{user}{':' + password if password else ''}@", self.url)
 
@@ -70,25 +55,16 @@ class TrustQueue(Queue):
 
 @pytest.fixture(scope="module")
 def queue(tmp_path_factory, shared_dir, postgres_server):
-    cwd = tmp_path_factory.mktemp("trust")
-    (cwd / "lab.yaml").write_text(textwrap.dedent("""
-        standins:
-          - {name: trust-1, cores: 1, pools: [trust]}
-          - {name: secret-1, cores: 1, pools: [secret]}
-          - {name: idle-2, cores: 1, pools: [idle]}
-          - {name: roles-1, cores: 1, pools: [roles]}
-        """))
-    env = {"FARM_LAB_DIR": str(shared_dir / "lab-trust")}
-    up = farm("lab", "up", "--inventory", "lab.yaml", cwd=cwd, env=env)
-    assert up.returncode == 0, up.stderr
-    q = TrustQueue(cwd, postgres_server("farm_trust"), env)
-    ensure_schema(q.url)  # as the database's owner
-    q.start_worker("trust-a", "trust")
-    yield q
-    for worker in q.workers.values():
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGKILL)
-    farm("lab", "down", cwd=cwd, env=env)
+    with queue_lab(tmp_path_factory, shared_dir, postgres_server, "trust", """
+            standins:
+              - {name: trust-1, cores: 1, pools: [trust]}
+              - {name: secret-1, cores: 1, pools: [secret]}
+              - {name: idle-2, cores: 1, pools: [idle]}
+              - {name: roles-1, cores: 1, pools: [roles]}
+            """, TrustQueue) as q:
+        ensure_schema(q.url)  # as the database's owner
+        q.start_worker("trust-a", "trust")
+        yield q
 
 
 def _sha(path: Path) -> str:
