@@ -96,6 +96,11 @@ def _history_secret(config: WorkerConfig, folder: Path) -> tuple[str, dict[str, 
     return url, {"PGPASSFILE": str(passfile)}
 
 
+def _child_environment() -> dict[str, str]:
+    """The worker's environment less its store URLs (the queue's password need not reach a run, nor its boards')."""
+    return {key: value for key, value in os.environ.items() if key not in ("FARM_QUEUE", "FARM_HISTORY")}
+
+
 def _tail(path: Path, lines: int = 3) -> str:
     try:
         return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
@@ -125,7 +130,7 @@ def execute(context: procrastinate.JobContext, request: dict) -> None:
     try:
         with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as output:
             child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **secret}, preexec_fn=_die_with_parent)
+                                     env={**_child_environment(), **secret}, preexec_fn=_die_with_parent)
             stopped = False
             while child.poll() is None:
                 if not stopped and context.should_abort():

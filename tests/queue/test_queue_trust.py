@@ -148,6 +148,9 @@ def test_the_history_password_is_on_no_command_line_and_in_no_log_and_still_reac
     assert any(a.startswith(b"--history=postgresql://trust_lab@") for a in argv), argv
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert SECRET not in ps and SECRET.encode() not in b" ".join(argv)
+    environ = Path(f"/proc/{children[0]}/environ").read_bytes().split(b"\0")
+    assert SECRET.encode() not in b" ".join(environ)  # the worker's FARM_QUEUE stays with the worker
+    assert any(e.startswith(b"PGPASSFILE=") for e in environ), environ
     row = queue.wait_done(job)
 
     log = queue.cwd / "out-secret-a" / ".queue" / f"job-{job}" / "attempt-1.log"
