@@ -5,7 +5,8 @@ worker takes only the jobs of the pools it serves; its lock is the pool's, so jo
 for one pool run one after another, never two at once on the same boards (no
 `busy`). Delivery is at least once: a job whose worker died (its heartbeat stopped)
 is put back once for another worker of the pool, under the same run id, and the
-history keeps one run per id (the later attempt's).
+history keeps one run per id (the later attempt's). The run id and who submitted the
+job are the database's (farm_job_submitted, store.SCHEMA), never the job's word.
 """
 
 from __future__ import annotations
@@ -13,18 +14,18 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import re
 from contextlib import contextmanager
 from typing import Any, ContextManager, Iterator
 
 import procrastinate
 from procrastinate.jobs import Status
 
-from farm.queue.store import SCHEMA, Store
+from farm.queue.store import ROLES, SCHEMA, SCHEMA_MARK, Store
 
 RUN_TASK, SCHEDULE_TASK = "farm:run", "farm:schedules"
 SCHEDULE_QUEUE = "farm-schedules"
 MAX_ATTEMPTS = 2  # the first, and one retry on another worker when the first one's worker died
-KINDS = ("run", "nightly")
 log = logging.getLogger("farm.queue")
 
 
@@ -34,12 +35,6 @@ def queue_of(pool: str) -> str:
 
 def lock_of(pool: str) -> str:
     return f"farm-pool:{pool}"
-
-
-def run_id_of(job_id: int, submitted_at: str) -> str:
-    """The run's id, the same for every attempt of the job: time of submission and job number."""
-    stamp = dt.datetime.fromisoformat(submitted_at).astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-q{job_id}"
 
 
 # The tasks, declared once; bound to a database for a while with `bound` (one database per process at a time).
@@ -58,9 +53,11 @@ def opened(url: str) -> Iterator[procrastinate.App]:
 
 
 def ensure_schema(url: str) -> Store:
-    """procrastinate's tables and farm's, created on first use of a database."""
+    """procrastinate's tables and farm's, created on first use of a database (by a role that may create them)."""
     store = Store(url)
     with store.connect() as db:  # one at a time: workers starting together would race to create the tables
+        if db.execute("SELECT to_regprocedure(%s)", (SCHEMA_MARK,)).fetchone()[0] is not None:
+            return store  # made already: a submitter's role need not be able to create anything
         db.execute("SELECT pg_advisory_lock(hashtext('farm-queue-schema'))")
         if db.execute("SELECT to_regclass('procrastinate_jobs')").fetchone()[0] is None:
             with opened(url) as app:
@@ -69,13 +66,23 @@ def ensure_schema(url: str) -> Store:
     return store
 
 
-def defer(app: procrastinate.App, store: Store, request: dict) -> int:
-    """Queue one run for its pool; the job's id."""
+def defer(app: procrastinate.App, request: dict) -> int:
+    """Queue one run for its pool; the job's id (its farm_jobs row is written with it, by the database)."""
     pool = request["pool"]
-    job_id = app.configure_task(RUN_TASK, queue=queue_of(pool), lock=lock_of(pool)).defer(**request)
-    store.job_submitted(job_id, pool, request["kind"], run_id_of(job_id, request["submitted_at"]),
-                        request["submitted_by"], request)
-    return job_id
+    return app.configure_task(RUN_TASK, queue=queue_of(pool), lock=lock_of(pool)).defer(**request)
+
+
+def grant_roles(url: str) -> None:
+    """Create the schema, the history's tables and the group roles of docs/queue.md (as the database's owner)."""
+    from farm.record.history import TABLES, History
+
+    ensure_schema(url)
+    History(url)
+    history = re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", TABLES)
+    with Store(url).connect() as db:
+        db.execute(ROLES.replace("{history}", ", ".join(history)))
+        for table in history:  # a worker's run creates and indexes them if missing: it must own them
+            db.execute(f"ALTER TABLE {table} OWNER TO farm_worker")
 
 
 @tasks.task(name=RUN_TASK, pass_context=True)
@@ -100,9 +107,7 @@ def tick(app: procrastinate.App, store: Store, timestamp: int) -> list[int]:
     for schedule in store.schedules():
         if not croniter.match(schedule["cron"], when) or not store.claim_due(schedule["name"], timestamp):
             continue
-        request = {**schedule["request"], "submitted_at": when.isoformat(),
-                   "submitted_by": f"schedule {schedule['name']} ({schedule['created_by']})"}
-        queued.append(defer(app, store, request))
+        queued.append(defer(app, {**schedule["request"], "schedule": schedule["name"]}))
     return queued
 
 
@@ -131,10 +136,9 @@ def cancel(store: Store, job_id: int) -> str:
     rows = store.jobs(job_id=job_id, limit=1)
     if not rows:
         raise ConfigError(f"job {job_id} is not in the queue {store.where}: check the number (farm queue)")
-    with opened(store.url) as app:
-        if app.job_manager.cancel_job_by_id(job_id):
-            store.job_note(job_id, "cancelled", "cancelled while queued")
-            return f"job {job_id}: cancelled before it started"
-        if app.job_manager.cancel_job_by_id(job_id, abort=True):
-            return f"job {job_id}: running on {rows[0]['worker']}; asked to stop (what it collected is kept)"
+    done = store.cancel(job_id)
+    if done == "cancelled":
+        return f"job {job_id}: cancelled before it started"
+    if done == "stopping":
+        return f"job {job_id}: running on {rows[0]['worker']}; asked to stop (what it collected is kept)"
     return f"job {job_id}: already ended ({rows[0]['state']}, {rows[0]['outcome']}); nothing to cancel"

@@ -1,7 +1,11 @@
 """One queued job on its worker: the submitted bytes, then farm's own `farm run` (or `nightly`) as a child.
 
 The child is the same command a person types, so a queued run is judged,
-reported and recorded exactly like any other. It dies with its worker (a
+reported and recorded exactly like any other. Nothing of the job reaches it
+unchecked (farm/queue/request.py): its flags are fixed names, its files the
+job's four roles inside the job's folder, and where the boards are, where
+results go and the history are the worker's own. No secret is on its command
+line or in its log: the history's password travels in a PGPASSFILE. It dies with its worker (a
 parent-death signal: SIGTERM, which farm handles like Ctrl-C), so a killed
 worker's run releases its boards at once instead of measuring on unseen; a
 cancelled job is stopped the same way and keeps what it collected.
@@ -21,12 +25,13 @@ from pathlib import Path
 import procrastinate
 from procrastinate import exceptions
 
+from farm.config.yamlfile import load_yaml
 from farm.errors import QueueError
-from farm.queue.app import run_id_of
+from farm.queue import request as job_request
 from farm.queue.store import Store
+from farm.record.storeurl import split_password
 from farm.util import NAME_RE
 
-FORWARDED = ("variants", "runs", "warmup", "rounds", "deadline", "board", "tag")  # run options a job carries
 RUN_FILES = ("results.json", "junit.xml", "report.html")
 OUTCOMES = {0: "passed", 1: "failed", 2: "bad input", 130: "stopped"}
 PR_SET_PDEATHSIG = 1
@@ -42,6 +47,7 @@ class WorkerConfig:
     out: Path
     history: str
     board_wait_s: float = 0.0  # for a board someone holds outside the queue
+    pools: tuple[str, ...] = ()  # the pools it serves: a job for any other is refused
 
 
 def _die_with_parent() -> None:
@@ -53,26 +59,46 @@ def _die_with_parent() -> None:
 
 
 def materialize(store: Store, request: dict, folder: Path) -> dict[str, Path]:
-    """The job's files from the store, under the names they were submitted with."""
-    found = {}
-    for role, entry in (request.get("files") or {}).items():
-        name = entry["name"] if NAME_RE.match(entry.get("name") or "") else f"{role}-{entry['sha256'][:12]}"
-        found[role] = store.get_blob(entry["sha256"], folder / role / name)
+    """The job's files (a checked request's) from the store, each at `folder/role/name` and nowhere else."""
+    found = {role: store.get_blob(entry["sha256"], job_request.inside(folder, role, entry["name"]))
+             for role, entry in request["files"].items()}
+    checklist = load_yaml(found["checklist"], lambda path, line, message: QueueError(f"{path}: {message}"),
+                          "checklist")
+    if isinstance(checklist, dict) and "extends" in checklist:  # it would read a file of the worker's
+        raise QueueError(f"job checklist {request['files']['checklist']['name']}: `extends:` in a queued checklist "
+                         "(farm submit sends it resolved); refused")
     return found
 
 
-def child_argv(config: WorkerConfig, request: dict, run_id: str, files: dict[str, Path]) -> list[str]:
-    argv = [sys.executable, "-m", "farm", request["kind"], "--inventory", str(config.inventory),
-            "--pool", request["pool"], "--out", str(config.out), "--history", config.history, "--run-id", run_id,
-            "--wait", str(config.board_wait_s)]
-    for role, path in files.items():
-        argv += [f"--{role}", str(path)]
-    for name, value in (request.get("options") or {}).items():
-        if name not in FORWARDED:
-            raise QueueError(f"job option {name!r} is not one a queued job may set ({', '.join(FORWARDED)})")
-        for one in value if isinstance(value, list) else [value]:
-            argv += [f"--{name}", str(one)]
+def child_argv(config: WorkerConfig, request: dict, run_id: str, files: dict[str, Path], history: str) -> list[str]:
+    """`farm run` (or nightly: a checked kind) with the worker's settings and the job's files and options, each
+    `--name=value` under a fixed name, so no value of the job can be read as another option."""
+    argv = [sys.executable, "-m", "farm", request["kind"],
+            f"--inventory={config.inventory}", f"--pool={request['pool']}", f"--out={config.out}",
+            f"--history={history}", f"--run-id={run_id}", f"--wait={config.board_wait_s}"]
+    argv += [f"--{role}={files[role]}" for role in job_request.ROLES if role in files]
+    for name in job_request.FORWARDED:
+        value = (request.get("options") or {}).get(name)
+        argv += [f"--{name}={one}" for one in (value if isinstance(value, list) else [] if value is None else [value])]
     return argv
+
+
+def _history_secret(config: WorkerConfig, folder: Path) -> tuple[str, dict[str, str]]:
+    """The history URL for the child's command line, and its environment: a PGPASSFILE (0600) with the password."""
+    url, password = split_password(config.history)
+    if password is None:
+        return url, {}
+    passfile = folder / ".pgpass"
+    escaped = password.replace("\\", "\\\\").replace(":", "\\:")
+    fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(f"*:*:*:*:{escaped}\n")
+    return url, {"PGPASSFILE": str(passfile)}
+
+
+def _child_environment() -> dict[str, str]:
+    """The worker's environment less its store URLs (the queue's password need not reach a run, nor its boards')."""
+    return {key: value for key, value in os.environ.items() if key not in ("FARM_QUEUE", "FARM_HISTORY")}
 
 
 def _tail(path: Path, lines: int = 3) -> str:
@@ -87,26 +113,32 @@ def execute(context: procrastinate.JobContext, request: dict) -> None:
     config: WorkerConfig = context.additional_context["config"]
     store: Store = context.additional_context["store"]
     job_id, attempt = context.job.id, context.job.attempts + 1
-    run_id = run_id_of(job_id, request["submitted_at"])
-    store.job_started(job_id, run_id, request, config.name, attempt)
+    run_id = store.job_started(job_id, config.name, attempt)
     folder = config.out / ".queue" / f"job-{job_id}"
     try:
+        job_request.check(request, job_id, context.job.queue, config.pools)
+        if not NAME_RE.match(run_id):
+            raise QueueError(f"job {job_id}: run id {run_id!r} is not a plain name; refused")
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         files = materialize(store, request, folder)
-        argv = child_argv(config, request, run_id, files)
+        history, secret = _history_secret(config, folder)
+        argv = child_argv(config, request, run_id, files, history)
     except QueueError as exc:
         store.job_finished(job_id, attempt, "bad input", 2, str(exc))
         raise
     log = folder / f"attempt-{attempt}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "wb") as output:
-        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-                                 preexec_fn=_die_with_parent)
-        stopped = False
-        while child.poll() is None:
-            if not stopped and context.should_abort():
-                child.send_signal(signal.SIGTERM)  # farm stops like Ctrl-C: what it collected is written
-                stopped = True
-            time.sleep(0.2)
+    try:
+        with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as output:
+            child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+                                     env={**_child_environment(), **secret}, preexec_fn=_die_with_parent)
+            stopped = False
+            while child.poll() is None:
+                if not stopped and context.should_abort():
+                    child.send_signal(signal.SIGTERM)  # farm stops like Ctrl-C: what it collected is written
+                    stopped = True
+                time.sleep(0.2)
+    finally:
+        (folder / ".pgpass").unlink(missing_ok=True)
     code = child.returncode
     run_dir = config.out / run_id
     store.save_run_files(run_id, attempt, {n: run_dir / n for n in RUN_FILES if (run_dir / n).is_file()})

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from farm.errors import ConfigError, QueueError
+from farm.record.storeurl import redact_url, scrub
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS farm_blobs (
@@ -31,6 +32,77 @@ CREATE TABLE IF NOT EXISTS farm_run_files (
 CREATE TABLE IF NOT EXISTS farm_schedules (
     name TEXT PRIMARY KEY, pool TEXT NOT NULL, cron TEXT NOT NULL, request JSONB NOT NULL, created_by TEXT,
     created_at TIMESTAMPTZ DEFAULT now(), last_due BIGINT);
+
+-- A job's row is written in the transaction that queues it, by the database: who submitted it is the
+-- session's user (never a word of the job), and nobody but a worker may change it.
+CREATE OR REPLACE FUNCTION farm_job_submitted() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    _by TEXT := session_user;
+BEGIN
+    IF NEW.args ? 'schedule' THEN
+        _by := format('schedule %s (%s), queued by %s', NEW.args->>'schedule',
+                      (SELECT created_by FROM farm_schedules WHERE name = NEW.args->>'schedule'), session_user);
+    END IF;
+    INSERT INTO farm_jobs (job_id, pool, kind, run_id, submitted_by, submitted_at, request)
+    VALUES (NEW.id, coalesce(NEW.args->>'pool', '?'), coalesce(NEW.args->>'kind', '?'),
+            to_char(now() AT TIME ZONE 'UTC', 'YYYYMMDD"T"HH24MISS"Z"') || '-q' || NEW.id, _by, now(), NEW.args)
+    ON CONFLICT (job_id) DO NOTHING;
+    RETURN NEW;
+END $$;
+DROP TRIGGER IF EXISTS farm_job_submitted ON procrastinate_jobs;
+CREATE TRIGGER farm_job_submitted AFTER INSERT ON procrastinate_jobs
+    FOR EACH ROW WHEN (NEW.task_name = 'farm:run') EXECUTE FUNCTION farm_job_submitted();
+
+-- Cancelling: one's own jobs; anyone's with farm_canceller, or as a role that may change the queue (a worker, the owner).
+CREATE OR REPLACE FUNCTION farm_cancel(_job_id BIGINT) RETURNS TEXT
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    _by TEXT := (SELECT submitted_by FROM farm_jobs WHERE job_id = _job_id);
+BEGIN
+    IF _by IS DISTINCT FROM session_user::text
+       AND NOT has_table_privilege(session_user, 'procrastinate_jobs', 'UPDATE')
+       AND NOT (EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'farm_canceller')
+                AND pg_has_role(session_user, 'farm_canceller', 'MEMBER')) THEN
+        RAISE EXCEPTION 'job % was submitted by %, not %: only its submitter or a member of farm_canceller may cancel it',
+            _job_id, _by, session_user USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF procrastinate_cancel_job_v1(_job_id, false, false) IS NOT NULL THEN
+        UPDATE farm_jobs SET outcome = 'cancelled', message = 'cancelled while queued', finished_at = now()
+        WHERE job_id = _job_id;
+        RETURN 'cancelled';
+    END IF;
+    IF procrastinate_cancel_job_v1(_job_id, true, false) IS NOT NULL THEN
+        RETURN 'stopping';
+    END IF;
+    RETURN NULL;
+END $$;
+"""
+# The last object SCHEMA makes: where it exists, a session needs no right to create anything.
+SCHEMA_MARK = "farm_cancel(bigint)"
+
+# `farm queue roles`: group roles a lab grants its people and its workers (docs/queue.md). A submitter queues
+# jobs, stores their files and sees every job; it changes nothing of anyone else's. {history} are the history's
+# tables: owned by farm_worker, whose runs record there.
+ROLES = """
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'farm_submitter') THEN CREATE ROLE farm_submitter; END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'farm_worker') THEN CREATE ROLE farm_worker; END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'farm_canceller') THEN CREATE ROLE farm_canceller; END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'farm_scheduler') THEN CREATE ROLE farm_scheduler; END IF;
+    EXECUTE format('GRANT USAGE ON SCHEMA %I TO farm_submitter, farm_scheduler', current_schema());
+    EXECUTE format('GRANT USAGE, CREATE ON SCHEMA %I TO farm_worker', current_schema());
+END $$;
+GRANT SELECT ON farm_jobs, farm_run_files, farm_schedules, procrastinate_jobs, {history} TO farm_submitter;
+GRANT SELECT, INSERT ON farm_blobs TO farm_submitter;
+GRANT INSERT ON procrastinate_jobs, procrastinate_events TO farm_submitter;
+GRANT USAGE ON SEQUENCE procrastinate_jobs_id_seq, procrastinate_events_id_seq TO farm_submitter;
+GRANT SELECT, INSERT, UPDATE, DELETE ON farm_schedules TO farm_scheduler;
+GRANT ALL ON farm_jobs, farm_blobs, farm_run_files, farm_schedules, procrastinate_jobs, procrastinate_events,
+    procrastinate_workers, procrastinate_periodic_defers TO farm_worker;
+DO $$ BEGIN
+    EXECUTE format('GRANT ALL ON ALL SEQUENCES IN SCHEMA %I TO farm_worker', current_schema());
+END $$;
 """
 
 
@@ -52,13 +124,13 @@ class Store:
 
     def __init__(self, url: str):
         if not url.startswith(("postgresql://", "postgres://")):
-            raise ConfigError(f"queue {url!r}: expected a postgresql:// URL (the queue lives in PostgreSQL)")
+            raise ConfigError(f"queue {redact_url(url)!r}: expected a postgresql:// URL (the queue lives in PostgreSQL)")
         self.url = url
 
     @property
     def where(self) -> str:
         """The store for messages: never its password."""
-        return self.url.split("@")[-1]
+        return redact_url(self.url)
 
     @contextmanager
     def connect(self) -> Iterator[Any]:
@@ -67,12 +139,15 @@ class Store:
         try:
             connection = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
         except psycopg.Error as exc:
-            raise QueueError(f"queue {self.where}: cannot connect ({str(exc).strip()}): check the server, "
-                             "the URL and its credentials") from exc
+            raise QueueError(f"queue {self.where}: cannot connect ({scrub(str(exc).strip(), self.url)}): check the "
+                             "server, the URL and its credentials") from exc
         try:
             yield connection
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise QueueError(f"queue {self.where}: {scrub(str(exc).strip(), self.url)}: your database role may not do "
+                             "this; ask the queue's owner for the role it needs (docs/queue.md)") from exc
         except psycopg.Error as exc:
-            raise QueueError(f"queue {self.where}: {type(exc).__name__}: {str(exc).strip()}") from exc
+            raise QueueError(f"queue {self.where}: {type(exc).__name__}: {scrub(str(exc).strip(), self.url)}") from exc
         finally:
             connection.close()
 
@@ -112,21 +187,22 @@ class Store:
         return target
 
     # -- jobs -------------------------------------------------------------------------------------
-    def job_submitted(self, job_id: int, pool: str, kind: str, run_id: str, by: str, request: dict) -> None:
+    def job_started(self, job_id: int, worker: str, attempt: int) -> str:
+        """An attempt begins; the run id the database gave the job when it was queued (farm_job_submitted)."""
         with self.connect() as db:
-            db.execute("INSERT INTO farm_jobs (job_id, pool, kind, run_id, submitted_by, submitted_at, request) "
-                       "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (job_id) DO NOTHING",
-                       (job_id, pool, kind, run_id, by, request["submitted_at"], json.dumps(request)))
+            row = db.execute("UPDATE farm_jobs SET worker = %s, attempt = %s, started_at = now(), finished_at = NULL, "
+                             "exit_code = NULL, outcome = 'running', message = NULL WHERE job_id = %s RETURNING run_id",
+                             (worker, attempt, job_id)).fetchone()
+        if row is None:
+            raise QueueError(f"job {job_id} has no row in farm_jobs (queued outside farm submit, or before "
+                             f"{self.where} had farm's schema): submit it again")
+        return row[0]
 
-    def job_started(self, job_id: int, run_id: str, request: dict, worker: str, attempt: int) -> None:
-        """An attempt begins (the worker may see the job before its submitter's row is written)."""
+    def cancel(self, job_id: int) -> str | None:
+        """'cancelled' (it was queued), 'stopping' (its worker is asked to stop it) or None (it ended);
+        farm_cancel refuses another's job unless this session's role may cancel any."""
         with self.connect() as db:
-            db.execute("INSERT INTO farm_jobs (job_id, pool, kind, run_id, submitted_by, submitted_at, request, worker, "
-                       "attempt, started_at, outcome) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, now(), 'running') "
-                       "ON CONFLICT (job_id) DO UPDATE SET worker = EXCLUDED.worker, attempt = EXCLUDED.attempt, "
-                       "started_at = now(), finished_at = NULL, exit_code = NULL, outcome = 'running', message = NULL",
-                       (job_id, request["pool"], request["kind"], run_id, request.get("submitted_by"),
-                        request["submitted_at"], json.dumps(request), worker, attempt))
+            return db.execute("SELECT farm_cancel(%s)", (job_id,)).fetchone()[0]
 
     def job_finished(self, job_id: int, attempt: int, outcome: str, exit_code: int | None, message: str) -> None:
         """The end of an attempt; an older attempt never overwrites a newer one's outcome."""
@@ -169,12 +245,14 @@ class Store:
                                                            (run_id,))}
 
     # -- schedules --------------------------------------------------------------------------------
-    def add_schedule(self, name: str, pool: str, cron: str, request: dict, by: str) -> None:
+    def add_schedule(self, name: str, pool: str, cron: str, request: dict) -> None:
+        """Add or replace a schedule; its creator is the session's user (a right of farm_scheduler)."""
         with self.connect() as db:
-            db.execute("INSERT INTO farm_schedules (name, pool, cron, request, created_by) VALUES (%s, %s, %s, %s, %s) "
+            db.execute("INSERT INTO farm_schedules (name, pool, cron, request, created_by) "
+                       "VALUES (%s, %s, %s, %s, session_user) "
                        "ON CONFLICT (name) DO UPDATE SET pool = EXCLUDED.pool, cron = EXCLUDED.cron, "
                        "request = EXCLUDED.request, created_by = EXCLUDED.created_by, created_at = now()",
-                       (name, pool, cron, json.dumps(request), by))
+                       (name, pool, cron, json.dumps(request)))
 
     def schedules(self) -> list[dict]:
         return self._rows("SELECT * FROM farm_schedules ORDER BY name")

@@ -8,8 +8,6 @@ travel by content: the job names them by sha256, the store holds each once.
 
 from __future__ import annotations
 
-import getpass
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -20,14 +18,10 @@ import yaml
 from farm.config.checklist import load_checklist
 from farm.config.settings import RunSettings
 from farm.errors import ConfigError
+from farm.queue.request import file_name
 from farm.queue.store import Store
-from farm.util import utc_now
 
 FINAL = ("succeeded", "failed", "cancelled", "aborted")
-
-
-def submitter() -> str:
-    return f"{getpass.getuser()}@{socket.gethostname()}"
 
 
 def _flat_checklist(path: Path, folder: Path) -> Path:
@@ -54,9 +48,10 @@ def build_request(settings: RunSettings, kind: str, pool: list[str], store: Stor
         files["spec"] = settings.spec
     with tempfile.TemporaryDirectory(prefix="farm-submit-") as folder:
         files["checklist"] = _flat_checklist(settings.checklist, Path(folder))
-        stored = {role: {"sha256": store.put_blob(path), "name": Path(path).name} for role, path in files.items()}
-    return {"kind": kind, "pool": pool[0], "submitted_by": submitter(), "submitted_at": utc_now(),
-            "files": stored, "options": forwarded}
+        shas = {role: store.put_blob(path) for role, path in files.items()}
+        stored = {role: {"sha256": sha, "name": file_name(role, files[role], sha)} for role, sha in shas.items()}
+    # Who submitted it and when are the database's (the job's row is written by it): not a word of the request.
+    return {"kind": kind, "pool": pool[0], "files": stored, "options": forwarded}
 
 
 def follow(store: Store, job_id: int, say: Callable[[str], None], poll_s: float = 1.0) -> dict:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import sqlite3
 import zlib
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from typing import Any, Iterator
 
 from farm.errors import HistoryError
 from farm.results import Baseline, RunResult, VariantResult
+from farm.record.storeurl import redact_url, scrub
 from farm.util import utc_now
 
 TABLES = """
@@ -110,8 +112,14 @@ class History:
                 store.execute("PRAGMA journal_mode=WAL")
             for statement in TABLES.format(blob="BYTEA" if self.postgres else "BLOB",
                                            real="DOUBLE PRECISION" if self.postgres else "REAL").split(";"):
-                if statement.strip():
+                if statement.strip() and not (self.postgres and self._made(store, statement)):
                     store.execute(statement)
+
+    @staticmethod
+    def _made(store: _Store, statement: str) -> bool:
+        """A table or index already there: a role that may only read the history (docs/queue.md) creates nothing."""
+        name = re.search(r"IF NOT EXISTS (\w+)", statement).group(1)
+        return store.execute("SELECT to_regclass(?) IS NOT NULL AS made", (name,))[0]["made"]
 
     @contextmanager
     def _store(self) -> Iterator[_Store]:
@@ -127,14 +135,14 @@ class History:
         except HistoryError:
             raise
         except Exception as exc:
-            raise HistoryError(f"{self._where()}: cannot open the history ({exc})") from exc
+            raise HistoryError(f"{self._where()}: cannot open the history ({scrub(str(exc), self.url)})") from exc
         try:
             yield _Store(connection, self.postgres, self._where())
         finally:
             connection.close()
 
     def _where(self) -> str:
-        return self.url.split("@")[-1] if self.postgres else str(self.path)  # never print a password
+        return redact_url(self.url) if self.postgres else str(self.path)  # never print a password
 
     def record(self, result: RunResult) -> bool:
         """Store a run (replacing a run of the same id): one transaction, all or nothing.

@@ -14,7 +14,9 @@ import subprocess
 import sys
 import textwrap
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import psycopg
 import pytest
@@ -39,15 +41,17 @@ class Queue:
     def farm(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         return farm(*args, "--queue", self.url, cwd=self.cwd, env=self.env, timeout=timeout)
 
-    def start_worker(self, name: str, *pools: str) -> subprocess.Popen:
-        argv = [sys.executable, "-m", "farm", "worker", "--inventory", "lab.yaml", "--queue", self.url, "--name", name,
+    def start_worker(self, name: str, *pools: str, url: str | None = None) -> subprocess.Popen:
+        """A worker whose queue URL (a password and all) is in its environment, as the README shows it."""
+        argv = [sys.executable, "-m", "farm", "worker", "--inventory", "lab.yaml", "--name", name,
                 "--out", f"out-{name}", "--heartbeat-s", "1", "--stalled-after-s", "4", "--poll-s", "0.3"]
         for pool in pools:
             argv += ["--pool", pool]
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("FARM_", "PG"))}
         log = open(self.cwd / f"worker-{name}.log", "ab")
-        self.workers[name] = subprocess.Popen(argv, cwd=self.cwd, env={**clean, **self.env}, stdout=log,
-                                              stderr=subprocess.STDOUT, start_new_session=True)
+        self.workers[name] = subprocess.Popen(argv, cwd=self.cwd, env={**clean, **self.env,
+                                                                       "FARM_QUEUE": url or self.url},
+                                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         return self.workers[name]
 
     def submit(self, pool: str, *args: str) -> int:
@@ -75,28 +79,38 @@ class Queue:
         return "\n".join(p.read_text(errors="replace")[-1500:] for p in self.cwd.glob("worker-*.log"))
 
 
-@pytest.fixture(scope="module")
-def queue(tmp_path_factory, shared_dir, postgres_server):
-    cwd = tmp_path_factory.mktemp("queue")
-    (cwd / "lab.yaml").write_text(textwrap.dedent("""
-        standins:
-          - {name: east-1, cores: 1, pools: [east]}
-          - {name: east-2, cores: 1, pools: [east]}
-          - {name: west-1, cores: 1, pools: [west]}
-          - {name: idle-1, cores: 1, pools: [idle]}
-        """))
-    env = {"FARM_LAB_DIR": str(shared_dir / "lab-queue")}
+@contextmanager
+def queue_lab(tmp_path_factory, shared_dir, postgres_server, name: str, standins: str,
+              kind: type[Queue] = Queue) -> Iterator[Queue]:
+    """Stand-ins up (lab.yaml), a fresh database; every worker killed and the stand-ins down afterwards."""
+    cwd = tmp_path_factory.mktemp(name)
+    (cwd / "lab.yaml").write_text(textwrap.dedent(standins))
+    env = {"FARM_LAB_DIR": str(shared_dir / f"lab-{name}")}
     up = farm("lab", "up", "--inventory", "lab.yaml", cwd=cwd, env=env)
     assert up.returncode == 0, up.stderr
-    q = Queue(cwd, postgres_server("farm_queue"), env)
-    q.start_worker("east-a", "east")
-    q.start_worker("east-b", "east")
-    q.start_worker("west-a", "west")
-    yield q
-    for worker in q.workers.values():
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGKILL)
-    farm("lab", "down", cwd=cwd, env=env)
+    q = kind(cwd, postgres_server(f"farm_{name}"), env)
+    try:
+        yield q
+    finally:
+        for worker in q.workers.values():
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGKILL)
+        farm("lab", "down", cwd=cwd, env=env)
+
+
+@pytest.fixture(scope="module")
+def queue(tmp_path_factory, shared_dir, postgres_server):
+    with queue_lab(tmp_path_factory, shared_dir, postgres_server, "queue", """
+            standins:
+              - {name: east-1, cores: 1, pools: [east]}
+              - {name: east-2, cores: 1, pools: [east]}
+              - {name: west-1, cores: 1, pools: [west]}
+              - {name: idle-1, cores: 1, pools: [idle]}
+            """) as q:
+        q.start_worker("east-a", "east")
+        q.start_worker("east-b", "east")
+        q.start_worker("west-a", "west")
+        yield q
 
 
 def test_workers_take_only_their_pools_jobs_and_a_pools_jobs_run_one_after_another(queue):
@@ -203,6 +217,7 @@ def test_a_due_schedule_is_queued_once_per_minute_and_not_otherwise(queue):
         queued = tick(app, store, due)
         assert len(queued) == 1 and tick(app, store, due) == []
         assert tick(app, store, due + 60) == []
-    request = queue.job(queued[0])["request"]
-    assert request["kind"] == "nightly" and request["pool"] == "idle" and "schedule nightly-idle" in request["submitted_by"]
+    row = queue.job(queued[0])
+    assert row["request"]["kind"] == "nightly" and row["request"]["pool"] == "idle"
+    assert row["submitted_by"] == "schedule nightly-idle (postgres), queued by postgres"  # the sessions' users
     queue.farm("cancel", str(queued[0]))

@@ -40,7 +40,7 @@ def _request(args: argparse.Namespace, store, kind: str) -> dict:
     defaults = NIGHTLY_DEFAULTS if kind == "nightly" else None
     found = _resolve(args, options.RUN_OPTIONS, defaults)
     settings = options.run_settings(found)
-    from farm.queue.execute import FORWARDED
+    from farm.queue.request import FORWARDED
     from farm.queue.submit import build_request
 
     forwarded = {name: found[name].value for name in FORWARDED if found[name].value not in (None, [], "")}
@@ -49,15 +49,15 @@ def _request(args: argparse.Namespace, store, kind: str) -> dict:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from farm.queue.app import defer, ensure_schema, opened, run_id_of
+    from farm.queue.app import defer, ensure_schema, opened
     from farm.queue.submit import exit_code, follow
 
     store = _store(args)
     request = _request(args, store, "nightly" if args.nightly else "run")
     ensure_schema(store.url)
     with opened(store.url) as app:
-        job_id = defer(app, store, request)
-    print(f"job {job_id}: run {run_id_of(job_id, request['submitted_at'])} queued for pool {request['pool']}")
+        job_id = defer(app, request)
+    print(f"job {job_id}: run {store.jobs(job_id=job_id, limit=1)[0]['run_id']} queued for pool {request['pool']}")
     if not args.follow:
         return 0
     row = follow(store, job_id, lambda m: say(f"farm: {m}"))
@@ -89,7 +89,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     history = found["history"].value or store.url
     name = args.name or f"{socket.gethostname()}-{os.getpid()}"
     config = WorkerConfig(name, store.url, inventory, Path(found["out"].value).absolute(), history,
-                          found["wait"].value)
+                          found["wait"].value, tuple(pools))
     say(f"farm: worker {name}: pools {', '.join(pools)} of {inventory}; queue {store.where}")
     serve(config, pools, heartbeat_s=args.heartbeat_s, stalled_after_s=args.stalled_after_s, poll_s=args.poll_s)
     return 0
@@ -109,6 +109,17 @@ def cmd_queue(args: argparse.Namespace) -> int:
               f"{since:%Y-%m-%d %H:%M:%S}")
     if not rows:
         print("no job" + (f" for pool {args.pool}" if args.pool else ""))
+    return 0
+
+
+def cmd_queue_roles(args: argparse.Namespace) -> int:
+    from farm.queue.app import grant_roles
+
+    store = _store(args)
+    grant_roles(store.url)
+    print(f"queue {store.where}: roles farm_submitter, farm_worker, farm_canceller, farm_scheduler ready; give each "
+          "person and worker its own login role, e.g. CREATE ROLE alice LOGIN PASSWORD '...' IN ROLE farm_submitter; "
+          "CREATE ROLE lab_east LOGIN PASSWORD '...' IN ROLE farm_worker (docs/queue.md)")
     return 0
 
 
@@ -155,7 +166,6 @@ def cmd_schedule_nightly(args: argparse.Namespace) -> int:
     from croniter import croniter
 
     from farm.queue.app import ensure_schema
-    from farm.queue.submit import submitter
     from farm.util import NAME_RE
 
     if not croniter.is_valid(args.cron):
@@ -166,7 +176,7 @@ def cmd_schedule_nightly(args: argparse.Namespace) -> int:
     store = _store(args)
     request = _request(args, store, "nightly")
     ensure_schema(store.url)
-    store.add_schedule(name, request["pool"], args.cron, request, submitter())
+    store.add_schedule(name, request["pool"], args.cron, request)
     print(f"schedule {name}: farm nightly on pool {request['pool']} at '{args.cron}' (UTC), run by a worker of the pool")
     return 0
 
@@ -215,6 +225,11 @@ def register(sub) -> None:
     queue.add_argument("--pool", help="only this pool")
     queue.add_argument("--limit", type=int, default=30)
     queue.set_defaults(func=cmd_queue)
+    roles = queue.add_subparsers(dest="action").add_parser(
+        "roles", help="create the queue's schema and its group roles: submitter, worker, canceller, scheduler "
+                      "(as the database's owner)")
+    _queue_option(roles)
+    roles.set_defaults(func=cmd_queue_roles)
 
     cancel = sub.add_parser("cancel", help="remove a queued job, or stop a running one like Ctrl-C")
     _queue_option(cancel)

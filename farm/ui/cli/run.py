@@ -86,6 +86,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
 
 def cmd_config(args: argparse.Namespace) -> int:
     from farm.config.project import find_project_config
+    from farm.record.storeurl import redact_url
 
     project = find_project_config()
     print(f"project configuration: {project.path if project else 'none (no farm.toml or [tool.farm] found)'}")
@@ -93,7 +94,8 @@ def cmd_config(args: argparse.Namespace) -> int:
         shown = ",".join(setting.value) if isinstance(setting.value, list) else setting.value
         if shown in (None, "") and name in DEFAULT_FILES:
             shown = DEFAULT_FILES[name]()
-        print(f"{name:<10} {str(shown) if shown not in (None, '') else '-':<60} {setting.source}")
+        shown = redact_url(str(shown)) if shown not in (None, "") else "-"  # a history URL's password: never
+        print(f"{name:<10} {shown:<60} {setting.source}")
     return 0
 
 

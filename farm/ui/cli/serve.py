@@ -43,10 +43,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from farm.queue.store import Store
 
         queue = Store(found["queue"].value)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ConfigError("--tls-cert and --tls-key go together: give both (a PEM certificate and its key), or neither")
+    for given in (args.tls_cert, args.tls_key):
+        if given and not Path(given).is_file():
+            raise ConfigError(f"{given}: no such file (--tls-cert / --tls-key: PEM files)")
     signers = found["allowed_signers"].value
     sources = Sources(History(url), Path(found["out"].value), queue, Path(signers) if signers else None)
-    say(f"farm: dashboard on http://{args.host}:{args.port}/ (Ctrl-C stops it)")
-    serve(sources, args.host, args.port, token)
+    tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
+    say(f"farm: dashboard on http{'s' if tls else ''}://{args.host}:{args.port}/ (Ctrl-C stops it)")
+    serve(sources, args.host, args.port, token, tls)
     return 0
 
 
@@ -56,6 +62,8 @@ def register(sub) -> None:
                             + options.SIGNOFF_OPTIONS[1:])
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--token", help="required from every client when --host is not loopback "
-                                       "[env FARM_SERVE_TOKEN]")
+    serve.add_argument("--token", help="required from every client when --host is not loopback; prefer the "
+                                       "environment: a command line is seen by every local user [env FARM_SERVE_TOKEN]")
+    serve.add_argument("--tls-cert", help="PEM certificate: serve https (the token cookie is then Secure)")
+    serve.add_argument("--tls-key", help="the certificate's PEM private key")
     serve.set_defaults(func=cmd_serve)

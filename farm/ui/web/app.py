@@ -142,13 +142,17 @@ class TokenRequired:
 
         async def with_cookie(message):
             if message["type"] == "http.response.start" and "token" in request.query_params:
+                secure = "; Secure" if scope.get("scheme") == "https" else ""  # over TLS, never sent in clear
                 message.setdefault("headers", []).append(
-                    (b"set-cookie", f"farm_token={self.token}; HttpOnly; SameSite=Strict; Path=/".encode()))
+                    (b"set-cookie", f"farm_token={self.token}; HttpOnly; SameSite=Strict; Path=/{secure}".encode()))
             await send(message)
         return await self.app(scope, receive, with_cookie)
 
 
-def serve(sources: data.Sources, host: str, port: int, token: str | None) -> None:
+def serve(sources: data.Sources, host: str, port: int, token: str | None, tls: tuple[str, str] | None = None) -> None:
+    """Serve until stopped; `tls` (certificate, key) serves https with uvicorn's own TLS."""
     import uvicorn
 
-    uvicorn.run(create_app(sources, token), host=host, port=port, log_level="warning")
+    certfile, keyfile = tls or (None, None)
+    uvicorn.run(create_app(sources, token), host=host, port=port, log_level="warning", ssl_certfile=certfile,
+                ssl_keyfile=keyfile)
