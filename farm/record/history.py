@@ -120,7 +120,7 @@ class History:
                 try:
                     import psycopg
                 except ImportError as exc:
-                    raise HistoryError("a postgresql:// history needs psycopg: pip install 'farm[postgres]'") from exc
+                    raise HistoryError("a postgresql:// history needs psycopg: pip install 'farm-hil[postgres]'") from exc
                 connection = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
             else:
                 connection = sqlite3.connect(self.path, timeout=60, isolation_level=None)

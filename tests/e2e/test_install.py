@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import ssh_signer
+from helpers import farm, ssh_signer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,13 +25,32 @@ def clean_env(**extra: str) -> dict:
     return {**keep, **extra}
 
 
+def test_every_install_line_names_farm_s_own_distribution_not_the_pypi_project_called_farm(tmp_path):
+    import tomllib
+    from importlib.metadata import distribution
+
+    name = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["name"]
+    assert name == "farm-hil"  # `pip download --no-deps farm-hil` finds nothing: free on PyPI; `farm` is an NLP framework
+    installed = distribution(name)
+    assert "farm" in installed.read_text("top_level.txt").split()  # the import package keeps its name...
+    assert [e.value for e in installed.entry_points if e.name == "farm" and e.group == "console_scripts"] == \
+        ["farm.ui.cli:main"]  # ...and so does the command
+    assert farm("init", cwd=tmp_path).returncode == 0
+    ci = (tmp_path / "ci" / "farm-nightly.yml").read_text()
+    installs = [line for line in ci.splitlines() if "pip install" in line and not line.lstrip().startswith("#")]
+    assert installs and all(line.rstrip().endswith("pip install farm-hil") for line in installs), installs
+    readme = (REPO / "README.md").read_text()
+    lines = re.findall(r"^(?:\$ )?pip install ('?farm[^\s']*'?)", readme, re.MULTILINE)  # the lines a user types
+    assert lines and all(re.match(r"'?farm(-hil|_hil-\*\.whl)", target) for target in lines), lines
+
+
 @pytest.mark.slow
 def test_a_wheel_in_a_clean_venv_runs_init_then_run_from_an_empty_folder(tmp_path, shared_dir):
     dist = tmp_path / "dist"
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(REPO)],
                            capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stderr[-2000:]
-    (wheel,) = dist.glob("farm-*.whl")
+    (wheel,) = dist.glob("farm_hil-*.whl")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     installed = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(wheel)], capture_output=True,
