@@ -97,13 +97,22 @@ class _Store:
         self.execute("COMMIT")
 
 
+def sqlite_path(url: str | Path) -> Path | None:
+    """The SQLite file a history URL names; None for a PostgreSQL server."""
+    text = str(url)
+    if text.startswith(("postgresql://", "postgres://")):
+        return None
+    return Path(text[len("sqlite://"):] if text.startswith("sqlite:///") else text)
+
+
 class History:
     def __init__(self, url: str | Path):
         text = str(url)
         self.url = text
-        self.postgres = text.startswith(("postgresql://", "postgres://"))
-        if not self.postgres:
-            self.path = Path(text[len("sqlite://"):] if text.startswith("sqlite:///") else text)
+        path = sqlite_path(text)
+        self.postgres = path is None
+        if path is not None:
+            self.path = path
             self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._store() as store:
             if not self.postgres:
