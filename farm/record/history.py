@@ -348,13 +348,19 @@ class History:
         return found[:limit]
 
     def signoff_records(self, limit: int = 100) -> list[dict]:
-        """The newest sign-offs with their records and signatures, for verifying them again."""
+        """The newest sign-offs with their signatures and records as stored (`stored_record` reads one), to verify
+        them again: the same stored bytes are the same record, found without unpacking it."""
         with self._store() as store:
             rows = store.execute("SELECT run_id, signed_at, principal, model_name, model_sha256, checklist, note, "
-                                 "record, signature FROM signoffs ORDER BY signed_at DESC LIMIT ?", (limit,))
+                                 "record AS stored, signature FROM signoffs ORDER BY signed_at DESC LIMIT ?", (limit,))
         for row in rows:
-            row["record"] = _unpack(row["record"])
+            row["stored"] = bytes(row["stored"])
         return rows
+
+    @staticmethod
+    def stored_record(stored: bytes) -> dict:
+        """A sign-off record from its stored bytes (`signoff_records`)."""
+        return _unpack(stored)
 
     def trend(self, board: str, model: str, variant: str, figure: str = "p95", limit: int = 20) -> list[tuple]:
         """(run_id, started, value) of the last runs, oldest first: the report's trend plot."""
