@@ -50,7 +50,8 @@ def shell_command(argv: list[str], *, env: tuple[tuple[str, str], ...] = (), dea
     """
     command = shlex.join(argv)
     if env:
-        command = shlex.join(["env", *(f"{k}={v}" for k, v in env)]) + " " + command
+        # `--` first: no assignment is ever read as an option of env(1) (the inventory checks the names too).
+        command = shlex.join(["env", "--", *(f"{k}={v}" for k, v in env)]) + " " + command
     if deadline_s:
         command = f"timeout -k {KILL_GRACE_S} {deadline_s:.0f} {command}"
     if pidfile:
