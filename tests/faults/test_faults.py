@@ -359,3 +359,14 @@ def test_a_board_error_with_rich_markup_and_terminal_escapes_is_printed_as_plain
     assert proc.returncode == 1 and "report: results/" in proc.stdout  # the run's end, printed
     assert "agent broke [/] [bold]x[/bold]" in shown  # the board's words as it said them, markup and all
     assert "\x1b" not in shown and "\x07" not in shown and "pwned" not in shown.replace("0;pwned", "")
+
+
+def test_an_agent_flooding_its_output_over_ssh_is_an_agent_error_naming_the_bound(lab, plan, shared_dir, tmp_path):
+    _, boards = lab
+    flood = "head -c 41943040 /dev/zero | tr '\\0' x; head -c 2000000 /dev/zero >&2; exit 0"
+    loud = wrapper_python(shared_dir, "flooding-python", flood, boards["t1"].python)
+    bad = dataclasses.replace(fresh_workdir(boards["t1"], "flood"), name="flood", python=loud)
+    group = deploy(plan, tmp_path, [bad])
+    error = group.results["flood"].error or ""
+    assert group.results["flood"].status == "agent-error", group.results["flood"]
+    assert "stdout passed 32 MiB, 41943040 bytes: dropped unread" in error and "printed no result" in error
