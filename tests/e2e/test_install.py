@@ -113,3 +113,24 @@ def test_a_wheel_in_a_clean_venv_runs_init_then_run_from_an_empty_folder(tmp_pat
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+# The first release fixed past each CVE-class bug farm could reach (pyproject.toml says which).
+FIXED_IN = {"onnx": "1.17", "paramiko": "3.4", "jinja2": "3.1.6", "starlette": "0.49.1", "pyyaml": "5.4"}
+
+
+def test_no_dependency_floor_admits_a_release_with_a_known_cve_class_bug():
+    import tomllib
+    from importlib.metadata import version as installed
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    floors = {}
+    for line in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]:
+        requirement = Requirement(line)
+        floors[requirement.name.lower()] = min((Version(s.version) for s in requirement.specifier
+                                                if s.operator == ">="), default=None)
+    for name, fixed in FIXED_IN.items():
+        assert floors[name] is not None and floors[name] >= Version(fixed), (name, floors[name], fixed)
+        assert Version(installed(name)) >= Version(fixed)
