@@ -16,6 +16,17 @@ from pathlib import Path
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
+# Terminal escape sequences (CSI, OSC: colours, cursor moves, a window title, hyperlinks) and the other C0/C1
+# controls but newline and tab: what a board says must not rewrite the controller's terminal.
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]?"
+                      r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: object) -> str:
+    """Text from a board (an error, a fact), fit to print: no terminal escape, no control character."""
+    return _ESCAPES.sub("", str(text))
+
+
 def utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
-from farm.board.transport import BaseTransport, CommandTimeout, kill_group_command
+from farm.board.transport import (STDERR_LIMIT, STDOUT_LIMIT, BaseTransport, Bounded, CommandTimeout,
+                                  kill_group_command, output_text)
 from farm.config.inventory import Board
 
 
@@ -26,14 +28,31 @@ class LocalTransport(BaseTransport):
         held_open, child_end = os.pipe()[::-1]
         try:
             # Its own session, as sshd gives a command: `kill -TERM -PGID` then stops the whole group.
-            proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=timeout,
-                                  stdin=child_end, start_new_session=True)
-        except subprocess.TimeoutExpired as exc:
-            raise CommandTimeout(exc.stdout or "", exc.stderr or "") from exc
+            proc = subprocess.Popen(["sh", "-c", command], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    stdin=child_end, start_new_session=True)
+        except BaseException:
+            os.close(held_open)
+            raise
         finally:
             os.close(child_end)
+        stdout, stderr = Bounded(STDOUT_LIMIT), Bounded(STDERR_LIMIT, keep_tail=True)  # as over SSH
+        readers = [threading.Thread(target=kept.drain, args=(stream,), daemon=True)
+                   for kept, stream in ((stdout, proc.stdout), (stderr, proc.stderr))]
+        for reader in readers:
+            reader.start()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired as exc:
+            proc.kill()
+            proc.wait()
+            raise CommandTimeout(*output_text(stdout, stderr)) from exc  # what it said so far
+        finally:
             os.close(held_open)
-        return proc.stdout, proc.stderr, proc.returncode
+        for reader in readers:
+            reader.join()
+        proc.stdout.close()
+        proc.stderr.close()
+        return (*output_text(stdout, stderr), proc.returncode)
 
     def put(self, local: Path, remote: str, stopped=lambda: False) -> int:
         partial = f"{remote}.partial-{os.getpid()}"

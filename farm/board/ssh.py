@@ -22,7 +22,8 @@ import paramiko
 import tenacity
 from fabric import Connection
 
-from farm.board.transport import BaseTransport, CommandTimeout, kill_group_command
+from farm.board.transport import (STDERR_LIMIT, STDOUT_LIMIT, BaseTransport, Bounded, CommandTimeout,
+                                  kill_group_command, output_text)
 from farm.config.inventory import Board
 from farm.errors import BoardError, Cancelled
 
@@ -175,11 +176,11 @@ class SshTransport(BaseTransport):
         try:
             channel.settimeout(timeout)
             channel.exec_command(command)
-            stderr: list[bytes] = []
-            reader = threading.Thread(target=lambda: stderr.append(channel.makefile_stderr("rb").read()),
+            stdout, stderr = Bounded(STDOUT_LIMIT), Bounded(STDERR_LIMIT, keep_tail=True)
+            reader = threading.Thread(target=stderr.drain, args=(channel.makefile_stderr("rb"),),
                                       daemon=True, name=f"farm-stderr-{self.board.name}")
             reader.start()
-            stdout = channel.makefile("rb").read()
+            stdout.drain(channel.makefile("rb"))
             reader.join(timeout)
             exit_code = channel.recv_exit_status()
             # -1: no exit status. With the connection up, the command died of a signal (sshd sends exit-signal,
@@ -188,7 +189,7 @@ class SshTransport(BaseTransport):
                 raise EOFError("the connection closed before the command's exit status came")
         finally:
             channel.close()
-        return stdout.decode(errors="replace"), b"".join(stderr).decode(errors="replace"), exit_code
+        return (*output_text(stdout, stderr), exit_code)
 
     def kill_group(self, pidfile: str) -> None:
         """Stop a command started with `pidfile` (and its children) on the board."""

@@ -19,6 +19,10 @@ from farm.config.inventory import Board
 
 KILL_GRACE_S = 3  # after the deadline's TERM, `timeout` sends KILL this much later
 TIMED_OUT = 124   # coreutils/busybox `timeout` exit status on expiry
+# What is kept of a command's output: a board's stdout and stderr were once read whole, however large.
+# The agent's document at its 200,000-sample ceiling is about 3 MB; of stderr only the tail is ever shown.
+STDOUT_LIMIT = 32 * 1024 * 1024
+STDERR_LIMIT = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,8 @@ def shell_command(argv: list[str], *, env: tuple[tuple[str, str], ...] = (), dea
     """
     command = shlex.join(argv)
     if env:
-        command = shlex.join(["env", *(f"{k}={v}" for k, v in env)]) + " " + command
+        # `--` first: no assignment is ever read as an option of env(1) (the inventory checks the names too).
+        command = shlex.join(["env", "--", *(f"{k}={v}" for k, v in env)]) + " " + command
     if deadline_s:
         command = f"timeout -k {KILL_GRACE_S} {deadline_s:.0f} {command}"
     if pidfile:
@@ -70,6 +75,39 @@ def timed_out(deadline_s: float | None, exit_code: int, duration_s: float) -> bo
     if not deadline_s:
         return False
     return exit_code == TIMED_OUT or exit_code in (128 + 9, -9) and duration_s >= deadline_s
+
+
+class Bounded:
+    """A command's stream, read to its end (it never blocks on a full pipe) keeping at most `limit` bytes:
+    the first (a document), or the last (an error's tail). What was read so far is there at any time."""
+
+    def __init__(self, limit: int, keep_tail: bool = False):
+        self.limit, self.keep_tail = limit, keep_tail
+        self.kept, self.dropped = bytearray(), 0
+
+    def drain(self, stream) -> "Bounded":
+        while block := stream.read(1 << 16):
+            self.kept += block
+            excess = len(self.kept) - self.limit
+            if excess > 0:
+                self.dropped += excess
+                if self.keep_tail:
+                    del self.kept[:excess]
+                else:
+                    del self.kept[self.limit:]
+        return self
+
+
+def output_text(stdout: Bounded, stderr: Bounded) -> tuple[str, str]:
+    """A command's bounded output as text: a stdout cut short is no document (dropped, and said in stderr)."""
+    err = stderr.kept.decode(errors="replace")
+    if stderr.dropped:
+        err = f"(farm: the first {stderr.dropped} bytes of stderr dropped)\n" + err
+    if stdout.dropped:
+        err += (f"\n(farm: the command's stdout passed {STDOUT_LIMIT // 2 ** 20} MiB, "
+                f"{len(stdout.kept) + stdout.dropped} bytes: dropped unread)")
+        return "", err
+    return stdout.kept.decode(errors="replace"), err
 
 
 class CommandTimeout(Exception):

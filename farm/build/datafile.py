@@ -12,15 +12,20 @@ come from the model spec.
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from farm.errors import ModelError
+from farm.errors import ConfigError, FarmError, ModelError
 from farm.util import file_sha256
 
 SECTIONS = ("calibration", "evaluation")
+# The largest array farm decompresses from a data file: a .npz is a zip, and a few MB of it once
+# could ask for any amount of memory. A lab with larger evaluation sets sets FARM_MAX_ARRAY_MB.
+MAX_ARRAY_MB = 4096
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,49 @@ def _section(path: Path, data, names: list[str], section: str) -> dict[str, np.n
     return arrays
 
 
+def max_array_bytes() -> int:
+    given = os.environ.get("FARM_MAX_ARRAY_MB", "")
+    if not given:
+        return MAX_ARRAY_MB * 2 ** 20
+    if not given.isdigit() or int(given) == 0:
+        raise ConfigError(f"FARM_MAX_ARRAY_MB={given!r}: expected a whole number of MB above 0 "
+                          f"(the largest array farm loads from a data file; default {MAX_ARRAY_MB})")
+    return int(given) * 2 ** 20
+
+
+def _check_members(path: Path, data) -> None:
+    """Every array's size and type from the zip's and the .npy headers, before any is decompressed."""
+    limit, total = max_array_bytes(), 0
+    budget = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    for key in data.files:
+        member = key + ".npy" if key + ".npy" in data.zip.namelist() else key
+        size = data.zip.getinfo(member).file_size  # zipfile never inflates a member past it
+        with data.zip.open(member) as stream:
+            try:
+                version = np.lib.format.read_magic(stream)
+            except ValueError:
+                version = None  # not an array: its bytes, read as they are
+            if version is not None:
+                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0
+                shape, _, dtype = read_header(stream)
+                if dtype.hasobject:
+                    raise ModelError(f"{path}: array {key!r} holds Python objects (dtype {dtype}): farm loads only "
+                                     "numbers and text, never pickles; save it with a numeric dtype "
+                                     "(np.asarray(x, dtype=np.float32))")
+                size = max(size, math.prod(shape) * dtype.itemsize)  # what loading it would allocate
+        total += size
+        if size > limit or total > budget:
+            raise ModelError(f"{path}: array {key!r} is {_mb(size)} MB uncompressed, over the "
+                             f"{_mb(limit if size > limit else budget)} MB farm decompresses "
+                             f"{'per array (FARM_MAX_ARRAY_MB)' if size > limit else 'in all (half the memory)'}: "
+                             "a zip bomb, or a data set to sample down")
+
+
+def _mb(size: int) -> str:
+    return f"{size / 2 ** 20:,.0f}" if size >= 10 * 2 ** 20 else f"{size / 2 ** 20:.1f}"
+
+
 def load_data(path: str | Path, names: list[str]) -> DataSet:
     """The arrays of the inputs fed from data (`names`), per section, and the labels."""
     path = Path(path)
@@ -71,7 +119,15 @@ def load_data(path: str | Path, names: list[str]) -> DataSet:
         data = np.load(path)
     except Exception as exc:
         raise ModelError(f"{path}: not a readable .npz file ({exc})") from exc
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ModelError(f"{path}: a single array, not an .npz of named arrays (np.savez)")
     with data:
+        try:
+            _check_members(path, data)
+        except FarmError:
+            raise
+        except Exception as exc:
+            raise ModelError(f"{path}: not a readable .npz file ({exc})") from exc
         sections = {s: _section(path, data, names, s) for s in SECTIONS}
         plain = [s for s in SECTIONS if s in data.files]
         if len(names) > 1 and plain and not any(sections.values()):

@@ -23,6 +23,8 @@ from farm.errors import ConfigError, InventoryError
 from farm.util import NAME_RE
 
 VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# An `env` key: `--split-string` or `-S` once made env(1) run a shell command on the board.
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 HOST_KEY_POLICIES = ("verify", "accept-new", "off")
 TRANSPORTS = ("ssh", "local")  # local: the board is this machine, commands run without SSH
 
@@ -236,6 +238,15 @@ class _Reader:
             raise self.fail(line, f"{value!r} is not {what}", board, key)
         if key == "workdir" and (not value.startswith("/") or ".." in value.split("/") or "\n" in value):
             raise self.fail(line, f"expected an absolute path on the board without '..', got {value!r}", board, key)
+        if key == "env":
+            for name, setting in value.items():
+                if not isinstance(name, str) or not ENV_NAME_RE.match(name):
+                    raise self.fail(line, f"{name!r} is not an environment variable name (letters, digits and _, "
+                                    "not a digit first): env(1) on the board would take it as an option or a "
+                                    "command", board, key)
+                if not isinstance(setting, (str, int, float)):
+                    raise self.fail(line, f"{name}: expected text or a number, got {type(setting).__name__}",
+                                    board, key)
         if key in ("port", "cores", "memory_mb") and value <= 0 or key == "threads" and value < 0:
             raise self.fail(line, f"expected a positive number, got {value}", board, key)
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
 from typing import Callable
 
-from farm.errors import FarmError
+from farm.errors import ConfigError, FarmError
 
 LOGIN_USER = "farm-standin"
 # The stand-ins' Python (numpy + onnxruntime), built once per machine, readable by the login user.
@@ -27,15 +28,58 @@ def run_checked(argv: list[str], what: str, cwd: Path | None = None) -> str:
     return proc.stdout
 
 
+def check_own_dir(path: Path, alternative: str = "") -> None:
+    """Refuse a folder this user did not make alone: under /var/tmp anyone may have made it first.
+
+    A lab folder owned by `nobody` once held a lab.json naming another process, which `farm lab down`
+    then signalled; whoever makes /var/tmp/farm-lab first chooses the lab's client key and known_hosts.
+    """
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode):
+        problem = "is a symbolic link"
+    elif not stat.S_ISDIR(info.st_mode):
+        problem = "is not a folder"
+    elif info.st_uid != os.geteuid():
+        problem = f"is not owned by {_user_name(os.geteuid())}"
+    elif info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        problem = "is writable by group or others"
+    else:
+        return
+    raise ConfigError(f"{path} {problem} (owner {_user_name(info.st_uid)}, mode {stat.S_IMODE(info.st_mode):04o}): "
+                      f"farm trusts the keys, state and programs in it. Remove it if you do not know who made it "
+                      f"(`rm -rf {path}`: farm makes its own){', or ' + alternative if alternative else ''}")
+
+
+def own_dir(path: Path, alternative: str = "", mode: int = 0o755) -> Path:
+    """A folder farm trusts: made here by this user (not merely found), or found owned by it and writable by it alone."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=mode)
+    except FileExistsError:
+        pass  # someone's (maybe ours): checked below, never taken over
+    check_own_dir(path, alternative)
+    path.chmod(mode)  # past the umask
+    return path
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
 def cache_dir() -> Path:
-    """Machine-wide cache of built board images (arm64 root file system, full-system VM).
+    """Machine-wide cache of built board images (arm64 root file system, full-system VM), made and owned by us.
 
     `FARM_CACHE_DIR`, else /var/tmp/farm-cache as root (a chroot needs root-owned
     folders), else ~/.cache/farm.
     """
     if os.environ.get("FARM_CACHE_DIR"):
-        return Path(os.environ["FARM_CACHE_DIR"])
-    return Path("/var/tmp/farm-cache") if os.geteuid() == 0 else Path.home() / ".cache" / "farm"
+        path = Path(os.environ["FARM_CACHE_DIR"])
+    else:
+        path = Path("/var/tmp/farm-cache") if os.geteuid() == 0 else Path.home() / ".cache" / "farm"
+    return own_dir(path, "set FARM_CACHE_DIR to a folder of your own")
 
 
 def login_user(progress: Progress) -> str:
@@ -56,7 +100,8 @@ def board_python(progress: Progress) -> str:
     """A Python with numpy and onnxruntime that the login user can run."""
     if os.geteuid() != 0:
         return sys.executable
-    python = BOARD_PYTHON_DIR / "bin" / "python"  # one per machine, shared by every lab
+    python = BOARD_PYTHON_DIR / "bin" / "python"  # one per machine, shared by every lab, run as root by `lab up`
+    own_dir(BOARD_PYTHON_DIR)
     if not python.exists():
         import numpy
         import onnxruntime

@@ -9,6 +9,7 @@ Ready when sshd answers with its banner, not after a sleep.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -19,7 +20,7 @@ from typing import Callable
 from farm.config.inventory import StandinSpec
 from farm.errors import ConfigError, FarmError
 from farm.lab import emulation, fullsystem
-from farm.lab.host import run_checked
+from farm.lab.host import process_start, run_checked
 
 SSHD = "/usr/sbin/sshd"
 READY_TIMEOUT_S = 10.0
@@ -47,13 +48,27 @@ def _wait_for_banner(port: int, process: subprocess.Popen, log: Path, timeout_s:
     raise FarmError(f"sshd on port {port} did not answer within {timeout_s:.0f} s (log: {log})")
 
 
-def pid_alive(pid: int, marker: str) -> bool:
-    """True only for the process we started (its command line names our config)."""
+def config_path(state: Path, full_system: bool) -> Path:
+    """The file a stand-in's command line names: its sshd config, or a VM's config disk."""
+    return state / ("config.img" if full_system else "sshd_config")
+
+
+def pid_alive(entry: dict, state: Path) -> bool:
+    """True only for the process we started: its start time as recorded, its command line naming our config.
+
+    The config is the one in `state` (the lab's own folder), never a path the record supplies: a record
+    whose marker was empty once matched every command line, and `farm lab down` signalled another process.
+    """
+    pid, start = entry.get("pid"), entry.get("start")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0 or not start or process_start(pid) != start:
+        return False
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return False
-    return marker in cmdline
+    # sshd retitles itself ("sshd: /usr/sbin/sshd -D -e -f <config> [listener] ..."); QEMU has `file=<disk>,`.
+    config = re.escape(str(config_path(state, bool(entry.get("full_system")))))
+    return re.search(rf"(?:^|[\s=]){config}(?:$|[\s,])", cmdline) is not None
 
 
 def _reaped(pid: int) -> bool:
@@ -83,7 +98,7 @@ STANDIN_NICE = -10
 def _argv(spec: StandinSpec, state: Path, port: int, user: str, authorized: Path, progress: Progress) -> list[str]:
     """The command that runs this stand-in: plain sshd, sshd chrooted under qemu-user, or a VM."""
     qemu_cpu = spec.qemu_cpu
-    config = state / "sshd_config"
+    config = config_path(state, False)
     settings = _sshd_settings(state, port, user, authorized)
     if spec.full_system:
         base = fullsystem.ensure_base(user, progress)
@@ -133,20 +148,19 @@ def start(spec: StandinSpec, state: Path, user: str, client_key: Path, progress:
         process.wait(10)
         raise
     host_key = (state / "host_key.pub").read_text().split()
-    return {"name": spec.name, "port": port, "pid": process.pid, "config": str(state / "sshd_config")
-            if not spec.full_system else str(state / "config.img"),
+    return {"name": spec.name, "port": port, "pid": process.pid, "start": process_start(process.pid),
             "host_key": f"{host_key[0]} {host_key[1]}", "cores": spec.cores, "memory_mb": spec.memory_mb,
             "qemu_cpu": spec.qemu_cpu, "full_system": spec.full_system, "fields": dict(spec.fields)}
 
 
-def stop(entry: dict) -> None:
+def stop(entry: dict, state: Path) -> None:
     """Stop exactly the recorded process, if it is still ours, and wait for it to go."""
-    pid = entry["pid"]
-    if not pid_alive(pid, entry["config"]):
+    if not pid_alive(entry, state):
         return
+    pid = entry["pid"]
     os.kill(pid, signal.SIGTERM)
     # Our own child must be reaped (else it lingers as a zombie until we exit); another's is gone
     # for us once its command line is (a zombie's is empty).
     deadline = time.monotonic() + 5
-    while not (_reaped(pid) and not pid_alive(pid, entry["config"])) and time.monotonic() < deadline:
+    while not (_reaped(pid) and not pid_alive(entry, state)) and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -3,7 +3,9 @@
 Each stand-in is a real OpenSSH server (farm.lab.sshd) logging in as an
 unprivileged user. Host keys are verified exactly as for real boards: the lab
 writes the known_hosts that its inventory points to. `down` stops exactly the
-processes the lab recorded, by PID, and removes their state.
+processes the lab recorded (their PID, start time and the config in the lab's own
+folder), and removes their state. The lab folder is trusted only when this user
+made it and alone can write it (`host.own_dir`): under /var/tmp anyone may make it first.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from farm.util import remove_tree
 
 # An emulated board's files live in the shared arm64 root file system: one folder per lab there.
 EMULATED_ROOT = "/tmp/farm-boards"
+
+LAB_DIR_FIX = "set FARM_LAB_DIR to a folder of your own"
 
 Progress = Callable[[str], None]
 
@@ -50,13 +54,16 @@ class Lab:
         return self.dir / "lab.json"
 
     def _load(self) -> dict:
+        """The lab's record, read only from a folder of our own: its pids are signalled, its keys used."""
+        if os.path.lexists(self.dir):
+            host.check_own_dir(self.dir, LAB_DIR_FIX)
         try:
             return json.loads(self._record.read_text())
         except (OSError, json.JSONDecodeError):
             return {"boards": {}}
 
     def _store(self, record: dict) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        host.own_dir(self.dir, LAB_DIR_FIX)
         partial = self._record.with_suffix(".tmp")
         partial.write_text(json.dumps(record, indent=1) + "\n")
         partial.replace(self._record)
@@ -115,7 +122,7 @@ class Lab:
 
     def running(self) -> dict[str, dict]:
         record = self._load()
-        return {name: b for name, b in record["boards"].items() if sshd.pid_alive(b["pid"], b["config"])}
+        return {name: b for name, b in record["boards"].items() if sshd.pid_alive(b, self.dir / name)}
 
     def reap_orphans(self) -> list[str]:
         """Stop the stand-ins a run started for itself and never stopped (it was killed): their owner is gone."""
@@ -133,8 +140,7 @@ class Lab:
         `owned`: started for this process alone (a run's own stand-ins), which stops them when it is done;
         should it die first, the next lab operation stops them (`reap_orphans`).
         """
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.dir.chmod(0o755)
+        host.own_dir(self.dir, LAB_DIR_FIX)
         self.reap_orphans()
         record = self._load()
         record["boards"] = self.running()
@@ -170,7 +176,7 @@ class Lab:
         for name in list(record["boards"]):
             if names is not None and name not in names:
                 continue
-            sshd.stop(record["boards"].pop(name))
+            sshd.stop(record["boards"].pop(name), self.dir / name)
             remove_tree(self.dir / name, self.dir)
             if (self.dir / "boards" / name).exists():
                 remove_tree(self.dir / "boards" / name, self.dir / "boards")

@@ -5,13 +5,21 @@ from __future__ import annotations
 import pytest
 
 from farm.pytestplugin.hooks import STATE, session_job
+from farm.util import printable
 
 
-class BoardUnavailable(Exception):
+class BoardMessage(Exception):
+    """An error whose text quotes a board (pytest prints it on the terminal): its escapes removed."""
+
+    def __init__(self, message: str):
+        super().__init__(printable(message))
+
+
+class BoardUnavailable(BoardMessage):
     """The board could not be measured: its tests are errors, not failures."""
 
 
-class CheckError(Exception):
+class CheckError(BoardMessage):
     """A checklist item could not be judged (the measurement itself failed)."""
 
 
@@ -27,7 +35,7 @@ def farm_run(request: pytest.FixtureRequest):
         capture = config.pluginmanager.getplugin("capturemanager")
         with capture.global_and_fixture_disabled():
             progress = BoardProgress(job.board_names)
-            job.say = lambda message: progress.console.print(f"farm: {message}", highlight=False)
+            job.say = lambda message: progress.say(f"farm: {message}")
             with progress:
                 try:
                     job.run(progress.update)
@@ -81,7 +89,7 @@ def verdict(request: pytest.FixtureRequest, board_outcome, board_result, variant
     if found is None:
         pytest.skip(f"the checklist {farm_run.checklist.name!r} has no item {item!r}")
     if found.status == "skip":
-        pytest.skip(found.why)
+        pytest.skip(printable(found.why))
     if found.status == "error":
         raise CheckError(found.message(board_outcome.name, variant))
     return found

@@ -99,13 +99,22 @@ class _Store:
         self.execute("COMMIT")
 
 
+def sqlite_path(url: str | Path) -> Path | None:
+    """The SQLite file a history URL names; None for a PostgreSQL server."""
+    text = str(url)
+    if text.startswith(("postgresql://", "postgres://")):
+        return None
+    return Path(text[len("sqlite://"):] if text.startswith("sqlite:///") else text)
+
+
 class History:
     def __init__(self, url: str | Path):
         text = str(url)
         self.url = text
-        self.postgres = text.startswith(("postgresql://", "postgres://"))
-        if not self.postgres:
-            self.path = Path(text[len("sqlite://"):] if text.startswith("sqlite:///") else text)
+        path = sqlite_path(text)
+        self.postgres = path is None
+        if path is not None:
+            self.path = path
             self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._store() as store:
             if not self.postgres:
@@ -128,7 +137,7 @@ class History:
                 try:
                     import psycopg
                 except ImportError as exc:
-                    raise HistoryError("a postgresql:// history needs psycopg: pip install 'farm[postgres]'") from exc
+                    raise HistoryError("a postgresql:// history needs psycopg: pip install 'farm-hil[postgres]'") from exc
                 connection = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
             else:
                 connection = sqlite3.connect(self.path, timeout=60, isolation_level=None)
@@ -347,13 +356,19 @@ class History:
         return found[:limit]
 
     def signoff_records(self, limit: int = 100) -> list[dict]:
-        """The newest sign-offs with their records and signatures, for verifying them again."""
+        """The newest sign-offs with their signatures and records as stored (`stored_record` reads one), to verify
+        them again: the same stored bytes are the same record, found without unpacking it."""
         with self._store() as store:
             rows = store.execute("SELECT run_id, signed_at, principal, model_name, model_sha256, checklist, note, "
-                                 "record, signature FROM signoffs ORDER BY signed_at DESC LIMIT ?", (limit,))
+                                 "record AS stored, signature FROM signoffs ORDER BY signed_at DESC LIMIT ?", (limit,))
         for row in rows:
-            row["record"] = _unpack(row["record"])
+            row["stored"] = bytes(row["stored"])
         return rows
+
+    @staticmethod
+    def stored_record(stored: bytes) -> dict:
+        """A sign-off record from its stored bytes (`signoff_records`)."""
+        return _unpack(stored)
 
     def trend(self, board: str, model: str, variant: str, figure: str = "p95", limit: int = 20) -> list[tuple]:
         """(run_id, started, value) of the last runs, oldest first: the report's trend plot."""

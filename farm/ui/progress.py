@@ -13,12 +13,20 @@ from typing import TextIO
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from farm.results import BoardStatus
+from farm.util import printable
 
 STATUSES = {s.value for s in BoardStatus}
 DONE_STYLES = {"ok": "green"}
+
+
+def cell(text: object) -> str:
+    """Text from a board for a rich table: its `[/]` is text, not markup (a MarkupError once ended `farm run`
+    after its results were written), and its terminal escapes are gone."""
+    return escape(printable(text))
 
 
 class BoardProgress:
@@ -36,7 +44,8 @@ class BoardProgress:
         now = time.monotonic()
         for name, (phase, since, ended) in self.rows.items():
             style = DONE_STYLES.get(phase, "red" if ended else "")
-            table.add_row(name, f"[{style}]{phase}[/]" if style else phase, f"{(ended or now) - since:5.1f} s")
+            shown = cell(phase)
+            table.add_row(cell(name), f"[{style}]{shown}[/]" if style else shown, f"{(ended or now) - since:5.1f} s")
         return table
 
     def update(self, board: str, phase: str) -> None:
@@ -48,7 +57,11 @@ class BoardProgress:
             if self._live is not None:
                 self._live.update(self._table())
             else:
-                self.console.print(f"[{time.monotonic() - self.started:6.1f} s] {board}: {phase}", highlight=False)
+                self.say(f"[{time.monotonic() - self.started:6.1f} s] {board}: {phase}")
+
+    def say(self, message: str) -> None:
+        """A line above the table (or in the log), printed as it is: never markup, never an escape."""
+        self.console.print(printable(message), markup=False, highlight=False)
 
     def __enter__(self) -> "BoardProgress":
         if self.console.is_terminal:

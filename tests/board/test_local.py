@@ -14,6 +14,7 @@ from helpers import RUN, deploy, processes, run_until_agent_starts, saved_board,
 from farm.board.artifacts import push
 from farm.board.lease import Lease
 from farm.board.local import LocalTransport
+from farm.board.transport import STDERR_LIMIT
 from farm.board.probe import probe
 from farm.config.inventory import Board
 from farm.config.settings import Measurement
@@ -133,3 +134,17 @@ def test_a_repeat_probe_reads_its_cache_until_a_package_is_reinstalled(tmp_path)
         fake_onnxruntime(fakes, "9.10.0")
         third = probe(transport, str(workdir))
         assert (third["onnxruntime"], third["probe_cached"]) == ("9.10.0", False)
+
+
+def test_a_command_s_output_is_kept_only_up_to_its_bound_and_said_so(tmp_path):
+    board = Board(name="loud", host="localhost", transport="local", python=sys.executable, workdir=str(tmp_path))
+    with LocalTransport(board) as transport:
+        done = transport.run(["sh", "-c", "head -c 41943040 /dev/zero; head -c 3000000 /dev/zero | tr '\\0' e >&2; "
+                                          "echo the-end >&2"])
+    assert done.exit_code == 0 and done.stdout == ""  # 40 MiB: past the bound, no document at all
+    assert "stdout passed 32 MiB, 41943040 bytes: dropped unread" in done.stderr
+    assert done.stderr.startswith(f"(farm: the first {3000000 + 8 - STDERR_LIMIT} bytes of stderr dropped)")
+    assert "the-end" in done.stderr and len(done.stderr) < STDERR_LIMIT + 200  # the tail, where errors are
+    with LocalTransport(board) as transport:
+        small = transport.run(["sh", "-c", "echo out; echo err >&2"])
+    assert (small.stdout, small.stderr) == ("out\n", "err\n")

@@ -73,7 +73,7 @@ def test_remote_command_line_round_trips_any_argument(argv):
     connection._exec = record
     with pytest.raises(Sent):
         connection.run(argv)
-    assert shlex.split(sent[0]) == ["env", "A=x y;$(z)", *argv]
+    assert shlex.split(sent[0]) == ["env", "--", "A=x y;$(z)", *argv]
 
 
 def test_ssh_config_host_alias_is_honoured(lab, tmp_path, monkeypatch):

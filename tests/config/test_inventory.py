@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -191,3 +192,38 @@ def test_only_a_stand_in_runs_on_an_emulated_cpu(tmp_path):
                                               "emulated_cpu: cortex-a72}\n", "ok.yaml")).boards
     assert board.standin and board.emulated_cpu == "cortex-a72"
     assert board.cores is None and board.latency_budget_ms == 50.0  # the class's budget, not its hardware
+
+
+@pytest.mark.parametrize("key", ["--split-string", "-S", "-i", "1ST", "A B", "A=B", "PATH;id"])
+def test_an_env_key_that_env1_could_read_as_an_option_or_a_command_is_refused_by_inventory_check(tmp_path, key):
+    from helpers import farm
+
+    planted = tmp_path / "planted"
+    bad = write(tmp_path, f"""
+        boards:
+          - name: b1
+            host: 127.0.0.1
+            env:
+              {json.dumps(key)}: "sh -c 'touch {planted}'"
+        """)
+    checked = farm("inventory", "check", str(bad), cwd=tmp_path, timeout=60)
+    assert checked.returncode == 2 and "Traceback" not in checked.stderr
+    line = next(s for s in checked.stderr.splitlines() if s.startswith("farm: error:"))
+    assert f"{bad}:4, board 'b1', field 'env'" in line and "not an environment variable name" in line
+    assert not planted.exists()
+    good = write(tmp_path, "boards:\n  - name: b1\n    host: h\n    env: {OMP_NUM_THREADS: 2, _X1: '-S x'}\n", "ok.yaml")
+    assert load_inventory(good).boards[0].env == (("OMP_NUM_THREADS", "2"), ("_X1", "-S x"))
+
+
+def test_a_board_s_env_reaches_the_command_after_env_s_own_double_dash(tmp_path):
+    """Through a real shell (the local transport runs what SSH would send): values that look like options stay values."""
+    import sys
+
+    from farm.board.local import LocalTransport
+    from farm.config.inventory import Board
+
+    board = Board(name="envy", host="localhost", transport="local", python=sys.executable, workdir=str(tmp_path),
+                  env=(("FIRST", "-S sh -c id"), ("SECOND", "--split-string")))
+    with LocalTransport(board) as transport:
+        done = transport.run(["sh", "-c", 'printf "%s|%s" "$FIRST" "$SECOND"'])
+    assert done.exit_code == 0 and done.stdout == "-S sh -c id|--split-string"

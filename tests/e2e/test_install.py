@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import ssh_signer
+from helpers import farm, ssh_signer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,13 +25,32 @@ def clean_env(**extra: str) -> dict:
     return {**keep, **extra}
 
 
+def test_every_install_line_names_farm_s_own_distribution_not_the_pypi_project_called_farm(tmp_path):
+    import tomllib
+    from importlib.metadata import distribution
+
+    name = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["name"]
+    assert name == "farm-hil"  # `pip download --no-deps farm-hil` finds nothing: free on PyPI; `farm` is an NLP framework
+    installed = distribution(name)
+    assert "farm" in installed.read_text("top_level.txt").split()  # the import package keeps its name...
+    assert [e.value for e in installed.entry_points if e.name == "farm" and e.group == "console_scripts"] == \
+        ["farm.ui.cli:main"]  # ...and so does the command
+    assert farm("init", cwd=tmp_path).returncode == 0
+    ci = (tmp_path / "ci" / "farm-nightly.yml").read_text()
+    installs = [line for line in ci.splitlines() if "pip install" in line and not line.lstrip().startswith("#")]
+    assert installs and all(line.rstrip().endswith("pip install farm-hil") for line in installs), installs
+    readme = (REPO / "README.md").read_text()
+    lines = re.findall(r"^(?:\$ )?pip install ('?farm[^\s']*'?)", readme, re.MULTILINE)  # the lines a user types
+    assert lines and all(re.match(r"'?farm(-hil|_hil-\*\.whl)", target) for target in lines), lines
+
+
 @pytest.mark.slow
 def test_a_wheel_in_a_clean_venv_runs_init_then_run_from_an_empty_folder(tmp_path, shared_dir):
     dist = tmp_path / "dist"
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(REPO)],
                            capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stderr[-2000:]
-    (wheel,) = dist.glob("farm-*.whl")
+    (wheel,) = dist.glob("farm_hil-*.whl")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     installed = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(wheel)], capture_output=True,
@@ -93,3 +113,24 @@ def test_a_wheel_in_a_clean_venv_runs_init_then_run_from_an_empty_folder(tmp_pat
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+# The first release fixed past each CVE-class bug farm could reach (pyproject.toml says which).
+FIXED_IN = {"onnx": "1.17", "paramiko": "3.4", "jinja2": "3.1.6", "starlette": "0.49.1", "pyyaml": "5.4"}
+
+
+def test_no_dependency_floor_admits_a_release_with_a_known_cve_class_bug():
+    import tomllib
+    from importlib.metadata import version as installed
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    floors = {}
+    for line in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]:
+        requirement = Requirement(line)
+        floors[requirement.name.lower()] = min((Version(s.version) for s in requirement.specifier
+                                                if s.operator == ">="), default=None)
+    for name, fixed in FIXED_IN.items():
+        assert floors[name] is not None and floors[name] >= Version(fixed), (name, floors[name], fixed)
+        assert Version(installed(name)) >= Version(fixed)

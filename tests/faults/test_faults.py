@@ -345,3 +345,28 @@ def test_a_lab_dir_the_login_user_cannot_enter_is_named_not_auth_failed(tmp_path
     assert proc.returncode == 2
     assert f"cannot enter {private} (mode 0700" in proc.stderr and "FARM_LAB_DIR" in proc.stderr
 
+
+
+def test_a_board_error_with_rich_markup_and_terminal_escapes_is_printed_as_plain_text(lab, shared_dir, tmp_path):
+    _, boards = lab
+    said = r"printf 'agent broke [/] [bold]x[/bold] \033]0;pwned\007\033[2J\033[31mred\n' >&2; exit 3"
+    markup = wrapper_python(shared_dir, "markup-python", said, boards["t1"].python)
+    board = dataclasses.replace(fresh_workdir(boards["t1"], "markup"), name="markup", python=markup)
+    inventory = write_inventory(tmp_path / "lab.yaml", board)
+    proc = farm("run", "--inventory", inventory, "--variants", "fp32", "--runs", "10", cwd=tmp_path)
+    shown = proc.stdout + proc.stderr
+    assert "MarkupError" not in shown and "Traceback" not in shown, shown[-3000:]
+    assert proc.returncode == 1 and "report: results/" in proc.stdout  # the run's end, printed
+    assert "agent broke [/] [bold]x[/bold]" in shown  # the board's words as it said them, markup and all
+    assert "\x1b" not in shown and "\x07" not in shown and "pwned" not in shown.replace("0;pwned", "")
+
+
+def test_an_agent_flooding_its_output_over_ssh_is_an_agent_error_naming_the_bound(lab, plan, shared_dir, tmp_path):
+    _, boards = lab
+    flood = "head -c 41943040 /dev/zero | tr '\\0' x; head -c 2000000 /dev/zero >&2; exit 0"
+    loud = wrapper_python(shared_dir, "flooding-python", flood, boards["t1"].python)
+    bad = dataclasses.replace(fresh_workdir(boards["t1"], "flood"), name="flood", python=loud)
+    group = deploy(plan, tmp_path, [bad])
+    error = group.results["flood"].error or ""
+    assert group.results["flood"].status == "agent-error", group.results["flood"]
+    assert "stdout passed 32 MiB, 41943040 bytes: dropped unread" in error and "printed no result" in error

@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import farm, history_run
+from helpers import farm, history_run, ssh_signer
 
 from farm.record.history import History
 from farm.results import RunResult
@@ -36,12 +36,13 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, cwd: Path, *args: str):
+    def __init__(self, cwd: Path, *args: str, env: dict | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         clean = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
         self.process = subprocess.Popen([sys.executable, "-m", "farm", "serve", "--port", str(self.port), *args],
-                                        cwd=cwd, env=clean, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                        cwd=cwd, env={**clean, **(env or {})}, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -182,6 +183,8 @@ def test_a_change_point_is_listed_and_drawn_where_the_level_moved(browser, tmp_p
         assert drawn == ["2026-02-11T02:00:00"]
         assert not browser.execute_script("return document.getElementById('plot-peak_rss_mb').layout.shapes"
                                           ".filter(s => s.name === 'change point').length")
+        refused = [e["message"] for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
+        assert not refused  # the page's own scripts and plotly's styles run under its policy
     finally:
         served.stop()
 
@@ -262,3 +265,138 @@ def test_every_page_answers_urllib_too(server):
     for path in ("/", "/runs", "/trends", "/signoffs", "/queue", "/api/lab", "/static/plotly.min.js"):
         with urllib.request.urlopen(server.url + path, timeout=30) as response:
             assert response.status == 200, path
+
+
+HOSTILE_RUN = "20260101T000000Z-evil"
+# A report.html someone else made (`farm fetch` brings any run's files): its script tries the dashboard's origin.
+HOSTILE_REPORT = """<!doctype html><html><body><p id="out">no script ran</p><script>
+const out = document.getElementById("out");
+out.textContent = "ran in origin " + window.origin;
+fetch("/api/lab", {credentials: "include"}).then(r => r.text()).then(t => { out.textContent += "; read " + t; });
+</script></body></html>"""
+
+
+@pytest.fixture(scope="module")
+def small_lab(tmp_path_factory):
+    """A history of two made-up runs and one run folder holding a hostile report.html: no stand-ins needed."""
+    cwd = tmp_path_factory.mktemp("dashboard-trust")
+    history = History(cwd / "results" / "history.sqlite")
+    for night in range(2):
+        history.record(history_run(f"night-{night}", "trusty", 1.0 + night, started=f"2026-03-0{night + 1}T02:00:00"))
+    (cwd / "results" / HOSTILE_RUN).mkdir()
+    (cwd / "results" / HOSTILE_RUN / "report.html").write_text(HOSTILE_REPORT)
+    return cwd
+
+
+def test_a_foreign_host_header_is_refused_and_loopback_names_and_allowed_hosts_are_served(small_lab):
+    served = Server(small_lab, "--out", "results", "--allowed-host", "dash.lab.example")
+    try:
+        for host in ("127.0.0.1", f"127.0.0.1:{served.port}", f"localhost:{served.port}", "[::1]",
+                     "dash.lab.example", "DASH.lab.example:80"):
+            assert served.get("/api/lab", {"Host": host})[0] == 200, host
+        for host in ("rebind.attacker.example", f"rebind.attacker.example:{served.port}", "127.0.0.1.nip.io",
+                     "lab.example"):  # DNS rebinding: the attacker's name, resolving to 127.0.0.1
+            status, body, _ = served.get("/api/lab", {"Host": host})
+            assert status == 400 and "trusty" not in body, host
+    finally:
+        served.stop()
+    bad = farm("serve", "--out", "results", "--allowed-host", "*", cwd=small_lab, timeout=30)
+    assert bad.returncode == 2 and "--allowed-host '*'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("path, status", [("/", 200), ("/runs", 200), ("/api/lab", 200), ("/static/trends.js", 200),
+                                          ("/static/nothing.js", 404), ("/runs?until=2026-13-45", 400),
+                                          ("/metrics", 200)])
+def test_every_response_carries_the_security_headers(small_lab, path, status):
+    served = Server(small_lab, "--out", "results")
+    try:
+        got, _, headers = served.get(path)
+        refused, _, refused_headers = served.get(path, {"Host": "rebind.attacker.example"})
+    finally:
+        served.stop()
+    assert got == status and refused == 400
+    for answer in (headers, refused_headers):
+        answer = {k.lower(): v for k, v in answer.items()}
+        assert answer["x-frame-options"] == "DENY" and answer["x-content-type-options"] == "nosniff"
+        assert answer["referrer-policy"] == "no-referrer"
+        policy = dict(d.strip().split(" ", 1) for d in answer["content-security-policy"].split(";"))
+        assert policy["script-src"] == "'self'" and policy["frame-ancestors"] == "'none'"  # no inline script
+
+
+def test_a_run_s_report_is_served_sandboxed_and_its_script_never_runs_on_the_dashboard_s_origin(small_lab, browser):
+    served = Server(small_lab, "--out", "results", "--token", "s3cret")
+    try:
+        status, body, headers = served.get(f"/files/{HOSTILE_RUN}/report.html", {"Authorization": "Bearer s3cret"})
+        assert status == 200 and body == HOSTILE_REPORT
+        assert headers["content-security-policy"].split(";")[0] == "sandbox"
+        assert headers["x-content-type-options"] == "nosniff"
+        browser.get(served.url + "/?token=s3cret")  # the cookie a hostile script would ride on
+        assert "trusty" in browser.page_source
+        browser.get(served.url + f"/files/{HOSTILE_RUN}/report.html")  # returns once its scripts (if any) ran
+        shown = browser.find_element(By.ID, "out").text
+        assert shown == "no script ran", shown
+    finally:
+        served.stop()
+
+
+@pytest.mark.parametrize("query, field", [("until=2026-13-45", "until"), ("since=2026-02-30", "since"),
+                                          ("since=yesterday", "since"), ("until=2026-01-01T25:00", "until"),
+                                          ("status=maybe", "status"), ("board=%3Cscript%3E", "board")])
+def test_a_bad_query_value_is_a_400_naming_the_field(small_lab, query, field):
+    served = Server(small_lab, "--out", "results")
+    try:
+        for page in ("/runs", "/api/runs"):
+            status, body, _ = served.get(f"{page}?{query}")
+            assert status == 400 and body.startswith(f"bad request: {field}") and "Traceback" not in body, body
+        assert served.get("/api/runs?since=2026-03-02&until=2026-03-02")[0] == 200
+        assert [r["run_id"] for r in json.loads(served.get("/api/runs?since=2026-03-02")[1])["runs"]] == ["night-1"]
+    finally:
+        served.stop()
+
+
+def test_serve_never_creates_a_history_file_that_did_not_exist(tmp_path):
+    refused = farm("serve", "--out", "typo-results", cwd=tmp_path, timeout=30)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert f"no history at {Path('typo-results') / 'history.sqlite'}" in refused.stderr
+    assert not (tmp_path / "typo-results").exists()
+    elsewhere = farm("serve", "--history", str(tmp_path / "none-here.sqlite"), cwd=tmp_path, timeout=30)
+    assert elsewhere.returncode == 2 and not (tmp_path / "none-here.sqlite").exists()
+
+
+def test_a_sign_off_is_verified_once_per_record_and_again_when_the_signers_change(tmp_path):
+    from farm.record import sshsig
+    from farm.record.signoff import SCHEMA, canonical
+
+    key = ssh_signer(tmp_path, "ada", "ada@example.com")
+    history = History(tmp_path / "results" / "history.sqlite")
+    run = history_run("signed-run", "trusty", 1.0)
+    for when in ("2026-03-01T10:00:00+00:00", "2026-03-02T10:00:00+00:00"):
+        record = {"schema": SCHEMA, "run_id": run.run_id, "signed_at": when, "note": None,
+                  "signer": {"principal": "ada@example.com", "key": sshsig.fingerprint(key),
+                             "namespace": "farm-signoff"},
+                  "model": {"name": "digits", "sha256": "ab" * 32, "variants": {}},
+                  "checklist": {"name": "dms"}, "policy": {"rules": {}, "counted": [], "notes": []},
+                  "boards": [], "files": {}, "evidence": {"run": run.to_json(), "baselines": []}}
+        history.record_signoff(record, sshsig.sign(canonical(record), key, "farm-signoff"))
+    # ssh-keygen as the server finds it on its PATH: the real one, each call written down.
+    wrapper = tmp_path / "bin" / "ssh-keygen"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> {tmp_path / "keygen.log"}\nexec {shutil.which("ssh-keygen")} "$@"\n')
+    wrapper.chmod(0o755)
+    calls = lambda: len((tmp_path / "keygen.log").read_text().splitlines()) if (tmp_path / "keygen.log").exists() \
+        else 0  # noqa: E731
+    served = Server(tmp_path, "--out", "results", "--allowed-signers", "allowed_signers",
+                    env={"PATH": f"{wrapper.parent}:{os.environ['PATH']}"})
+    try:
+        first = json.loads(served.get("/api/signoffs")[1])["signoffs"]
+        after_first = calls()
+        again = json.loads(served.get("/api/signoffs")[1])["signoffs"]
+        assert after_first >= 2 * 2 and calls() == after_first  # 2 records verified once each, then not again
+        assert again == first and len(first) == 2
+        assert not any("not allowed to sign" in p for row in first for p in row["problems"])
+        (tmp_path / "allowed_signers").write_text("")  # ada's key revoked: the cached verdict no longer holds
+        revoked = json.loads(served.get("/api/signoffs")[1])["signoffs"]
+        assert calls() > after_first
+        assert all(not row["verified"] and any("not allowed to sign" in p for p in row["problems"]) for row in revoked)
+    finally:
+        served.stop()

@@ -7,23 +7,27 @@ import argparse
 from farm import resources
 from farm.config import options
 from farm.ui.cli.common import say
+from farm.util import printable
 
 
 def print_summary(result) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"farm run {result.run_id}: {result.model.name} on {len(result.boards)} board(s)")
+    from farm.ui.progress import cell
+
+    table = Table(title=f"farm run {result.run_id}: {cell(result.model.name)} on {len(result.boards)} board(s)")
     for column in ("board", "status", "variant", "p50 ms", "p95 ms", "peak MB", "checks"):
         table.add_column(column)
     fmt = lambda v: f"{v:.3f}" if isinstance(v, (int, float)) else "-"  # noqa: E731
     for board in result.boards:
         if not board.variants:
-            table.add_row(board.name, f"[red]{board.status}[/]", "-", "-", "-", "-", board.error or "")
+            table.add_row(cell(board.name), f"[red]{board.status}[/]", "-", "-", "-", "-", cell(board.error or ""))
             continue
         for name, variant in board.variants.items():
             if variant.status != "ok":
-                table.add_row(board.name, f"[red]{variant.status}[/]", name, "-", "-", "-", variant.error or "")
+                table.add_row(cell(board.name), f"[red]{variant.status}[/]", cell(name), "-", "-", "-",
+                              cell(variant.error or ""))
                 continue
             stats = variant.latency_ms or {}
             counts: dict[str, int] = {}
@@ -32,8 +36,9 @@ def print_summary(result) -> None:
             text = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
             failed = [c.item for c in variant.checks if not c.passed]
             if failed:
-                text += f" [red]({', '.join(failed)})[/]"
-            table.add_row(board.name, "ok" if board.ok else f"[red]{board.status}[/]", name, fmt(stats.get("p50")),
+                text += f" [red]({cell(', '.join(failed))})[/]"
+            table.add_row(cell(board.name), "ok" if board.ok else f"[red]{board.status}[/]", cell(name),
+                          fmt(stats.get("p50")),
                           fmt(stats.get("p95")), fmt(variant.peak_rss_mb), text)
     Console().print(table)
 
@@ -80,7 +85,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
             for name, variant in board.variants.items():
                 check = variant.check("regression")
                 if check:
-                    print(f"  {board.name:<12}{name:<14}{check.status.value:<6}{check.why}")
+                    print(f"  {board.name:<12}{name:<14}{check.status.value:<6}{printable(check.why)}")
     return code
 
 
@@ -127,7 +132,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
         detail = (f"python {facts.get('python')}, onnxruntime {facts.get('onnxruntime', '-')}, "
                   f"{facts.get('machine', '-')}" if result.ok else result.error)
         holder = read_holder(facts.get("lock", ""), facts.get("now", 0))
-        print(f"{result.name:<14}{result.status.value:<18}{detail}" + (f"; locked by {holder}" if holder else ""))
+        print(printable(f"{result.name:<14}{result.status.value:<18}{detail}"
+                        + (f"; locked by {holder}" if holder else "")))
     return 0 if not group.failed else 1
 
 

@@ -5,10 +5,17 @@ Every value is escaped by Jinja2's autoescape (a board named `<script>` is text)
 and no part of a request becomes a path: a run's files are found by a checked run
 id and a fixed list of names, inside the results folder. Every script and style
 is served from here (plotly.js from the installed plotly package): no CDN.
+
+A page answers only to the host names it is served under (loopback names unless
+`--allowed-host` adds some: DNS rebinding reaches a loopback port from any web
+page), and carries a Content-Security-Policy that runs only farm's own scripts. A
+run's files are the run's, not farm's (a fetched report.html may be anyone's):
+they are served sandboxed, in an origin of their own, where no script of theirs runs.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
 import json
 import re
@@ -17,6 +24,8 @@ from functools import lru_cache
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -26,8 +35,21 @@ from farm.ui.web.metrics import exposition
 from farm.util import NAME_RE
 
 MEDIA = {"report.html": "text/html", "junit.xml": "application/xml", "results.json": "application/json"}
+STATIC = {"farm.css": "text/css", "trends.js": "application/javascript"}   # from templates/
 TEXT_FILTER = re.compile(r"^[A-Za-z0-9._:*@ -]{0,100}$")   # pool, board, model, variant filters
-DATE_FILTER = re.compile(r"^(\d{4}-\d{2}-\d{2}([T ][0-9:.+Z-]*)?)?$")
+DATE_FILTER = re.compile(r"^\d{4}-\d{2}-\d{2}([T ][0-9:.+Z-]*)?$")   # the shape; fromisoformat the calendar
+STATUS_FILTER = ("", "passed", "failed")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
+# Every response: only farm's own scripts (plotly sets inline styles), never framed, no sniffing, no referrer.
+SECURITY_HEADERS = {
+    "content-security-policy": "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+                               "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
+                               "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    "x-frame-options": "DENY", "x-content-type-options": "nosniff", "referrer-policy": "no-referrer"}
+# A run's files are not farm's (`farm fetch` brings anyone's): sandboxed, they run no script and sit in an
+# opaque origin, never the dashboard's. pytest-html's report then shows its summary, not its table (its
+# script needs sessionStorage, which no sandboxed origin has): the file itself, saved, shows everything.
+RUN_FILE_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 PAGES = (("lab", "/", "Lab"), ("runs", "/runs", "Runs"), ("trends", "/trends", "Trends"),
          ("signoffs", "/signoffs", "Sign-offs"), ("queue", "/queue", "Queue"))
 
@@ -48,11 +70,30 @@ class BadRequest(Exception):
 def _param(request: Request, name: str, pattern: re.Pattern = TEXT_FILTER) -> str:
     value = request.query_params.get(name, "")
     if not pattern.match(value):
-        raise BadRequest(f"{name}: not a valid filter")
+        raise BadRequest(f"{name}: not a valid filter (letters, digits and . _ : * @ - only)")
     return value
 
 
-def create_app(sources: data.Sources, token: str | None = None) -> Starlette:
+def _status(request: Request) -> str:
+    value = request.query_params.get("status", "")
+    if value not in STATUS_FILTER:
+        raise BadRequest(f"status={value[:40]!r}: one of passed, failed (or none)")
+    return value
+
+
+def _date(request: Request, name: str) -> str:
+    """A date or an ISO 8601 time, checked as one (`2026-13-45` is no date, and was once a 500)."""
+    value = request.query_params.get(name, "")
+    try:
+        if value and not (DATE_FILTER.match(value) and dt.datetime.fromisoformat(value)):
+            raise ValueError(value)
+    except ValueError:
+        raise BadRequest(f"{name}={value[:40]!r}: not a date (YYYY-MM-DD) or an ISO 8601 time") from None
+    return value
+
+
+def create_app(sources: data.Sources, token: str | None = None,
+               allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS) -> Starlette:
     def page(name: str, context: dict) -> HTMLResponse:
         html = templates.get_template(f"{name}.html").render(pages=PAGES, current=name, **context)
         return HTMLResponse(html)
@@ -68,8 +109,8 @@ def create_app(sources: data.Sources, token: str | None = None) -> Starlette:
 
     def runs(request: Request) -> dict:
         return data.runs(sources, pool=_param(request, "pool"), board=_param(request, "board"),
-                         model=_param(request, "model"), status=_param(request, "status"),
-                         since=_param(request, "since", DATE_FILTER), until=_param(request, "until", DATE_FILTER))
+                         model=_param(request, "model"), status=_status(request),
+                         since=_date(request, "since"), until=_date(request, "until"))
 
     def trends(request: Request) -> dict:
         board, variant = _param(request, "board"), _param(request, "variant") or "fp32"
@@ -84,7 +125,7 @@ def create_app(sources: data.Sources, token: str | None = None) -> Starlette:
         path = (root / run_id / name).resolve()
         if not path.is_relative_to(root) or not path.is_file():
             return PlainTextResponse(f"run {run_id} has no {name} in the results folder", status_code=404)
-        return FileResponse(path, media_type=MEDIA[name])
+        return FileResponse(path, media_type=MEDIA[name], headers={"content-security-policy": RUN_FILE_CSP})
 
     async def metrics(request: Request) -> Response:
         body, media = await run_in_threadpool(exposition, sources)
@@ -94,8 +135,11 @@ def create_app(sources: data.Sources, token: str | None = None) -> Starlette:
         return Response(plotly_js(), media_type="application/javascript",
                         headers={"Cache-Control": "max-age=86400"})
 
-    async def static_css(request: Request) -> Response:
-        return Response(templates.get_template("farm.css").render(), media_type="text/css")
+    async def static_file(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in STATIC:
+            return PlainTextResponse("no such file", status_code=404)
+        return Response(templates.get_template(name).render(), media_type=STATIC[name])
 
     routes = [
         *both("lab", lambda request: data.lab(sources)),
@@ -106,11 +150,13 @@ def create_app(sources: data.Sources, token: str | None = None) -> Starlette:
         Route("/files/{run_id}/{name}", run_file),
         Route("/metrics", metrics),
         Route("/static/plotly.min.js", static_plotly),
-        Route("/static/farm.css", static_css),
+        Route("/static/{name}", static_file),
     ]
     app = Starlette(routes=routes, exception_handlers={BadRequest: _bad_request})
     if token:
         app.add_middleware(TokenRequired, token=token)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+    app.add_middleware(SecurityHeaders)  # outermost: the refusals above carry the headers too
     return app
 
 
@@ -119,6 +165,25 @@ PAGES_BY_NAME = {name: path for name, path, _ in PAGES}
 
 async def _bad_request(request: Request, exc: BadRequest) -> Response:
     return PlainTextResponse(f"bad request: {exc}", status_code=400)
+
+
+class SecurityHeaders:
+    """SECURITY_HEADERS on every response, unless a route set its own (a run file's sandbox)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+            await send(message)
+        return await self.app(scope, receive, with_headers)
 
 
 class TokenRequired:
@@ -149,10 +214,11 @@ class TokenRequired:
         return await self.app(scope, receive, with_cookie)
 
 
-def serve(sources: data.Sources, host: str, port: int, token: str | None, tls: tuple[str, str] | None = None) -> None:
+def serve(sources: data.Sources, host: str, port: int, token: str | None,
+          allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS, tls: tuple[str, str] | None = None) -> None:
     """Serve until stopped; `tls` (certificate, key) serves https with uvicorn's own TLS."""
     import uvicorn
 
     certfile, keyfile = tls or (None, None)
-    uvicorn.run(create_app(sources, token), host=host, port=port, log_level="warning", ssl_certfile=certfile,
-                ssl_keyfile=keyfile)
+    uvicorn.run(create_app(sources, token, allowed_hosts), host=host, port=port, log_level="warning",
+                ssl_certfile=certfile, ssl_keyfile=keyfile)

@@ -7,8 +7,10 @@ given, and the results folder only for a run's own files. Nothing here writes.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import tempfile
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from farm.judge.changes import series_changes
@@ -29,6 +31,14 @@ class Sources:
     results: Path
     queue: object | None = None            # farm.queue.store.Store
     allowed_signers: Path | None = None
+    # sha256 of (record, signature, allowed_signers) -> (when, verified, problems): see `signoffs`
+    verified: dict = field(default_factory=dict, compare=False, repr=False)
+
+
+# A verdict is kept for a record, its signature and the allowed signers exactly as they were, and not for
+# long: one resting on the time (a record's age) is at most this old.
+VERIFIED_FOR_S = 600.0
+VERIFIED_KEPT = 1000
 
 
 def _age(stamp: str | None) -> str:
@@ -113,21 +123,39 @@ def trends(sources: Sources, board: str, variant: str, model: str = "", limit: i
 
 def signoffs(sources: Sources, limit: int = 100) -> dict:
     """Each sign-off with its verification (when the allowed signers are known)."""
-    from farm.record.signoff import canonical, verify
-
     found = []
+    signers = sources.allowed_signers.read_bytes() if sources.allowed_signers is not None and \
+        sources.allowed_signers.is_file() else None
     for row in sources.history.signoff_records(limit):
-        record, signature = row.pop("record"), row.pop("signature")
+        stored, signature = row.pop("stored"), row.pop("signature")
         row["verified"], row["problems"] = None, []
         if sources.allowed_signers is not None:
-            with tempfile.TemporaryDirectory(prefix="farm-serve-") as folder:
-                path = Path(folder) / "signoff.json"
-                path.write_bytes(canonical(record))
-                path.with_name("signoff.json.sig").write_text(signature)
-                outcome = verify(path, sources.allowed_signers, record_only=True)  # the history keeps no run folder
-            row["verified"], row["problems"] = outcome.verified, outcome.problems
+            row["verified"], row["problems"] = _verified(sources, stored, signature, signers)
         found.append(row)
     return {"verifying": sources.allowed_signers is not None, "signoffs": found}
+
+
+def _verified(sources: Sources, stored: bytes, signature: str, signers: bytes | None) -> tuple[bool, list[str]]:
+    """A record's verification, once per stored record, signature and allowed signers (and VERIFIED_FOR_S).
+
+    Verifying runs ssh-keygen 4 times per record and judges its verdicts again: on every GET, 100
+    records took 36 s, anyone's to ask for (benchmarks/dashboard.py --signoffs).
+    """
+    from farm.record.signoff import canonical, verify
+
+    key = hashlib.sha256(b"\0".join([stored, signature.encode(), signers or b"-"])).hexdigest()
+    kept = sources.verified.get(key)
+    if kept is None or time.monotonic() - kept[0] > VERIFIED_FOR_S:
+        with tempfile.TemporaryDirectory(prefix="farm-serve-") as folder:
+            path = Path(folder) / "signoff.json"
+            path.write_bytes(canonical(sources.history.stored_record(stored)))
+            path.with_name("signoff.json.sig").write_text(signature)
+            outcome = verify(path, sources.allowed_signers, record_only=True)  # the history keeps no run folder
+        kept = (time.monotonic(), outcome.verified, outcome.problems)
+        while len(sources.verified) >= VERIFIED_KEPT:  # the oldest first
+            sources.verified.pop(next(iter(sources.verified)))
+        sources.verified[key] = kept
+    return kept[1], list(kept[2])
 
 
 def queue(sources: Sources) -> dict:
