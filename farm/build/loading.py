@@ -31,6 +31,26 @@ def check_dtypes(data: DataSet, spec: ModelSpec) -> None:
                                  "what the values mean")
 
 
+def returned_shapes(info: ModelInfo, rows: dict[str, np.ndarray], inputs: list, batch: int) -> dict[str, list]:
+    """Each output's shape as the model returns it on the first deployment batch (declared shapes lie);
+    none where it cannot run here."""
+    import onnxruntime as ort
+
+    from farm.board.agent import library
+
+    spec = {"batch": batch, "inputs": [i.to_json() for i in inputs]}
+    feeder = library.Feeder(np, spec, {i.name: rows[i.name] for i in inputs if i.source == "data"})
+    if not list(feeder.steps()):
+        return {}
+    try:
+        session = ort.InferenceSession(str(info.path), providers=["CPUExecutionProvider"])
+        names = [o.name for o in session.get_outputs()]
+        values = session.run(names, feeder.feed(0))
+    except Exception:  # a model that cannot run is each board's model-error, with onnxruntime's words
+        return {}
+    return {name: list(value.shape) for name, value in zip(names, values)}
+
+
 def load_model_and_data(model_path: str | Path, data_path: str | Path, spec_path: str | Path | None,
                         say: Say = lambda message: None) -> tuple[ModelInfo, DataSet, ModelSpec]:
     info = inspect_model(model_path)
@@ -44,7 +64,10 @@ def load_model_and_data(model_path: str | Path, data_path: str | Path, spec_path
     rows = data.evaluation or data.calibration
     samples = {name: list(array.shape[1:]) for name, array in rows.items()}
     spec = resolve_spec(info, samples, doc, str(spec_path) if spec_path else str(data.path),
-                        data.label_output, set(data.labels))
+                        data.label_output, set(data.labels), returned=lambda inputs, batch: returned_shapes(
+                            info, rows, inputs, batch))
+    for warning in spec.warnings:
+        say(f"warning: {warning}")
     if spec_path is None:
         spec.source = "inferred"
         say(f"no model spec given; inferred (write it down as a spec to change it): {'; '.join(spec.describe())}")

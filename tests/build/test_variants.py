@@ -264,3 +264,30 @@ def test_ops_kept_in_float_by_the_spec_are_counted_in_float(tmp_path, digits_mod
                    host_figures=False)["variants"]["int8_static"]
     assert static["quantized_op_types"]["Conv"] == 2 and static["float_op_types"]["Conv"] == 1
     assert static["recipe"]["exclude_nodes"] == [first_conv]
+
+
+def test_cli_quantize_exits_1_when_a_built_variant_fails_its_host_loss_limit(tmp_path, digits_model, digits_data,
+                                                                            capsys):
+    spec = tmp_path / "strict.farm.yaml"
+    spec.write_text("outputs:\n  logits: {metric: mae, max_loss: 0.000001}\n")  # FP32 is exactly 0, INT8 is not
+    assert main(["quantize", str(digits_model), "--data", str(digits_data), "--out", str(tmp_path / "out"),
+                 "--spec", str(spec), "--variants", "fp32,int8_static"]) == 1
+    out = capsys.readouterr().out
+    assert "fail: int8_static: logits mae loss" in out and "fail: fp32" not in out
+
+
+def test_cli_quantize_reports_a_no_op_but_fails_it_only_when_it_is_the_variant_asked_for(tmp_path, capsys):
+    from onnx import helper, numpy_helper
+
+    kernel = np.random.default_rng(2).normal(size=(4, 1, 3, 3)).astype(np.float32)
+    model = tiny_model(tmp_path / "conv.onnx", [helper.make_node("Conv", ["x", "k"], ["y"], pads=[1, 1, 1, 1])],
+                       initializers=[numpy_helper.from_array(kernel, "k")], inputs=(("x", ["batch", 1, 8, 8]),),
+                       output=("y", ["batch", 4, 8, 8]))
+    x = np.random.default_rng(0).normal(size=(150, 1, 8, 8)).astype(np.float32)
+    np.savez(tmp_path / "conv.npz", calibration=x[:110], evaluation=x[110:])
+    common = [str(model), "--data", str(tmp_path / "conv.npz"), "--out", str(tmp_path / "out")]
+    assert main(["quantize", *common]) == 0  # a full build: dynamic INT8 a no-op, every loss inside its limit
+    out = capsys.readouterr().out
+    assert "no-op" in out and "fail:" not in out
+    assert main(["quantize", *common, "--variants", "int8_dynamic"]) == 1
+    assert "fail: int8_dynamic: no-op (the model has no MatMul or Gemm" in capsys.readouterr().out

@@ -63,6 +63,23 @@ def test_speedup_failure_says_what_to_fix():
                           "20 %, Cast 5 % of run time; quantize / dequantize / cast overhead is 55 % of it")
 
 
+def test_speedup_under_foreign_load_on_either_latency_run_is_an_error_with_the_reason():
+    checklist = load_checklist(resources.checklist("dms"))
+    manifest = {"model": {}, "spec": TOP1, "data": {"evaluation_samples": 10, "calibration_samples": 300},
+                "variants": {"fp32": {}, "int8_static": {"float_op_types": {}}}}
+    variants = {"fp32": agent_doc("fp32", 1.0), "int8_static": agent_doc("int8_static", 1.2)}  # slower: a fail...
+    variants["fp32"].board_state = {"flags": ["foreign load after: 5 other runnable tasks for 2 usable cores"]}
+    speedup = lambda: next(c for c in evaluate(checklist, Board(name="b", host="h"), variants,  # noqa: E731
+                                               model_result(manifest))["int8_static"] if c.item == "speedup")
+    check = speedup()  # ...unless FP32 was timed under another process's load
+    assert check.status == "error" and check.value == 0.833
+    assert "fp32: foreign load after: 5 other runnable tasks for 2 usable cores" in check.why
+    variants["fp32"].board_state, variants["int8_static"].board_state = None, {"flags": ["below max frequency: x"]}
+    assert speedup().status == "error" and "int8_static: below max frequency: x" in speedup().why
+    variants["int8_static"].board_state = None
+    assert speedup().status == "fail"
+
+
 def timed(name: str, p50: float, n: int = 200, seed: int = 0, rounds: list | None = None) -> VariantResult:
     samples = list(np.random.default_rng(seed).normal(p50, p50 * 0.02, n))
     return VariantResult(name, latency_ms={"p50": p50, "p95": p50 * 1.05, "n": n}, samples_ms=samples,

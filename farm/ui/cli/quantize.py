@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from farm.config.settings import CALIBRATION_METHODS, VARIANTS
+from farm.judge.accuracy import build_failures
 from farm.ui.cli.common import csv, say
 
 
@@ -30,7 +31,10 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         if entry["reason"]:
             print(f"  {entry['reason']}")
     print(f"manifest: {Path(args.out) / 'manifest.json'}")
-    return 0 if all(e["status"] == "ok" for e in manifest["variants"].values()) else 1
+    failures = build_failures(manifest["variants"], args.variants)
+    for failure in failures:
+        print(f"fail: {failure}")
+    return 1 if failures else 0
 
 
 def register(sub) -> None:
