@@ -285,7 +285,9 @@ def test_cli_quantize_reports_a_no_op_but_fails_it_only_when_it_is_the_variant_a
                        output=("y", ["batch", 4, 8, 8]))
     x = np.random.default_rng(0).normal(size=(150, 1, 8, 8)).astype(np.float32)
     np.savez(tmp_path / "conv.npz", calibration=x[:110], evaluation=x[110:])
-    common = [str(model), "--data", str(tmp_path / "conv.npz"), "--out", str(tmp_path / "out")]
+    spec = tmp_path / "conv.farm.yaml"
+    spec.write_text("outputs:\n  y: {metric: cosine, max_loss_pct: 20}\n")  # static INT8 loses 7 % here
+    common = [str(model), "--data", str(tmp_path / "conv.npz"), "--out", str(tmp_path / "out"), "--spec", str(spec)]
     assert main(["quantize", *common]) == 0  # a full build: dynamic INT8 a no-op, every loss inside its limit
     out = capsys.readouterr().out
     assert "no-op" in out and "fail:" not in out
