@@ -241,7 +241,8 @@ def test_matmuls_inside_if_branches_are_quantized(tmp_path, tiny_data):
     assert dynamic["status"] == "ok" and dynamic["quantized_op_types"] == {"MatMul": 2}
 
 
-def test_a_variant_that_quantizes_nothing_is_a_no_op_with_the_reason(tmp_path):
+def conv_only(tmp_path: Path) -> Path:
+    """A one-Conv model and its data (conv.npz beside it): nothing for dynamic INT8 to quantize."""
     from onnx import helper, numpy_helper
 
     kernel = np.random.default_rng(2).normal(size=(4, 1, 3, 3)).astype(np.float32)
@@ -250,6 +251,11 @@ def test_a_variant_that_quantizes_nothing_is_a_no_op_with_the_reason(tmp_path):
                        output=("y", ["batch", 4, 8, 8]))
     x = np.random.default_rng(0).normal(size=(150, 1, 8, 8)).astype(np.float32)
     np.savez(tmp_path / "conv.npz", calibration=x[:110], evaluation=x[110:])
+    return model
+
+
+def test_a_variant_that_quantizes_nothing_is_a_no_op_with_the_reason(tmp_path):
+    model = conv_only(tmp_path)
     dynamic = build(model, tmp_path / "conv.npz", tmp_path / "out", variants=["fp32", "int8_dynamic"],
                     host_figures=False)["variants"]["int8_dynamic"]
     assert dynamic["status"] == "no-op" and dynamic["quantized_op_types"] == {}
@@ -277,14 +283,7 @@ def test_cli_quantize_exits_1_when_a_built_variant_fails_its_host_loss_limit(tmp
 
 
 def test_cli_quantize_reports_a_no_op_but_fails_it_only_when_it_is_the_variant_asked_for(tmp_path, capsys):
-    from onnx import helper, numpy_helper
-
-    kernel = np.random.default_rng(2).normal(size=(4, 1, 3, 3)).astype(np.float32)
-    model = tiny_model(tmp_path / "conv.onnx", [helper.make_node("Conv", ["x", "k"], ["y"], pads=[1, 1, 1, 1])],
-                       initializers=[numpy_helper.from_array(kernel, "k")], inputs=(("x", ["batch", 1, 8, 8]),),
-                       output=("y", ["batch", 4, 8, 8]))
-    x = np.random.default_rng(0).normal(size=(150, 1, 8, 8)).astype(np.float32)
-    np.savez(tmp_path / "conv.npz", calibration=x[:110], evaluation=x[110:])
+    model = conv_only(tmp_path)
     spec = tmp_path / "conv.farm.yaml"
     spec.write_text("outputs:\n  y: {metric: cosine, max_loss_pct: 20}\n")  # static INT8 loses 7 % here
     common = [str(model), "--data", str(tmp_path / "conv.npz"), "--out", str(tmp_path / "out"), "--spec", str(spec)]
