@@ -253,10 +253,10 @@ def _build_variant(info: ModelInfo, data: DataSet, spec: ModelSpec, variant: str
                 partial.unlink(missing_ok=True)
                 return {**entry, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
             partial.replace(target)
-    quantized, left = quantization_census(target)
+    census = quantization_census(target)
     entry.update(file=target.name, sha256=file_sha256(target), size_bytes=target.stat().st_size,
                  opset=default_opset(onnx.load(str(target), load_external_data=False)),
-                 float_op_types=left, quantized_op_types=quantized)
+                 float_op_types=census.left, quantized_op_types=census.quantized, float_between_qdq=census.between_qdq)
     if variant != "fp32" and not entry["quantized_op_types"]:
         entry.update(status="no-op", reason=_no_op_reason(variant, recipe, info.path))
     return entry

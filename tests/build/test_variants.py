@@ -292,3 +292,27 @@ def test_cli_quantize_reports_a_no_op_but_fails_it_only_when_it_is_the_variant_a
     assert "no-op" in out and "fail:" not in out
     assert main(["quantize", *common, "--variants", "int8_dynamic"]) == 1
     assert "fail: int8_dynamic: no-op (the model has no MatMul or Gemm" in capsys.readouterr().out
+
+
+def test_ops_onnxruntime_runs_in_float_between_qdq_pairs_are_not_counted_as_int8(tmp_path):
+    """A text-detector-like head: Conv, HardSigmoid, ConvTranspose, Div. Static QDQ annotates them all;
+    the optimized graph onnxruntime runs has INT8 kernels for the Conv only."""
+    from onnx import helper, numpy_helper
+
+    rng = np.random.default_rng(5)
+    weights = [numpy_helper.from_array(rng.normal(size=(4, 1, 3, 3)).astype(np.float32), "k"),
+               numpy_helper.from_array(rng.normal(size=(4, 2, 2, 2)).astype(np.float32), "up"),
+               numpy_helper.from_array(np.array([2.0], np.float32), "two")]
+    nodes = [helper.make_node("Conv", ["x", "k"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("HardSigmoid", ["c"], ["h"], name="hard_sigmoid"),
+             helper.make_node("ConvTranspose", ["h", "up"], ["u"], strides=[2, 2], name="upsample"),
+             helper.make_node("Div", ["u", "two"], ["y"], name="halve")]
+    model = tiny_model(tmp_path / "head.onnx", nodes, initializers=weights, inputs=(("x", ["batch", 1, 8, 8]),),
+                       output=("y", ["batch", 2, 16, 16]))
+    x = np.random.default_rng(0).random(size=(130, 1, 8, 8)).astype(np.float32)
+    np.savez(tmp_path / "head.npz", calibration=x[:110], evaluation=x[110:])
+    static = build(model, tmp_path / "head.npz", tmp_path / "out", variants=["int8_static"],
+                   host_figures=False)["variants"]["int8_static"]
+    assert static["quantized_op_types"] == {"Conv": 1}
+    assert static["float_between_qdq"] == {"ConvTranspose": 1, "Div": 1, "HardSigmoid": 1}
+    assert static["float_op_types"] == static["float_between_qdq"]

@@ -19,7 +19,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     manifest = variants.build(args.model, args.data, args.out, spec_path=args.spec, variants=args.variants,
                               recipe=recipe, allow_calibration_count=args.allow_calibration_count,
                               target_loss=args.target_loss, progress=lambda m: say(f"quantize: {m}"))
-    print(f"{'variant':<14}{'status':<8}{'size MB':>9}{'host p50 ms':>13}  quantized ops / host loss per output")
+    print(f"{'variant':<14}{'status':<8}{'size MB':>9}{'host p50 ms':>13}  INT8 kernels / host loss per output")
     for name, entry in manifest["variants"].items():
         host = entry.get("host", {})
         size = f"{entry['size_bytes'] / 1e6:.2f}" if entry.get("size_bytes") else "-"
@@ -28,6 +28,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         losses = ", ".join(f"{r['output']} {r['loss']:.3g} {r['unit']}".rstrip()
                            for r in host.get("losses", []) if r["loss"] is not None)
         print(f"{name:<14}{entry['status']:<8}{size:>9}{p50:>13}  {ops if name != 'fp32' else '-'} / {losses or '-'}")
+        if entry.get("float_between_qdq"):
+            print("  float between QDQ pairs: " + ", ".join(f"{op} x{n}" for op, n in entry["float_between_qdq"].items()))
         if entry["reason"]:
             print(f"  {entry['reason']}")
     print(f"manifest: {Path(args.out) / 'manifest.json'}")
