@@ -91,3 +91,50 @@ def _save(graph, path: Path) -> Path:
     model.ir_version = 8
     onnx.save(model, str(path))
     return path
+
+
+def two_output_detector(path: Path, background_logit: float) -> Path:
+    """BlazeFace's layout at 128 px: `classificators` [1, 896, 1] face logits and `regressors` [1, 896, 16]
+    box offsets (cx, cy, w, h, then keypoints) from its anchors. A 16x16 bright square in channel 0 is a
+    face (logit +2); elsewhere the logit is `background_logit`: about -2000, as BlazeFace's own head
+    calibrates, leaves static INT8 a step of 8 logits, where -8 keeps it fine."""
+    slope = (2.0 - background_logit) / 0.975
+    inits, nodes, scores, boxes = [], [], [], []
+    for stride, per_cell in ((8, 2), (16, 6)):
+        cls_w = np.zeros((per_cell, 3, stride, stride), np.float32)
+        cls_w[:, 0] = slope / stride ** 2 if stride == 16 else 0.0  # the faces are the 16-pixel anchors'
+        cls_b = np.full(per_cell, background_logit - (slope * 0.025 if stride == 16 else 0.0), np.float32)
+        reg_b = np.tile(np.array([0, 0, 16, 16] + [0] * 12, np.float32), per_cell)
+        reg_w = (np.random.default_rng(stride).normal(size=(16 * per_cell, 3, stride, stride)) * 0.001).astype(
+            np.float32)
+        for name, value in ((f"cls{stride}_w", cls_w), (f"cls{stride}_b", cls_b), (f"reg{stride}_w", reg_w),
+                            (f"reg{stride}_b", reg_b)):
+            inits.append(numpy_helper.from_array(value, name))
+        conv = dict(kernel_shape=[stride, stride], strides=[stride, stride])
+        for head, width, found in (("cls", 1, scores), ("reg", 16, boxes)):
+            shape = numpy_helper.from_array(np.array([1, -1, width], np.int64), f"{head}{stride}_shape")
+            inits.append(shape)
+            nodes += [helper.make_node("Conv", ["input", f"{head}{stride}_w", f"{head}{stride}_b"], [f"{head}{stride}"],
+                                       name=f"{head}{stride}_conv", **conv),
+                      helper.make_node("Transpose", [f"{head}{stride}"], [f"{head}{stride}_t"], perm=[0, 2, 3, 1]),
+                      helper.make_node("Reshape", [f"{head}{stride}_t", shape.name], [f"{head}{stride}_flat"])]
+            found.append(f"{head}{stride}_flat")
+    nodes += [helper.make_node("Concat", scores, ["classificators"], axis=1, name="classificators"),
+              helper.make_node("Concat", boxes, ["regressors"], axis=1, name="regressors")]
+    graph = helper.make_graph(nodes, "faces", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                                              [1, 3, 128, 128])],
+                              [helper.make_tensor_value_info("classificators", TensorProto.FLOAT, [1, 896, 1]),
+                               helper.make_tensor_value_info("regressors", TensorProto.FLOAT, [1, 896, 16])],
+                              initializer=inits)
+    return _save(graph, path)
+
+
+def face_images(count: int, seed: int = 0) -> np.ndarray:
+    """128x128 images with one or two 16x16 'faces' on the 16-pixel grid, in [0, 0.05] elsewhere."""
+    rng = np.random.default_rng(seed)
+    images = (rng.random((count, 3, 128, 128)) * 0.05).astype(np.float32)
+    for i in range(count):
+        for cell in rng.choice(64, size=int(rng.integers(1, 3)), replace=False):
+            y, x = cell // 8 * 16, cell % 8 * 16
+            images[i, 0, y:y + 16, x:x + 16] = 1.0
+    return images

@@ -129,6 +129,22 @@ def summary(spec_outputs: list[dict], accuracy: dict | None) -> str:
     return "; ".join(parts) or "-"
 
 
+SELF_TOLERANCE = {"%": 1e-3, "": 1e-4}  # FP32 against itself: threads may move the last float bits, no more
+
+
+def fp32_self_loss(rows: list[dict]) -> str | None:
+    """FP32 against its own reference is 0 by construction: a loss there is a feeding or layout bug."""
+    for row in rows:
+        value, unit = row["loss"], row["unit"]
+        if value is None:
+            continue
+        if unit == "dB" and value < 80 or unit in SELF_TOLERANCE and abs(value) > SELF_TOLERANCE[unit]:
+            return (f"FP32 against its own reference on the host: {row['output']} {row['metric']} {value:.4g} "
+                    f"{unit}".rstrip() + " where 0 is by construction: the evaluation set is not fed, or the output "
+                    "not read, as the reference was (check batch_axis against the shape the output returns)")
+    return None
+
+
 def build_failures(variants: dict[str, dict], requested: list[str]) -> list[str]:
     """Why `farm quantize` exits 1: a variant that failed to build, or a host loss past its limit.
 
@@ -136,6 +152,9 @@ def build_failures(variants: dict[str, dict], requested: list[str]) -> list[str]
     """
     int8 = [v for v in requested if v != "fp32"]
     found = []
+    problem = fp32_self_loss(((variants.get("fp32") or {}).get("host") or {}).get("losses") or [])
+    if problem:
+        found.append(f"fp32: {problem}")
     for name, entry in variants.items():
         if entry["status"] == "failed" or entry["status"] == "no-op" and int8 == [name]:
             found.append(f"{name}: {entry['status']} ({entry['reason']})")

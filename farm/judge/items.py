@@ -12,7 +12,7 @@ from typing import Callable
 
 from farm.config.checklist import Checklist, parse_rule
 from farm.config.inventory import Board
-from farm.judge.accuracy import output_rows, quality
+from farm.judge.accuracy import fp32_self_loss, output_rows, quality
 from farm.judge.changes import recent_change
 from farm.judge.stats import latency_change, percentile_of, quantile_bounds, round_spread, runs_needed
 from farm.results import Baseline, Check, CheckStatus, ModelResult, VariantResult
@@ -114,6 +114,8 @@ def _accuracy(variant: VariantResult, limits: dict, model: ModelResult, fp32: Va
         return Check("accuracy", ERROR, None, limit, "%", variant.errors_text())
     host_build = model.variants.get("fp32")
     host_fp32 = host_build.host.get("accuracy") if host_build else None
+    if (problem := fp32_self_loss(host_build.host.get("losses") or [] if host_build else [])) is not None:
+        return Check("accuracy", ERROR, None, limit, "%", problem)
     reference = host_fp32 if variant.name == "fp32" else ((fp32.accuracy if fp32 else None) or host_fp32)
     against = "the host's FP32" if variant.name == "fp32" or reference is host_fp32 else "FP32 on this board"
     rows = accuracy_rows(variant, model, reference, limit)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-from detmodels import ctc_features, ctc_recognizer, detector_images, packed_detector
+from detmodels import ctc_features, ctc_recognizer, detector_images, face_images, packed_detector, two_output_detector
 
 from farm.build.variants import build
 from farm.errors import ModelError
@@ -59,6 +59,25 @@ def test_labelled_boxes_give_map_and_the_agreement_with_fp32_beside_it(tmp_path,
     rows = {row["metric"]: row for row in found["int8_static"]["host"]["losses"]}
     assert set(rows) == {"detection", "agreement"}  # the mAP drop, and the decisions that flip against FP32
     assert rows["detection"]["ok"] is False and rows["agreement"]["ok"] is False and rows["agreement"]["loss"] > 75
+
+
+TWO_OUTPUTS = ("outputs:\n  classificators: {metric: detection, boxes: regressors, decode: blazeface, "
+               "score_threshold: 0.5, nms_iou: 0.3, max_loss_pct: 10}\n")
+
+
+@pytest.mark.parametrize("background, kept", [(-2000.0, False), (-8.0, True)])
+def test_a_blazeface_style_detector_with_two_outputs_is_judged_by_the_faces_it_keeps(tmp_path, background, kept):
+    images = face_images(150)
+    np.savez(tmp_path / "faces.npz", calibration=images[:110], evaluation=images[110:])
+    model = two_output_detector(tmp_path / "faces.onnx", background)
+    found = built(tmp_path, model, tmp_path / "faces.npz", TWO_OUTPUTS)
+    assert found["fp32"]["host"]["accuracy"]["outputs"]["classificators"]["fp32_detections"] >= 40
+    figures = found["int8_static"]["host"]["accuracy"]["outputs"]["classificators"]
+    [row] = found["int8_static"]["host"]["losses"]
+    if kept:  # a logit head calibrated to -8..2 keeps its faces
+        assert figures["recall"] == 1.0 and figures["precision"] == 1.0 and row["ok"] is True
+    else:  # one calibrated to -2000..2, as BlazeFace's own, loses them all
+        assert figures["recall"] == 0.0 and row["ok"] is False
 
 
 def greedy(logits: np.ndarray) -> list[int]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-from detmodels import ctc_features, ctc_recognizer, detector_images, packed_detector
+from detmodels import ctc_features, ctc_recognizer, detector_images, face_images, packed_detector, two_output_detector
 from helpers import farm
 
 
@@ -36,6 +36,18 @@ def test_a_packed_detector_losing_its_detections_in_static_int8_fails_detection_
     figures = results["boards"][0]["variants"]["int8_static"]["accuracy"]["outputs"]["output0"]
     assert static["status"] == "fail" and figures["recall"] < 0.25 and proc.returncode == 1
     assert "detections lost or added against FP32 (recall" in static["why"]
+
+
+def test_a_two_output_detector_whose_static_int8_keeps_its_faces_passes_detection_on_the_board(lab, tmp_path):
+    images = face_images(150)
+    np.savez(tmp_path / "faces.npz", calibration=images[:110], evaluation=images[110:])
+    spec = ("outputs:\n  classificators: {metric: detection, boxes: regressors, decode: blazeface, "
+            "score_threshold: 0.5, nms_iou: 0.3, max_loss_pct: 10}\n")
+    _, results, checks = run(lab, tmp_path, two_output_detector(tmp_path / "faces.onnx", -8.0), tmp_path / "faces.npz",
+                             spec)
+    figures = results["boards"][0]["variants"]["int8_static"]["accuracy"]["outputs"]["classificators"]
+    assert checks["int8_static"]["accuracy"]["status"] == "pass" and figures["fp32_detections"] >= 40
+    assert figures["recall"] == 1.0 and figures["precision"] == 1.0
 
 
 def test_a_time_first_ctc_recognizer_is_judged_by_its_decoded_strings_on_the_board(lab, tmp_path):
