@@ -31,6 +31,22 @@ def check_dtypes(data: DataSet, spec: ModelSpec) -> None:
                                  "what the values mean")
 
 
+def check_labels(data: DataSet, spec: ModelSpec) -> None:
+    """Labels a detector or recognizer is judged on must be what its metric reads: boxes, or strings / indices."""
+    for output in spec.outputs:
+        found = data.labels.get(output.name, data.labels.get("")) if output.labels else None
+        if found is None:
+            continue
+        key = f"labels:{output.name}" if output.name in data.labels else "labels"
+        if output.metric == "detection" and (found.ndim != 3 or found.shape[-1] != 5):
+            raise ModelError(f"{data.path}: {key} has shape {list(found.shape)}; detection labels are boxes, "
+                             "[N, boxes, 5] rows (class, x1, y1, x2, y2; class -1 pads): give boxes, or "
+                             f"labels: false for output {output.name!r} in the model spec")
+        if output.metric == "ctc" and found.dtype.kind in "US" and not output.settings.get("charset"):
+            raise ModelError(f"{data.path}: {key} holds strings; output {output.name!r} needs its charset (the "
+                             "characters of the classes in order, the blank left out) in the model spec to read them")
+
+
 def returned_shapes(info: ModelInfo, rows: dict[str, np.ndarray], inputs: list, batch: int) -> dict[str, list]:
     """Each output's shape as the model returns it on the first deployment batch (declared shapes lie);
     none where it cannot run here."""
@@ -72,4 +88,5 @@ def load_model_and_data(model_path: str | Path, data_path: str | Path, spec_path
         spec.source = "inferred"
         say(f"no model spec given; inferred (write it down as a spec to change it): {'; '.join(spec.describe())}")
     check_dtypes(data, spec)
+    check_labels(data, spec)
     return info, data, spec

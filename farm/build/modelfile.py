@@ -69,6 +69,7 @@ def inspect_model(path: str | Path) -> ModelInfo:
 
 # Integer kernels, by the float op they replace.
 QUANTIZED_FORMS = {"MatMulInteger": "MatMul", "DynamicQuantizeMatMul": "MatMul", "QLinearMatMul": "MatMul",
+                   "MatMulIntegerToFloat": "MatMul",
                    "ConvInteger": "Conv", "QLinearConv": "Conv", "QGemm": "Gemm", "DynamicQuantizeLSTM": "LSTM",
                    "QAttention": "Attention"}
 

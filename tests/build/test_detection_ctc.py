@@ -121,3 +121,14 @@ def test_a_layout_that_cannot_be_judged_is_refused_naming_the_output_and_its_rea
     model = ctc_recognizer(tmp_path / "ctc.onnx")
     with pytest.raises(ModelError, match=r"ctc needs steps x classes per sample.*'logits' returns \[20, 1, 6\]"):
         built(tmp_path, model, tmp_path / "ctc.npz", "outputs:\n  logits: {metric: ctc, batch_axis: 0}\n")
+
+
+def test_labels_that_are_not_boxes_are_refused_for_detection_naming_the_fix(tmp_path, detector):
+    from farm.build.loading import load_model_and_data
+
+    model, _ = detector
+    images, _ = detector_images(130)
+    np.savez(tmp_path / "flags.npz", calibration=images[:110], evaluation=images[110:], **{"labels:output0": np.ones(20)})
+    (tmp_path / "model.farm.yaml").write_text(PACKED)
+    with pytest.raises(ModelError, match=r"labels:output0 has shape \[20\]; detection labels are boxes, \[N, boxes, 5\]"):
+        load_model_and_data(model, tmp_path / "flags.npz", tmp_path / "model.farm.yaml")

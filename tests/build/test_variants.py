@@ -234,9 +234,11 @@ def test_matmuls_inside_if_branches_are_quantized(tmp_path, tiny_data):
         [helper.make_node("MatMul", ["x", f"w_{name}"], [f"y_{name}"])], name, [],
         [helper.make_tensor_value_info(f"y_{name}", TensorProto.FLOAT, ["batch", 8])],
         initializer=[numpy_helper.from_array(sign * WEIGHTS, f"w_{name}")])
-    model = tiny_model(tmp_path / "branches.onnx", [
+    model = tiny_model(tmp_path / "branches.onnx", [  # a condition known at run time only: both branches stay
+        helper.make_node("ReduceSum", ["x"], ["total"], keepdims=0),
+        helper.make_node("Greater", ["total", "zero"], ["cond"]),
         helper.make_node("If", ["cond"], ["y"], then_branch=branch("then", 1), else_branch=branch("else", -1))],
-        initializers=[numpy_helper.from_array(np.array(True), "cond")])
+        initializers=[numpy_helper.from_array(np.array(0.0, np.float32), "zero")])
     dynamic = build(model, tiny_data, tmp_path / "out", variants=["fp32", "int8_dynamic"],
                     host_figures=False)["variants"]["int8_dynamic"]
     assert dynamic["status"] == "ok" and dynamic["quantized_op_types"] == {"MatMul": 2}
