@@ -160,8 +160,11 @@ def test_reused_variants_are_checked_and_a_broken_int8_variant_fails_accuracy_by
     broken = checks_of(results, "int8_static")["accuracy"]
     figures = figures_of(results, "int8_static")["logits"]
     fp32 = figures_of(results, "fp32")["logits"]
-    assert broken["status"] == "fail" and broken["value"] == pytest.approx((fp32["top1"] - figures["top1"]) * 100,
-                                                                           abs=1e-3)
+    rows = {d["metric"]: d for d in broken["details"]}  # the drop on labels, and the decisions flipped beside it
+    assert broken["status"] == "fail" and rows["top1"]["value"] == pytest.approx(
+        (fp32["top1"] - figures["top1"]) * 100, abs=1e-3)
+    assert rows["agreement"]["value"] == pytest.approx((1 - figures["agreement"]) * 100, abs=1e-3)
+    assert broken["value"] == pytest.approx(max(rows["top1"]["value"], rows["agreement"]["value"]), abs=1e-3)
     assert "top1 drop on labels against FP32" in broken["why"]
 
 
