@@ -289,10 +289,46 @@ def run_steps(np, session, spec, arrays, on_step):
     return feeder
 
 
+def read_outputs(spec):
+    """(name, batch axis) of every output the metrics read: the judged ones, and a detector's boxes output."""
+    found = [(o["name"], o.get("batch_axis")) for o in spec["outputs"]]
+    for o in spec["outputs"]:
+        if o.get("boxes_output"):
+            found.append((o["boxes_output"], o.get("batch_axis")))
+    return list(dict(found).items())
+
+
 def judged_outputs(np, spec, outputs):
-    """The judged outputs of one step, each as [B, *sample] float32."""
-    return {o["name"]: unstack_samples(np, outputs[o["name"]], o.get("batch_axis")).astype("float32", copy=False)
-            for o in spec["outputs"]}
+    """The outputs the metrics read, of one step, each as [B, *sample] float32."""
+    return {name: unstack_samples(np, outputs[name], axis).astype("float32", copy=False)
+            for name, axis in read_outputs(spec)}
+
+
+def check_layout(spec, outputs, declared):
+    """The first step's real output shapes against the spec's layout: warnings where the model declares
+    another shape; ValueError naming the output and its real shape where the layout cannot be judged."""
+    warnings = []
+    batch = int(spec.get("batch") or 1)
+    judged = {o["name"]: o for o in spec["outputs"]}
+    for name, axis in read_outputs(spec):
+        shape = list(outputs[name].shape)
+        said = declared.get(name)
+        if said is not None and (len(said) != len(shape) or any(isinstance(d, int) and d > 0 and d != r
+                                                                 for d, r in zip(said, shape))):
+            warnings.append("output %r: the model declares %s but returns %s; judged by what it returns"
+                            % (name, list(said), shape))
+        if axis is not None and (axis >= len(shape) or shape[axis] != batch):
+            raise ValueError("output %r returns %s: batch axis %s is not the deployment batch %d; name the "
+                             "batch axis of the real shape (batch_axis) in the model spec" % (name, shape, axis, batch))
+        sample = [d for i, d in enumerate(shape) if i != axis]
+        metric = judged[name]["metric"] if name in judged else "detection"
+        if metric in ("ctc", "sequence") and (len([d for d in sample if d > 1]) < 2 or sample[-1] < 2):
+            raise ValueError("output %r returns %s: %s needs steps x classes per sample (class axis last), "
+                             "this gives %s" % (name, shape, metric, sample))
+        if metric == "detection" and (len(sample) != 2 and not (name in judged and len(sample) in (1, 2))):
+            raise ValueError("output %r returns %s: detection needs [fields, anchors] or [anchors, fields] per "
+                             "sample, this gives %s" % (name, shape, sample))
+    return warnings
 
 
 # -- metrics: streaming, in float32, one step at a time ---------------------------------------------
@@ -308,6 +344,11 @@ class Metric(object):
 
     def update(self, pred, ref, labels):
         raise NotImplementedError
+
+    def step(self, preds, refs, labels):
+        """One step: `preds` and `refs` hold every output the metric reads (its own, and a detector's boxes)."""
+        name = self.spec["name"]
+        self.update(preds[name], refs.get(name) if refs else None, labels)
 
     def result(self):
         figures = {k: v / self.n for k, v in self.sums.items()} if self.n else {}
@@ -417,8 +458,218 @@ class SNR(Metric):
         return figures
 
 
+# -- detection: decode, score threshold, NMS, match to FP32's (or labelled) boxes by IoU ---------------
+def row_range(text, size):
+    """`0-3` -> rows 0..3, `4-` -> rows 4..size-1 (the packed head's fields)."""
+    low, _, high = str(text).partition("-")
+    return list(range(int(low), int(high) + 1 if high else size))
+
+
+def blazeface_anchors(np, side):
+    """MediaPipe's short-range SSD anchors (strides 8, 16, 16, 16; 2 and 6 a cell; fixed size), in pixels."""
+    centres = []
+    for stride, per_cell in ((8, 2), (16, 6)):
+        cells = side // stride
+        for y in range(cells):
+            for x in range(cells):
+                centres += [((x + 0.5) * stride, (y + 0.5) * stride)] * per_cell
+    return np.asarray(centres, dtype="float32")
+
+
+def to_xyxy(np, boxes, box_format):
+    if box_format == "xyxy":
+        return boxes
+    cx, cy, w, h = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)
+
+
+def box_iou(np, a, b):
+    """IoU of every box in a [n, 4] with every box in b [m, 4] (xyxy)."""
+    low = np.maximum(a[:, None, :2], b[None, :, :2])
+    high = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(high - low, 0, None).prod(2)
+    area = lambda x: np.clip(x[:, 2:] - x[:, :2], 0, None).prod(1)  # noqa: E731
+    union = area(a)[:, None] + area(b)[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def nms(np, boxes, scores, classes, iou_threshold):
+    """Greedy non-maximum suppression per class (boxes of other classes never suppress each other)."""
+    order = list(np.argsort(-scores, kind="stable"))
+    keep = []
+    while order:
+        best = order.pop(0)
+        keep.append(best)
+        if order:
+            rest = np.asarray(order)
+            overlap = box_iou(np, boxes[best:best + 1], boxes[rest])[0]
+            order = [int(i) for i, o in zip(rest, overlap) if o <= iou_threshold or classes[i] != classes[best]]
+    return np.asarray(keep, dtype="int64")
+
+
+def decode_detections(np, spec, sample, boxes_sample=None):
+    """One sample's detections: (boxes xyxy [n, 4], scores [n], classes [n]) after threshold and NMS.
+
+    Packed head ([4 + classes, anchors] or [anchors, 4 + classes] per sample, `anchors_axis`), or two
+    outputs: this one the scores, `boxes_sample` the boxes (BlazeFace: offsets from its anchors)."""
+    if boxes_sample is None:
+        table = sample if spec.get("anchors_axis", "last") == "middle" else sample.T  # [anchors, fields]
+        boxes = table[:, row_range(spec.get("boxes", "0-3"), table.shape[1])]
+        scores = table[:, row_range(spec.get("scores", "4-"), table.shape[1])]
+    else:
+        boxes, scores = boxes_sample.reshape(len(boxes_sample), -1), sample.reshape(len(sample), -1)
+        if spec.get("decode") == "blazeface":
+            anchors = blazeface_anchors(np, int(spec.get("input_size", 128)))
+            if len(anchors) != len(boxes):
+                raise ValueError("decode blazeface expects %d anchors at input_size %s, output %r has %d"
+                                 % (len(anchors), spec.get("input_size", 128), spec["boxes_output"], len(boxes)))
+            boxes = np.concatenate([boxes[:, :2] + anchors, boxes[:, 2:4]], 1)
+        boxes = boxes[:, :4]
+    if spec.get("activation", "sigmoid" if spec.get("decode") == "blazeface" else "none") == "sigmoid":
+        scores = 1.0 / (1.0 + np.exp(-np.clip(scores, -80, 80)))
+    classes, best = scores.argmax(1), scores.max(1)
+    kept = best > float(spec.get("score_threshold", 0.25))
+    boxes = to_xyxy(np, boxes[kept].astype("float64"), spec.get("box_format", "cxcywh"))
+    best, classes = best[kept].astype("float64"), classes[kept]
+    keep = nms(np, boxes, best, classes, float(spec.get("nms_iou", 0.45)))
+    return boxes[keep], best[keep], classes[keep]
+
+
+def match_detections(np, found, truth, min_iou):
+    """Greedy by score: each found box takes the unmatched true box of its class it overlaps most.
+    Returns a true-positive flag per found box (in `found`'s order)."""
+    boxes, scores, classes = found
+    true_boxes, true_classes = truth[0], truth[2]
+    taken = np.zeros(len(true_boxes), dtype=bool)
+    hits = np.zeros(len(boxes), dtype=bool)
+    if not len(boxes) or not len(true_boxes):
+        return hits
+    overlap = box_iou(np, boxes, true_boxes)
+    for i in np.argsort(-scores, kind="stable"):
+        candidates = np.where(~taken & (true_classes == classes[i]) & (overlap[i] >= min_iou))[0]
+        if len(candidates):
+            j = candidates[overlap[i][candidates].argmax()]
+            taken[j], hits[i] = True, True
+    return hits
+
+
+def average_precision(np, scored, total):
+    """Area under the interpolated precision-recall curve (VOC / COCO all-point) of one class."""
+    if not total:
+        return None
+    scored = sorted(scored, key=lambda s: -s[0])
+    hits = np.asarray([h for _, h in scored], dtype="float64")
+    tp, fp = np.cumsum(hits), np.cumsum(1 - hits)
+    recall = np.concatenate([[0.0], tp / total, [1.0]]) if len(hits) else np.asarray([0.0, 1.0])
+    precision = np.concatenate([[1.0], tp / np.maximum(tp + fp, 1e-12), [0.0]]) if len(hits) else np.asarray([1.0, 0.0])
+    precision = np.maximum.accumulate(precision[::-1])[::-1]
+    return float(((recall[1:] - recall[:-1]) * precision[1:]).sum())
+
+
+class Detection(Metric):
+    """Recall and precision of each variant's detections against FP32's (and mAP@0.5 on labelled boxes).
+
+    Labels: [N, boxes, 5] rows (class, x1, y1, x2, y2), padded with class -1."""
+
+    def __init__(self, np, spec):
+        Metric.__init__(self, np, spec)
+        self.counts = {"matched": 0, "detections": 0, "fp32_detections": 0}
+        self.scored, self.truths = {}, {}
+
+    def step(self, preds, refs, labels):
+        np, spec = self.np, self.spec
+        name, companion = spec["name"], spec.get("boxes_output")
+        min_iou = float(spec.get("match_iou", 0.5))
+        for i in range(len(preds[name])):
+            found = decode_detections(np, spec, preds[name][i], preds[companion][i] if companion else None)
+            self.counts["detections"] += len(found[0])
+            if refs:
+                truth = decode_detections(np, spec, refs[name][i], refs[companion][i] if companion else None)
+                self.counts["fp32_detections"] += len(truth[0])
+                self.counts["matched"] += int(match_detections(np, found, truth, min_iou).sum())
+            if labels is not None:
+                rows = np.asarray(labels[i], dtype="float64").reshape(-1, 5)
+                rows = rows[rows[:, 0] >= 0]
+                truth = (rows[:, 1:], None, rows[:, 0].astype("int64"))
+                for c, hit, score in zip(found[2], match_detections(np, found, truth, 0.5), found[1]):
+                    self.scored.setdefault(int(c), []).append((float(score), bool(hit)))
+                for c in truth[2]:
+                    self.truths[int(c)] = self.truths.get(int(c), 0) + 1
+        self.n += len(preds[name])
+
+    def result(self):
+        counts = self.counts
+        figures = {"metric": "detection", "n": self.n, **counts}
+        if counts["fp32_detections"]:
+            figures["recall"] = counts["matched"] / float(counts["fp32_detections"])
+        if counts["detections"] or counts["fp32_detections"]:
+            figures["precision"] = counts["matched"] / float(counts["detections"]) if counts["detections"] else 0.0
+        if self.truths:
+            aps = [average_precision(self.np, self.scored.get(c, []), n) for c, n in sorted(self.truths.items())]
+            figures["map50"] = sum(aps) / len(aps)
+        return figures
+
+
+# -- CTC: greedy decode (collapse repeats, drop blanks), exact strings and character error rate -------
+def ctc_greedy(np, logits, blank):
+    """[T, classes] -> the decoded class indices."""
+    best = logits.argmax(-1)
+    return [int(c) for i, c in enumerate(best) if c != blank and (i == 0 or c != best[i - 1])]
+
+
+def edit_distance(a, b):
+    """Levenshtein distance of two sequences."""
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        previous, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (x != y))
+    return row[-1]
+
+
+def ctc_label(spec, label):
+    """A label as class indices: a string through the charset, or indices padded with -1."""
+    if isinstance(label, str) or getattr(label, "dtype", None) is not None and label.dtype.kind in "US":
+        charset, blank = spec.get("charset") or "", int(spec.get("blank", 0))
+        offset = 1 if blank == 0 else 0
+        return [charset.index(ch) + offset for ch in str(label)]
+    return [int(c) for c in list(label.reshape(-1)) if c >= 0]
+
+
+class CTC(Metric):
+    """Decoded strings against FP32's (exact match, CER), and against labels where there are some."""
+
+    def update(self, pred, ref, labels):
+        np, blank = self.np, int(self.spec.get("blank", 0))
+        for i in range(len(pred)):
+            steps = pred[i].reshape(-1, pred[i].shape[-1])
+            text = ctc_greedy(np, steps, blank)
+            if ref is not None:
+                truth = ctc_greedy(np, ref[i].reshape(-1, ref[i].shape[-1]), blank)
+                self.add("string_match", text == truth)
+                self.add("edits", edit_distance(text, truth))
+                self.add("chars", len(truth))
+            if labels is not None:
+                truth = ctc_label(self.spec, labels[i])
+                self.add("label_match", text == truth)
+                self.add("label_edits", edit_distance(text, truth))
+                self.add("label_chars", len(truth))
+        self.n += len(pred)
+
+    def result(self):
+        sums, n = self.sums, self.n
+        figures = {"metric": "ctc", "n": n}
+        if n and "chars" in sums:
+            figures["string_match"] = sums["string_match"] / n
+            figures["cer"] = sums["edits"] / max(sums["chars"], 1.0)
+        if n and "label_chars" in sums:
+            figures["label_match"] = sums["label_match"] / n
+            figures["label_cer"] = sums["label_edits"] / max(sums["label_chars"], 1.0)
+        return figures
+
+
 METRICS = {"top1": Top1, "binary": Binary, "iou": IoU, "nme": NME, "mae": MAE, "sequence": Sequence,
-           "cosine": Cosine, "snr_db": SNR}
+           "cosine": Cosine, "snr_db": SNR, "detection": Detection, "ctc": CTC}
 
 
 def labels_of(data, output, spec):
@@ -436,14 +687,19 @@ def measure_accuracy(np, session, spec, data, reference, report):
     arrays = {i["name"]: data[i["name"]] for i in spec["inputs"] if i["source"] == "data"}
     metrics = {o["name"]: METRICS[o["metric"]](np, o) for o in spec["outputs"]}
     labels = {o["name"]: labels_of(data, o, spec) for o in spec["outputs"]}
-    refs = {o["name"]: reference[o["name"]] for o in spec["outputs"]} if reference is not None else {}
+    refs = {name: reference[name] for name, _ in read_outputs(spec)} if reference is not None else {}
+    declared = {o.name: o.shape for o in session.get_outputs()}
 
     def on_step(start, feeds, outputs):
+        if start == 0:
+            for warning in check_layout(spec, outputs, declared):
+                report.warn(warning)
         stop = start + int(spec.get("batch") or 1)
-        for name, pred in judged_outputs(np, spec, outputs).items():
-            ref = refs[name][start:stop] if name in refs else None
+        preds = judged_outputs(np, spec, outputs)
+        step_refs = {name: ref[start:stop] for name, ref in refs.items()}
+        for name, metric in metrics.items():
             found = labels[name][start:stop] if labels[name] is not None else None
-            metrics[name].update(pred, ref, found)
+            metric.step(preds, step_refs, found)
 
     feeder = run_steps(np, session, spec, arrays, on_step)
     report.doc["accuracy"] = {"n": len(feeder.steps()) * feeder.batch,
@@ -452,9 +708,12 @@ def measure_accuracy(np, session, spec, data, reference, report):
 
 def collect_outputs(np, session, spec, arrays):
     """The judged outputs over a whole set, [N, *sample] each: the FP32 reference (controller side)."""
-    collected = {o["name"]: [] for o in spec["outputs"]}
+    collected = {name: [] for name, _ in read_outputs(spec)}
+    declared = {o.name: o.shape for o in session.get_outputs()}
 
     def on_step(start, feeds, outputs):
+        if start == 0:
+            check_layout(spec, outputs, declared)
         for name, value in judged_outputs(np, spec, outputs).items():
             collected[name].append(value)
 

@@ -248,7 +248,8 @@ class VariantBuild:
     size_bytes: int | None = None
     recipe: dict = field(default_factory=dict)
     float_op_types: dict = field(default_factory=dict)
-    quantized_op_types: dict = field(default_factory=dict)
+    quantized_op_types: dict = field(default_factory=dict)  # INT8 kernels of the graph onnxruntime runs
+    float_between_qdq: dict = field(default_factory=dict)  # float ops it runs between DequantizeLinear and QuantizeLinear
     host: dict = field(default_factory=dict)  # the agent run on the controller: an indication, never a verdict
 
     def to_json(self) -> dict:

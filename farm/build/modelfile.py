@@ -69,6 +69,7 @@ def inspect_model(path: str | Path) -> ModelInfo:
 
 # Integer kernels, by the float op they replace.
 QUANTIZED_FORMS = {"MatMulInteger": "MatMul", "DynamicQuantizeMatMul": "MatMul", "QLinearMatMul": "MatMul",
+                   "MatMulIntegerToFloat": "MatMul",
                    "ConvInteger": "Conv", "QLinearConv": "Conv", "QGemm": "Gemm", "DynamicQuantizeLSTM": "LSTM",
                    "QAttention": "Attention"}
 
@@ -84,46 +85,72 @@ def graphs(graph: onnx.GraphProto):
                 yield from graphs(sub)
 
 
-FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)
+# What onnxruntime's optimizer fuses a float op into, by the op it still is.
+FUSED_FORMS = {"FusedConv": "Conv", "FusedGemm": "Gemm", "FusedMatMul": "MatMul", "NhwcConv": "Conv"}
+INTEGER_PRODUCERS = ("QuantizeLinear", "DynamicQuantizeLinear")
 
 
-def _runs_in_int8(node, weights: set, parameters: set, dequantized: dict, consumers: dict) -> bool:
-    """QDQ: an op with weights runs in INT8 when they come through DequantizeLinear (an op kept in float
-    may still read a dequantized activation); an op without weights when its output is quantized again."""
-    inputs = [i for i in node.input if i and i not in parameters]
-    if any(i in weights for i in inputs):
-        return False
-    if any(i in dequantized and dequantized[i].input[0] in weights | parameters for i in inputs):
-        return True
-    return bool(inputs) and all(i in dequantized for i in inputs) and all(
-        consumers.get(o) and all(c == "QuantizeLinear" for c in consumers[o]) for o in node.output)
+@dataclass
+class OpCensus:
+    """What a variant runs, counted on the graph onnxruntime executes (its optimized model)."""
+
+    quantized: dict[str, int]  # INT8 kernels, by the float op they replace
+    left: dict[str, int]  # compute ops that run in float
+    between_qdq: dict[str, int]  # of those, the ones between DequantizeLinear and QuantizeLinear
 
 
-def quantization_census(path: Path) -> tuple[dict[str, int], dict[str, int]]:
-    """(ops of each type that run in INT8, compute ops of each type left in float), subgraphs included.
+def _count(table: dict[str, int], op: str) -> None:
+    table[op] = table.get(op, 0) + 1
 
-    What the manifest records per variant, what makes a variant a no-op, and what a
-    speedup failure names ("ops left in float").
-    """
-    quantized: dict[str, int] = {}
-    left: dict[str, int] = {}
-    for graph in graphs(onnx.load(str(path), load_external_data=False).graph):
-        # float tensors of more than one value are weights; integer tensors and scalars are parameters
-        weights = {i.name for i in graph.initializer if i.data_type in FLOAT_TYPES and any(d > 1 for d in i.dims)}
-        parameters = {i.name for i in graph.initializer} - weights
-        dequantized = {o: n for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+
+def optimized_model(path: Path, target: Path) -> onnx.ModelProto:
+    """The graph onnxruntime runs for `path` on the CPU provider (QDQ groups fused into QLinear kernels,
+    float ops fused), saved through SessionOptions.optimized_model_filepath. Extended level: the
+    layout level's NCHWc rewrites are specific to one CPU and change no op's precision."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(target)
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return onnx.load(str(target), load_external_data=False)
+
+
+def quantization_census(path: Path) -> OpCensus:
+    """INT8 kernels and float ops of the optimized graph, subgraphs included: what the manifest records
+    per variant, what makes a variant a no-op, and what a speedup failure names ("ops left in float").
+
+    A QDQ annotation is not an INT8 kernel: onnxruntime runs an op it has no integer kernel for
+    (ConvTranspose, HardSigmoid, Div...) in float between DequantizeLinear and QuantizeLinear."""
+    import tempfile
+
+    census = OpCensus({}, {}, {})
+    with tempfile.TemporaryDirectory(prefix="farm-census-") as tmp:
+        model = optimized_model(path, Path(tmp) / "optimized.onnx")
+    for graph in graphs(model.graph):
+        parameters = {i.name for i in graph.initializer}
+        integer: set[str] = set()  # tensors that hold quantized values
+        dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
         consumers: dict[str, list] = {}
         for node in graph.node:
             for name in node.input:
                 consumers.setdefault(name, []).append(node.op_type)
         for node in graph.node:
-            if node.op_type in QUANTIZED_FORMS:
-                op = QUANTIZED_FORMS[node.op_type]
-                quantized[op] = quantized.get(op, 0) + 1
-            elif node.op_type in LAYOUT_OPS or node.op_type.startswith("QLinear"):
+            op = node.op_type
+            inputs = [i for i in node.input if i and i not in parameters]
+            if op in INTEGER_PRODUCERS or op.startswith("QLinear"):
+                integer.update(node.output)
+            if op in QUANTIZED_FORMS or op.startswith("QLinear"):
+                _count(census.quantized, QUANTIZED_FORMS.get(op, op[len("QLinear"):]))
+            elif op == "DequantizeLinear" or op in LAYOUT_OPS and not (inputs and all(i in integer for i in inputs)):
                 continue
-            elif _runs_in_int8(node, weights, parameters, dequantized, consumers):
-                quantized[node.op_type] = quantized.get(node.op_type, 0) + 1
+            elif inputs and all(i in integer for i in inputs):  # MaxPool, Reshape... on the quantized values
+                integer.update(node.output)
+                if op not in LAYOUT_OPS:
+                    _count(census.quantized, op)
             else:
-                left[node.op_type] = left.get(node.op_type, 0) + 1
-    return dict(sorted(quantized.items())), dict(sorted(left.items()))
+                _count(census.left, FUSED_FORMS.get(op, op))
+                if any(i in dequantized for i in inputs) or any("QuantizeLinear" in consumers.get(o, ())
+                                                                for o in node.output):
+                    _count(census.between_qdq, FUSED_FORMS.get(op, op))
+    return OpCensus(*(dict(sorted(t.items())) for t in (census.quantized, census.left, census.between_qdq)))

@@ -24,7 +24,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from farm.build.datafile import TensorSpec
 from farm.build.modelfile import ModelInfo
@@ -41,10 +41,20 @@ METRICS: dict[str, tuple[tuple[str, ...], str, str]] = {
     "sequence": ((), "max_loss_pct", "%"),
     "cosine": ((), "max_loss_pct", "%"),
     "snr_db": ((), "min_db", "dB"),
+    # docs/model-spec.md: where a detector's boxes and scores are, how they are decoded and matched
+    "detection": (("boxes", "scores", "box_format", "anchors_axis", "decode", "input_size", "activation",
+                   "score_threshold", "nms_iou", "match_iou"), "max_loss_pct", "%"),
+    "ctc": (("blank", "charset"), "max_loss_pct", "%"),
 }
 NEEDS_LIMIT = ("mae", "snr_db")  # their limits are in the output's own units: no sensible default
+LIMIT_KEYS = ("max_loss_pct", "max_loss", "min_db")
+SETTING_KEYS = tuple(dict.fromkeys(k for settings, _, _ in METRICS.values() for k in settings))
+AGREEMENT_KEY = "max_disagreement_pct"  # with labels: decisions that may flip against FP32
+LABELLED_AGREEMENT = ("top1", "binary", "ctc", "detection")  # metrics whose labelled figure has an FP32 agreement
 INPUT_KEYS = ("shape", "dtype", "batch_axis", "value", "from_output", "init")
-OUTPUT_KEYS = ("metric", "batch_axis", "labels", "threshold", "points", "max_loss_pct", "max_loss", "min_db")
+OUTPUT_KEYS = ("metric", "batch_axis", "labels", *SETTING_KEYS, *LIMIT_KEYS, AGREEMENT_KEY)
+CHOICES = {"box_format": ("cxcywh", "xyxy"), "anchors_axis": ("last", "middle"), "decode": ("blazeface",),
+           "activation": ("none", "sigmoid")}
 TOP_KEYS = ("model", "data", "batch", "sequence", "inputs", "outputs", "quantize", "description")
 QUANTIZE_KEYS = ("exclude_nodes", "exclude_op_types")
 FLOAT_DTYPES = ("float16", "float32", "float64")
@@ -52,6 +62,9 @@ FLOAT_DTYPES = ("float16", "float32", "float64")
 
 class SpecError(LocatedError, ModelError):
     pass
+
+
+Probe = Callable[[list, int], dict[str, list]]  # (resolved inputs, batch) -> each output's real shape
 
 
 @dataclass
@@ -112,6 +125,7 @@ class ModelSpec:
     source: str = "inferred"  # the spec file, or "inferred"
     model: Path | None = None  # the spec's own `model:` and `data:`, relative to it
     data: Path | None = None
+    warnings: list[str] = field(default_factory=list)  # outputs that return another shape than they declare
 
     @property
     def data_inputs(self) -> list[str]:
@@ -174,6 +188,19 @@ class _Resolver:
         return 0 if not isinstance(first, int) or first <= 0 or first == batch else None
 
 
+def _returned_shapes(resolver: _Resolver, shapes: dict[str, list]) -> list[str]:
+    """Judge outputs by the shapes they return: a warning for each that declares another."""
+    warnings = []
+    for name, real in shapes.items():
+        declared = resolver.model_outputs[name]
+        if len(real) != len(declared.shape) or any(isinstance(d, int) and d > 0 and d != r
+                                                   for d, r in zip(declared.shape, real)):
+            warnings.append(f"output {name!r}: the model declares {list(declared.shape)} but returns {list(real)} "
+                            "on the first sample; judged by what it returns")
+        resolver.model_outputs[name] = TensorSpec(name, tuple(real), declared.dtype)
+    return warnings
+
+
 def _line(doc: Any, key: str) -> int | None:
     return doc.line_of(key) if isinstance(doc, LineMap) else None
 
@@ -193,11 +220,12 @@ def _deployment_shape(tensor: TensorSpec, batch_axis: int | None, batch: int, sa
 
 def resolve_spec(model: ModelInfo, data_sample_shapes: dict[str, list], doc: dict | None = None,
                  path: str = "inferred", default_labels_output: str | None = None,
-                 labelled: set[str] | None = None) -> ModelSpec:
+                 labelled: set[str] | None = None, returned: Probe | None = None) -> ModelSpec:
     """A spec for `model`: from `doc` (a parsed spec file), else inferred from the model and its data.
 
     `data_sample_shapes`: each data input's sample shape in the data file (rows are samples);
-    `labelled`: outputs with labels in the data file ("" for the plain `labels`).
+    `labelled`: outputs with labels in the data file ("" for the plain `labels`); `returned`: the shape
+    of each output the model really returns for the resolved inputs (many exports declare another).
     """
     resolver = _Resolver(model, path)
     doc = doc if doc is not None else {}
@@ -211,11 +239,12 @@ def resolve_spec(model: ModelInfo, data_sample_shapes: dict[str, list], doc: dic
         raise resolver.fail(_line(doc, "batch"), "a stream (sequence: true) is fed one step at a time: batch 1",
                             None, "batch")
     inputs = _resolve_inputs(resolver, doc.get("inputs") or {}, batch, data_sample_shapes)
+    warnings = _returned_shapes(resolver, returned(inputs, batch)) if returned else []
     outputs = _resolve_outputs(resolver, doc.get("outputs"), batch, inputs, default_labels_output, labelled)
     quantize = doc.get("quantize") or {}
     resolver.check_keys(quantize, QUANTIZE_KEYS, "quantize")
     spec = ModelSpec(batch, sequence, inputs, outputs, list(quantize.get("exclude_nodes") or []),
-                     list(quantize.get("exclude_op_types") or []), source=path)
+                     list(quantize.get("exclude_op_types") or []), source=path, warnings=warnings)
     nodes = {n.name for n in model.proto.graph.node}
     unknown = [n for n in spec.exclude_nodes if n not in nodes]
     if unknown:
@@ -318,14 +347,23 @@ def _resolve_outputs(resolver: _Resolver, doc: dict | None, batch: int, inputs: 
                                 _near(metric, METRICS))
         allowed, limit_key, _ = METRICS[metric]
         for key in entry:
-            if key in ("threshold", "points", "max_loss_pct", "max_loss", "min_db") and key not in (*allowed, limit_key):
-                raise resolver.fail(_line(entry, key), f"{key} does not apply to metric {metric}", where, key,
-                                    f"{metric} takes {', '.join((*allowed, limit_key))}")
+            if key in (*SETTING_KEYS, *LIMIT_KEYS) and key not in (*allowed, limit_key) or (
+                    key == AGREEMENT_KEY and not (has_labels and metric in LABELLED_AGREEMENT)):
+                takes = (*allowed, limit_key, *([AGREEMENT_KEY] if has_labels and metric in LABELLED_AGREEMENT else []))
+                raise resolver.fail(_line(entry, key), f"{key} does not apply to metric {metric}"
+                                    + (" without labels" if key == AGREEMENT_KEY else ""), where, key,
+                                    f"{metric} takes {', '.join(takes)}")
         if metric in NEEDS_LIMIT and limit_key not in entry:
             raise resolver.fail(_line(entry, "metric"), f"metric {metric} needs its limit {limit_key} (in the "
                                 "output's own units)", where, limit_key)
         _check_metric_fits(resolver, entry, where, tensor, batch_axis, metric, has_labels)
         settings = {k: entry[k] for k in allowed if k in entry}
+        if metric == "detection":
+            settings = _detection_settings(resolver, entry, where, settings)
+        if metric == "ctc":
+            _check_ctc(resolver, entry, where, settings)
+        if AGREEMENT_KEY in entry:
+            settings[AGREEMENT_KEY] = _number(resolver, entry, where, AGREEMENT_KEY, 0, 100)
         outputs.append(OutputSpec(name, metric, batch_axis, entry.get(limit_key), has_labels, settings))
     if not outputs:
         raise resolver.fail(None, "no output to judge", None, "outputs")
@@ -349,15 +387,72 @@ def _check_metric_fits(resolver: _Resolver, entry: dict, where: str, tensor: Ten
         if size != sample[-1]:
             raise resolver.fail(line, f"top1 judges one class vector per sample; {tensor.name!r} has {sample} per "
                                 "sample", where, "metric", "use metric sequence (class axis last) or iou")
-    if metric == "sequence" and known and (len([d for d in sample if d > 1]) < 2 or sample[-1] < 2):
-        raise resolver.fail(line, f"sequence needs steps x classes per sample; {tensor.name!r} has {sample}", where,
-                            "metric")
+    if metric in ("sequence", "ctc") and known and (len([d for d in sample if d > 1]) < 2 or sample[-1] < 2):
+        raise resolver.fail(line, f"{metric} needs steps x classes per sample (class axis last); {tensor.name!r} "
+                            f"returns {list(tensor.shape)}, {sample} per sample with batch axis {batch_axis}", where,
+                            "metric", "name the batch axis of the shape it returns (batch_axis)")
     if metric == "binary" and labels and known and size != 1:
         raise resolver.fail(line, f"labels judge one decision per sample; {tensor.name!r} has {size} values per "
                             "sample", where, "labels", "judge it against FP32 only (labels: false)")
     if metric == "nme" and known and size % int(entry.get("points", 2)):
         raise resolver.fail(line, f"{size} values per sample are not points of {entry.get('points', 2)} coordinates",
                             where, "points")
+
+
+def _number(resolver: _Resolver, entry: dict, where: str, key: str, low: float, high: float) -> float:
+    value = entry[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise resolver.fail(_line(entry, key), f"expected a number from {low:g} to {high:g}, got {value!r}", where, key)
+    return float(value)
+
+
+def _rows(resolver: _Resolver, entry: dict, where: str, key: str) -> str:
+    value = str(entry[key])
+    low, dash, high = value.partition("-")
+    if not (low.isdigit() and dash and (not high or high.isdigit() and int(high) >= int(low))):
+        raise resolver.fail(_line(entry, key), f"expected rows like 0-3 or 4- (from, to; open to the last), got "
+                            f"{entry[key]!r}", where, key)
+    return value
+
+
+def _detection_settings(resolver: _Resolver, entry: dict, where: str, settings: dict) -> dict:
+    """A detector's layout: a packed head (`boxes`/`scores` rows of this output) or a boxes output of its own."""
+    for key, choices in CHOICES.items():
+        if key in settings and settings[key] not in choices:
+            raise resolver.fail(_line(entry, key), f"unknown {key} {settings[key]!r}", where, key, _near(settings[key],
+                                                                                                         choices))
+    for key in ("score_threshold", "nms_iou", "match_iou"):
+        if key in settings:
+            settings[key] = _number(resolver, entry, where, key, 0, 1)
+    boxes = settings.get("boxes", "0-3")
+    if str(boxes) in resolver.model_outputs:  # two outputs: this one the scores, that one the boxes
+        settings["boxes_output"] = settings.pop("boxes")
+        for key in ("scores", "anchors_axis"):
+            if key in settings:
+                raise resolver.fail(_line(entry, key), f"{key} describes a packed head; this output's boxes are "
+                                    f"output {boxes!r}", where, key)
+        return settings
+    if "decode" in settings:
+        raise resolver.fail(_line(entry, "decode"), "anchor decoding needs the boxes as an output of their own",
+                            where, "boxes", f"boxes: <output name>; outputs: {', '.join(resolver.model_outputs)}")
+    if "boxes" in settings:
+        boxes = settings["boxes"] = _rows(resolver, entry, where, "boxes")
+        if len(range(int(boxes.split("-")[0]), int(boxes.split("-")[1] or -1) + 1)) != 4:
+            raise resolver.fail(_line(entry, "boxes"), f"boxes are 4 rows (x, y, w, h or x1, y1, x2, y2), got "
+                                f"{boxes!r}", where, "boxes", f"or the name of the boxes output: "
+                                f"{', '.join(resolver.model_outputs)}")
+    if "scores" in settings:
+        settings["scores"] = _rows(resolver, entry, where, "scores")
+    return settings
+
+
+def _check_ctc(resolver: _Resolver, entry: dict, where: str, settings: dict) -> None:
+    blank = settings.get("blank", 0)
+    if isinstance(blank, bool) or not isinstance(blank, int) or blank < 0:
+        raise resolver.fail(_line(entry, "blank"), f"expected the blank's class index, got {blank!r}", where, "blank")
+    if "charset" in settings and not isinstance(settings["charset"], str):
+        raise resolver.fail(_line(entry, "charset"), "expected the characters of the classes in order, the blank "
+                            "left out, as one string", where, "charset")
 
 
 def check_names(model: ModelInfo, doc: dict, path: str) -> None:

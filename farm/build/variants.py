@@ -33,9 +33,10 @@ from farm.board.agent import AgentFiles, library, run_agent_here
 from farm.build.datafile import DataSet
 from farm.build.modelfile import LAYOUT_OPS, ModelInfo, default_opset, graphs, quantization_census
 from farm.build.spec import ModelSpec
+from farm.config.checklist import ITEMS
 from farm.config.settings import CALIBRATION_METHODS, VARIANTS, Measurement
 from farm.errors import AgentError, ModelError
-from farm.judge.accuracy import output_loss, passes
+from farm.judge.accuracy import output_rows
 from farm.results import ModelResult, VariantBuild
 from farm.util import file_sha256, write_json_atomic
 
@@ -252,10 +253,10 @@ def _build_variant(info: ModelInfo, data: DataSet, spec: ModelSpec, variant: str
                 partial.unlink(missing_ok=True)
                 return {**entry, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
             partial.replace(target)
-    quantized, left = quantization_census(target)
+    census = quantization_census(target)
     entry.update(file=target.name, sha256=file_sha256(target), size_bytes=target.stat().st_size,
                  opset=default_opset(onnx.load(str(target), load_external_data=False)),
-                 float_op_types=left, quantized_op_types=quantized)
+                 float_op_types=census.left, quantized_op_types=census.quantized, float_between_qdq=census.between_qdq)
     if variant != "fp32" and not entry["quantized_op_types"]:
         entry.update(status="no-op", reason=_no_op_reason(variant, recipe, info.path))
     return entry
@@ -313,26 +314,36 @@ def _host_figures(model: Path, out_dir: Path, files: dict) -> dict:
 
 
 def host_losses(spec: ModelSpec, host: dict, fp32_accuracy: dict | None, target: float | None = None) -> list[dict]:
-    """Each judged output's loss on the host against the host's FP32; `ok` against its limit (or `target` %)."""
+    """Each judged output's loss on the host against the host's FP32; `ok` against its limit (or `target` %).
+
+    An output without a limit of its own is held to the checklist's default accuracy limit, as on a board."""
     rows = []
     for output in spec.outputs:
         doc = output.to_json()
+        if target is not None:
+            doc = {**doc, "max_loss_pct": target, "max_disagreement_pct": target}
         figures = ((host.get("accuracy") or {}).get("outputs") or {}).get(output.name)
         base = ((fp32_accuracy or {}).get("outputs") or {}).get(output.name)
-        value, unit, _ = output_loss(doc, figures, base)
-        limit = target if target is not None and unit == "%" else output.limit
-        rows.append({"output": output.name, "metric": output.metric, "loss": value, "unit": unit,
-                     "ok": None if value is None or limit is None else passes(doc, value, limit)})
+        for row in output_rows(doc, figures, base, ITEMS["accuracy"]["max_loss_pct"]):
+            rows.append({"output": output.name, "metric": row["metric"], "loss": row["value"], "unit": row["unit"],
+                         "limit": row["limit"], "ok": None if row["verdict"] is None else row["verdict"] == "pass"})
     return rows
 
 
-def _check_calibration(data: DataSet, recipe: Recipe, allow: bool) -> int:
+QUANTIZE_FIX = "use --calibration-samples, or --allow-calibration-count to build anyway"
+RUN_FIX = ("give the data file 100-1000 calibration samples, leave static INT8 out (--variants fp32,int8_dynamic), "
+           "or build it with `farm quantize --allow-calibration-count --out DIR` and reuse it with --variants-dir DIR")
+
+
+def check_calibration(data: DataSet, recipe: Recipe, allow: bool, fix: str = QUANTIZE_FIX) -> int:
+    """The calibration count static INT8 will use, refused (one line, with `fix`) outside the checklist's range."""
+    if not data.calibration:
+        raise ModelError(f"{data.path}: static INT8 needs a 'calibration' set of real samples")
     count = min(recipe.calibration_samples or data.calibration_count, data.calibration_count)
     low, high = CALIBRATION_RANGE
     if not allow and not low <= count <= high:
         raise ModelError(f"{data.path}: static INT8 calibration would use {count} samples; the checklist asks "
-                         f"for {low}-{high} real samples (use --calibration-samples, or "
-                         f"--allow-calibration-count to build anyway)")
+                         f"for {low}-{high} real samples ({fix})")
     return count
 
 
@@ -384,9 +395,7 @@ def build_variants(info: ModelInfo, data: DataSet, spec: ModelSpec, out_dir: str
                      exclude_nodes=tuple({*recipe.exclude_nodes, *spec.exclude_nodes}))
     calibration_count = None
     if "int8_static" in variants:
-        if not data.calibration:
-            raise ModelError(f"{data.path}: static INT8 needs a 'calibration' set of real samples")
-        calibration_count = _check_calibration(data, recipe, allow_calibration_count)
+        calibration_count = check_calibration(data, recipe, allow_calibration_count)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     progress(f"model {info.name}: opset {info.opset}, sha256 {info.sha256[:12]}")

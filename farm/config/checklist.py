@@ -35,7 +35,8 @@ ITEMS: dict[str, dict] = {  # item -> its settings and their defaults
     # an error (`error`), judged with a warning in its reason (`warn`), or judged as if clean (`ignore`)
     "latency": {"metric": "p95", "max_ms": 50.0, "limits": "precedence", "confidence": 0.95, "board_state": "warn"},
     "memory": {"max_mb": 500.0, "limits": "precedence"},
-    "speedup": {"min_ratio": 1.0, "tolerance_pct": 10.0},
+    # speedup's `board_state`: a ratio of two timings is only as fit as the worse of the two boards' states
+    "speedup": {"min_ratio": 1.0, "tolerance_pct": 10.0, "board_state": "error"},
     # `changes`: also fail on a lasting slowdown that began since the baseline (judge.changes.recent_change)
     "regression": {"rule": "p95:10%", "alpha": 0.01, "max_accuracy_drop_points": 0.5,
                    "max_memory_increase_pct": 10.0, "changes": True, "change_alpha": 0.02, "change_min_pct": 10.0},

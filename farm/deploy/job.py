@@ -18,7 +18,8 @@ from typing import Callable
 
 import farm
 from farm.build.loading import load_model_and_data
-from farm.build.variants import build_variants, check_variants, model_result, reuse_variants
+from farm.build.variants import (RUN_FIX, Recipe, build_variants, check_calibration, check_variants, model_result,
+                                 reuse_variants)
 from farm.config import locality
 from farm.config.checklist import ITEMS, Checklist, load_checklist
 from farm.config.inventory import Board
@@ -68,6 +69,8 @@ class Job:
         self.manifest: dict = {}
         if settings.variants_dir:  # checked now, like the rest of the configuration: before any board
             self.manifest = reuse_variants(settings.variants_dir, self.model, self.data, self.spec, settings.variants)
+        elif "int8_static" in settings.variants:  # refused here, in one line, not inside the suite's session
+            check_calibration(self.data, Recipe(), allow=False, fix=RUN_FIX)
         self.group = GroupResult({})
         self.trends: dict[str, dict[str, list[tuple]]] = {}
         self.result = RunResult(settings.run_id, utc_now())

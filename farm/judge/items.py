@@ -12,7 +12,7 @@ from typing import Callable
 
 from farm.config.checklist import Checklist, parse_rule
 from farm.config.inventory import Board
-from farm.judge.accuracy import output_loss, passes, quality
+from farm.judge.accuracy import fp32_self_loss, output_rows, quality
 from farm.judge.changes import recent_change
 from farm.judge.stats import latency_change, percentile_of, quantile_bounds, round_spread, runs_needed
 from farm.results import Baseline, Check, CheckStatus, ModelResult, VariantResult
@@ -98,18 +98,10 @@ def _calibration(variant: VariantResult, limits: dict, model: ModelResult, **_) 
 
 def accuracy_rows(variant: VariantResult, model: ModelResult, reference: dict | None,
                   default_limit: float) -> list[dict]:
-    """Each judged output's loss against FP32 (or labels), its limit and verdict."""
-    rows = []
-    for output in model.spec.get("outputs", []):
-        figures = (variant.accuracy or {}).get("outputs", {}).get(output["name"])
-        base = (reference or {}).get("outputs", {}).get(output["name"])
-        value, unit, what = output_loss(output, figures, base)
-        key = "min_db" if output["metric"] == "snr_db" else "max_loss" if output["metric"] == "mae" else "max_loss_pct"
-        limit = output.get(key) if output.get(key) is not None else default_limit
-        verdict = None if value is None else "pass" if passes(output, value, limit) else "fail"
-        rows.append({"output": output["name"], "metric": output["metric"], "value": value, "limit": limit,
-                     "unit": unit, "what": what, "verdict": verdict})
-    return rows
+    """Each judged output's loss against FP32 (or labels) and its agreement with FP32, limits and verdicts."""
+    return [row for output in model.spec.get("outputs", [])
+            for row in output_rows(output, (variant.accuracy or {}).get("outputs", {}).get(output["name"]),
+                                   (reference or {}).get("outputs", {}).get(output["name"]), default_limit)]
 
 
 def _accuracy(variant: VariantResult, limits: dict, model: ModelResult, fp32: VariantResult | None, **_) -> Check:
@@ -122,6 +114,8 @@ def _accuracy(variant: VariantResult, limits: dict, model: ModelResult, fp32: Va
         return Check("accuracy", ERROR, None, limit, "%", variant.errors_text())
     host_build = model.variants.get("fp32")
     host_fp32 = host_build.host.get("accuracy") if host_build else None
+    if (problem := fp32_self_loss(host_build.host.get("losses") or [] if host_build else [])) is not None:
+        return Check("accuracy", ERROR, None, limit, "%", problem)
     reference = host_fp32 if variant.name == "fp32" else ((fp32.accuracy if fp32 else None) or host_fp32)
     against = "the host's FP32" if variant.name == "fp32" or reference is host_fp32 else "FP32 on this board"
     rows = accuracy_rows(variant, model, reference, limit)
@@ -148,16 +142,8 @@ def _closeness(row: dict) -> float:
 
 def _latency(variant: VariantResult, limits: dict, **_) -> Check:
     """The percentile's bound judged, then what the board's state says of it (the checklist's `board_state`)."""
-    check = _latency_figure(variant, limits)
-    flags = (variant.board_state or {}).get("flags") or []
-    rule = limits.get("board_state", "warn")
-    if not flags or rule == "ignore" or check.status not in (PASS, FAIL):
-        return check
-    said = "; ".join(flags)
-    if rule == "error":
-        return replace(check, status=ERROR, why=f"measured on a board unfit to be timed ({said}): re-run when it is "
-                       f"quiet and at full clock, or set board_state: warn in the checklist; figures: {check.why}")
-    return replace(check, why=f"{check.why}; warning: {said}")
+    return _under_board_state(_latency_figure(variant, limits), (variant.board_state or {}).get("flags") or [],
+                              limits.get("board_state", "warn"))
 
 
 def _latency_figure(variant: VariantResult, limits: dict) -> Check:
@@ -208,8 +194,23 @@ def _speedup(variant: VariantResult, limits: dict, model: ModelResult, fp32: Var
     if ratio is None:
         return Check("speedup", ERROR, None, limits["min_ratio"], "x", variant.errors_text())
     if ratio >= speedup_floor(limits):
-        return Check("speedup", PASS, round(ratio, 3), limits["min_ratio"], "x", "FP32 p50 / INT8 p50")
-    return Check("speedup", FAIL, round(ratio, 3), limits["min_ratio"], "x", slow_int8_advice(variant, model))
+        check = Check("speedup", PASS, round(ratio, 3), limits["min_ratio"], "x", "FP32 p50 / INT8 p50")
+    else:
+        check = Check("speedup", FAIL, round(ratio, 3), limits["min_ratio"], "x", slow_int8_advice(variant, model))
+    flags = [f"{name}: {flag}" for name, run in (("fp32", fp32), (variant.name, variant))
+             for flag in (run.board_state or {}).get("flags") or []]
+    return _under_board_state(check, flags, limits.get("board_state", "error"))
+
+
+def _under_board_state(check: Check, flags: list[str], rule: str) -> Check:
+    """A timing verdict as the checklist's `board_state` rule has it: an error, a warning or as if clean."""
+    if not flags or rule == "ignore" or check.status not in (PASS, FAIL):
+        return check
+    said = "; ".join(flags)
+    if rule == "error":
+        return replace(check, status=ERROR, why=f"measured on a board unfit to be timed ({said}): re-run when it is "
+                       f"quiet and at full clock, or set board_state: warn in the checklist; figures: {check.why}")
+    return replace(check, why=f"{check.why}; warning: {said}")
 
 
 def slow_int8_advice(variant: VariantResult, model: ModelResult) -> str:

@@ -197,8 +197,10 @@ def model_section(result: RunResult) -> str:
         rows.append((f"output {item['name']}", f"{item['metric']}{' on labels' if item.get('labels') else ''}, {limit}"))
     for name, build in result.model.variants.items():
         ops = ", ".join(f"{op} x{n}" for op, n in build.quantized_op_types.items()) or "-"
+        between = ", ".join(f"{op} x{n}" for op, n in build.float_between_qdq.items())
         rows.append((f"variant {name}", f"{build.status}{': ' + build.reason if build.reason else ''}"
-                                        + (f"; INT8 ops: {ops}" if name != "fp32" else "")))
+                                        + (f"; INT8 kernels: {ops}" if name != "fp32" else "")
+                                        + (f"; float between QDQ pairs: {between}" if between else "")))
     body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
     return f'<h2>Model: {html.escape(str(result.model.name))}</h2><table class="farm-model">{body}</table>'
 

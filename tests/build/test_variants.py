@@ -60,8 +60,9 @@ def test_manifest_describes_model_data_and_recipes(built, digits_model):
     assert dynamic["float_op_types"]["Conv"] == 3 and dynamic["quantized_op_types"] == {"MatMul": 3}
     for entry in manifest["variants"].values():
         assert entry["host"]["p50_ms"] > 0
-        (loss,) = entry["host"]["losses"]
-        assert loss["output"] == "logits" and loss["loss"] < 1.0
+        top1, agreement = entry["host"]["losses"]  # the drop on labels, and the decisions that flip against FP32
+        assert (top1["output"], top1["metric"], agreement["metric"]) == ("logits", "top1", "agreement")
+        assert top1["loss"] < 1.0 and agreement["loss"] < 1.0 and top1["ok"] and agreement["ok"]
 
 
 def test_reference_outputs_are_fp32_outputs_on_the_evaluation_set(built, digits_model, digits_data):
@@ -233,15 +234,18 @@ def test_matmuls_inside_if_branches_are_quantized(tmp_path, tiny_data):
         [helper.make_node("MatMul", ["x", f"w_{name}"], [f"y_{name}"])], name, [],
         [helper.make_tensor_value_info(f"y_{name}", TensorProto.FLOAT, ["batch", 8])],
         initializer=[numpy_helper.from_array(sign * WEIGHTS, f"w_{name}")])
-    model = tiny_model(tmp_path / "branches.onnx", [
+    model = tiny_model(tmp_path / "branches.onnx", [  # a condition known at run time only: both branches stay
+        helper.make_node("ReduceSum", ["x"], ["total"], keepdims=0),
+        helper.make_node("Greater", ["total", "zero"], ["cond"]),
         helper.make_node("If", ["cond"], ["y"], then_branch=branch("then", 1), else_branch=branch("else", -1))],
-        initializers=[numpy_helper.from_array(np.array(True), "cond")])
+        initializers=[numpy_helper.from_array(np.array(0.0, np.float32), "zero")])
     dynamic = build(model, tiny_data, tmp_path / "out", variants=["fp32", "int8_dynamic"],
                     host_figures=False)["variants"]["int8_dynamic"]
     assert dynamic["status"] == "ok" and dynamic["quantized_op_types"] == {"MatMul": 2}
 
 
-def test_a_variant_that_quantizes_nothing_is_a_no_op_with_the_reason(tmp_path):
+def conv_only(tmp_path: Path) -> Path:
+    """A one-Conv model and its data (conv.npz beside it): nothing for dynamic INT8 to quantize."""
     from onnx import helper, numpy_helper
 
     kernel = np.random.default_rng(2).normal(size=(4, 1, 3, 3)).astype(np.float32)
@@ -250,6 +254,11 @@ def test_a_variant_that_quantizes_nothing_is_a_no_op_with_the_reason(tmp_path):
                        output=("y", ["batch", 4, 8, 8]))
     x = np.random.default_rng(0).normal(size=(150, 1, 8, 8)).astype(np.float32)
     np.savez(tmp_path / "conv.npz", calibration=x[:110], evaluation=x[110:])
+    return model
+
+
+def test_a_variant_that_quantizes_nothing_is_a_no_op_with_the_reason(tmp_path):
+    model = conv_only(tmp_path)
     dynamic = build(model, tmp_path / "conv.npz", tmp_path / "out", variants=["fp32", "int8_dynamic"],
                     host_figures=False)["variants"]["int8_dynamic"]
     assert dynamic["status"] == "no-op" and dynamic["quantized_op_types"] == {}
@@ -264,3 +273,49 @@ def test_ops_kept_in_float_by_the_spec_are_counted_in_float(tmp_path, digits_mod
                    host_figures=False)["variants"]["int8_static"]
     assert static["quantized_op_types"]["Conv"] == 2 and static["float_op_types"]["Conv"] == 1
     assert static["recipe"]["exclude_nodes"] == [first_conv]
+
+
+def test_cli_quantize_exits_1_when_a_built_variant_fails_its_host_loss_limit(tmp_path, digits_model, digits_data,
+                                                                            capsys):
+    spec = tmp_path / "strict.farm.yaml"
+    spec.write_text("outputs:\n  logits: {metric: mae, max_loss: 0.000001}\n")  # FP32 is exactly 0, INT8 is not
+    assert main(["quantize", str(digits_model), "--data", str(digits_data), "--out", str(tmp_path / "out"),
+                 "--spec", str(spec), "--variants", "fp32,int8_static"]) == 1
+    out = capsys.readouterr().out
+    assert "fail: int8_static: logits mae loss" in out and "fail: fp32" not in out
+
+
+def test_cli_quantize_reports_a_no_op_but_fails_it_only_when_it_is_the_variant_asked_for(tmp_path, capsys):
+    model = conv_only(tmp_path)
+    spec = tmp_path / "conv.farm.yaml"
+    spec.write_text("outputs:\n  y: {metric: cosine, max_loss_pct: 20}\n")  # static INT8 loses 7 % here
+    common = [str(model), "--data", str(tmp_path / "conv.npz"), "--out", str(tmp_path / "out"), "--spec", str(spec)]
+    assert main(["quantize", *common]) == 0  # a full build: dynamic INT8 a no-op, every loss inside its limit
+    out = capsys.readouterr().out
+    assert "no-op" in out and "fail:" not in out
+    assert main(["quantize", *common, "--variants", "int8_dynamic"]) == 1
+    assert "fail: int8_dynamic: no-op (the model has no MatMul or Gemm" in capsys.readouterr().out
+
+
+def test_ops_onnxruntime_runs_in_float_between_qdq_pairs_are_not_counted_as_int8(tmp_path):
+    """A text-detector-like head: Conv, HardSigmoid, ConvTranspose, Div. Static QDQ annotates them all;
+    the optimized graph onnxruntime runs has INT8 kernels for the Conv only."""
+    from onnx import helper, numpy_helper
+
+    rng = np.random.default_rng(5)
+    weights = [numpy_helper.from_array(rng.normal(size=(4, 1, 3, 3)).astype(np.float32), "k"),
+               numpy_helper.from_array(rng.normal(size=(4, 2, 2, 2)).astype(np.float32), "up"),
+               numpy_helper.from_array(np.array([2.0], np.float32), "two")]
+    nodes = [helper.make_node("Conv", ["x", "k"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("HardSigmoid", ["c"], ["h"], name="hard_sigmoid"),
+             helper.make_node("ConvTranspose", ["h", "up"], ["u"], strides=[2, 2], name="upsample"),
+             helper.make_node("Div", ["u", "two"], ["y"], name="halve")]
+    model = tiny_model(tmp_path / "head.onnx", nodes, initializers=weights, inputs=(("x", ["batch", 1, 8, 8]),),
+                       output=("y", ["batch", 2, 16, 16]))
+    x = np.random.default_rng(0).random(size=(130, 1, 8, 8)).astype(np.float32)
+    np.savez(tmp_path / "head.npz", calibration=x[:110], evaluation=x[110:])
+    static = build(model, tmp_path / "head.npz", tmp_path / "out", variants=["int8_static"],
+                   host_figures=False)["variants"]["int8_static"]
+    assert static["quantized_op_types"] == {"Conv": 1}
+    assert static["float_between_qdq"] == {"ConvTranspose": 1, "Div": 1, "HardSigmoid": 1}
+    assert static["float_op_types"] == static["float_between_qdq"]

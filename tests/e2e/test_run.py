@@ -10,6 +10,7 @@ import textwrap
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import farm
 
@@ -222,3 +223,17 @@ def test_user_suite_with_board_fixtures_runs_through_plain_pytest(pytester, lab)
         f"--farm-inventory={lab_obj.dir / 'inventory.yaml'}", "--farm-board=t1", "--farm-variants=int8_static",
         "--farm-runs=60", f"--farm-out={pytester.path / 'results'}", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
+
+
+def test_too_few_calibration_samples_stop_farm_run_in_one_line_with_its_own_flags(tmp_path):
+    with np.load(REPO / "models/digits/digits.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["calibration"] = arrays["calibration"][:40]
+    np.savez(tmp_path / "few.npz", **arrays)
+    proc = farm("run", "--model", str(REPO / "models/digits/digits.onnx"), "--data", str(tmp_path / "few.npz"),
+                cwd=tmp_path)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("farm: error:")]
+    assert proc.returncode == 2 and len(errors) == 1, proc.stderr  # beside the inferred spec's one line
+    assert "static INT8 calibration would use 40 samples" in errors[0]
+    assert "--variants fp32,int8_dynamic" in proc.stderr and "--variants-dir DIR" in proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr and not (tmp_path / "results").exists()

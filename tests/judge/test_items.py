@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from farm import resources
 from farm.build.variants import model_result
@@ -61,6 +62,54 @@ def test_speedup_failure_says_what_to_fix():
                   ["int8_static"] if c.item == "speedup")
     assert static.why == ("latency not reduced: the profile shows DequantizeLinear 30 %, Conv 25 %, QuantizeLinear "
                           "20 %, Cast 5 % of run time; quantize / dequantize / cast overhead is 55 % of it")
+
+
+def test_speedup_under_foreign_load_on_either_latency_run_is_an_error_with_the_reason():
+    checklist = load_checklist(resources.checklist("dms"))
+    manifest = {"model": {}, "spec": TOP1, "data": {"evaluation_samples": 10, "calibration_samples": 300},
+                "variants": {"fp32": {}, "int8_static": {"float_op_types": {}}}}
+    variants = {"fp32": agent_doc("fp32", 1.0), "int8_static": agent_doc("int8_static", 1.2)}  # slower: a fail...
+    variants["fp32"].board_state = {"flags": ["foreign load after: 5 other runnable tasks for 2 usable cores"]}
+    speedup = lambda: next(c for c in evaluate(checklist, Board(name="b", host="h"), variants,  # noqa: E731
+                                               model_result(manifest))["int8_static"] if c.item == "speedup")
+    check = speedup()  # ...unless FP32 was timed under another process's load
+    assert check.status == "error" and check.value == 0.833
+    assert "fp32: foreign load after: 5 other runnable tasks for 2 usable cores" in check.why
+    variants["fp32"].board_state, variants["int8_static"].board_state = None, {"flags": ["below max frequency: x"]}
+    assert speedup().status == "error" and "int8_static: below max frequency: x" in speedup().why
+    variants["int8_static"].board_state = None
+    assert speedup().status == "fail"
+
+
+def test_fp32_losing_against_itself_on_the_host_makes_every_accuracy_check_an_error():
+    checklist = load_checklist(resources.checklist("dms"))
+    losses = [{"output": "logits", "metric": "top1", "loss": 39.9, "unit": "%", "limit": 1.0, "ok": False}]
+    manifest = {"model": {}, "spec": TOP1, "data": {"evaluation_samples": 10, "calibration_samples": 300},
+                "variants": {"fp32": {"host": {"accuracy": ACCURATE, "losses": losses}},
+                             "int8_static": {"float_op_types": {}}}}
+    variants = {"fp32": agent_doc("fp32", 1.0), "int8_static": agent_doc("int8_static", 0.5)}
+    for name, checks in evaluate(checklist, Board(name="b", host="h"), variants, model_result(manifest)).items():
+        accuracy = next(c for c in checks if c.item == "accuracy")
+        assert accuracy.status == "error", name
+        assert accuracy.why.startswith("FP32 against its own reference on the host: logits top1 39.9 % where 0 is")
+    losses[0]["loss"] = 0.0
+    checks = evaluate(checklist, Board(name="b", host="h"), variants, model_result(manifest))
+    assert next(c for c in checks["int8_static"] if c.item == "accuracy").status == "pass"
+
+
+def test_a_labelled_figure_that_holds_while_decisions_flip_against_fp32_fails_on_its_agreement():
+    checklist = load_checklist(resources.checklist("dms"))
+    manifest = {"model": {}, "spec": TOP1, "data": {"evaluation_samples": 10, "calibration_samples": 300},
+                "variants": {"fp32": {"host": {"accuracy": ACCURATE}}, "int8_static": {"float_op_types": {}}}}
+    variants = {"fp32": agent_doc("fp32", 1.0), "int8_static": agent_doc("int8_static", 0.5)}
+    variants["int8_static"].accuracy = {"n": 10, "outputs": {"logits": {"metric": "top1", "top1": 0.985,
+                                                                        "agreement": 0.925}}}
+    accuracy = next(c for c in evaluate(checklist, Board(name="b", host="h"), variants, model_result(manifest))
+                    ["int8_static"] if c.item == "accuracy")
+    rows = {row["metric"]: row for row in accuracy.details}
+    assert rows["top1"]["verdict"] == "pass" and rows["top1"]["value"] == pytest.approx(-0.5)  # +0.5 on labels
+    assert rows["agreement"]["verdict"] == "fail" and rows["agreement"]["value"] == pytest.approx(7.5)
+    assert accuracy.status == "fail" and "logits agreement: 7.5 % (decisions that differ from FP32's" in accuracy.why
 
 
 def timed(name: str, p50: float, n: int = 200, seed: int = 0, rounds: list | None = None) -> VariantResult:

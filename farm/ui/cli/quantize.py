@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from farm.config.settings import CALIBRATION_METHODS, VARIANTS
+from farm.judge.accuracy import build_failures
 from farm.ui.cli.common import csv, say
 
 
@@ -18,7 +19,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     manifest = variants.build(args.model, args.data, args.out, spec_path=args.spec, variants=args.variants,
                               recipe=recipe, allow_calibration_count=args.allow_calibration_count,
                               target_loss=args.target_loss, progress=lambda m: say(f"quantize: {m}"))
-    print(f"{'variant':<14}{'status':<8}{'size MB':>9}{'host p50 ms':>13}  quantized ops / host loss per output")
+    print(f"{'variant':<14}{'status':<8}{'size MB':>9}{'host p50 ms':>13}  INT8 kernels / host loss per output")
     for name, entry in manifest["variants"].items():
         host = entry.get("host", {})
         size = f"{entry['size_bytes'] / 1e6:.2f}" if entry.get("size_bytes") else "-"
@@ -27,10 +28,15 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         losses = ", ".join(f"{r['output']} {r['loss']:.3g} {r['unit']}".rstrip()
                            for r in host.get("losses", []) if r["loss"] is not None)
         print(f"{name:<14}{entry['status']:<8}{size:>9}{p50:>13}  {ops if name != 'fp32' else '-'} / {losses or '-'}")
+        if entry.get("float_between_qdq"):
+            print("  float between QDQ pairs: " + ", ".join(f"{op} x{n}" for op, n in entry["float_between_qdq"].items()))
         if entry["reason"]:
             print(f"  {entry['reason']}")
     print(f"manifest: {Path(args.out) / 'manifest.json'}")
-    return 0 if all(e["status"] == "ok" for e in manifest["variants"].values()) else 1
+    failures = build_failures(manifest["variants"], args.variants)
+    for failure in failures:
+        print(f"fail: {failure}")
+    return 1 if failures else 0
 
 
 def register(sub) -> None:
