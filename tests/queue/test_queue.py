@@ -20,7 +20,7 @@ from typing import Iterator
 
 import psycopg
 import pytest
-from helpers import farm
+from helpers import farm, wait_for_processes
 
 from farm.queue.app import ensure_schema, opened, tick
 from farm.queue.store import Store
@@ -168,7 +168,9 @@ def test_cancel_removes_a_queued_job_and_stops_a_running_one_keeping_what_it_col
 
     running = queue.submit("west", *SLOW)
     queue.wait_until(running, lambda r: r["state"] == "doing")
-    time.sleep(4)  # the agent is measuring on the board
+    # The agent measuring on the board, not a fixed sleep: under load a `farm run` child 4 s old was still
+    # starting, and a SIGTERM then found no handler (exit -15 instead of farm's stop).
+    assert wait_for_processes("min-runs 4000", 120), "the slow job's agent never started"
     proc = queue.farm("cancel", str(running))
     assert "asked to stop" in proc.stdout, proc.stdout + proc.stderr
     row = queue.wait_done(running, timeout_s=90)
