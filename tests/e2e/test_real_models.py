@@ -16,6 +16,8 @@ import onnxruntime as ort
 import pytest
 from helpers import farm
 
+pytestmark = pytest.mark.real  # `farm` as a process, on real models
+
 MODELS = Path(__file__).resolve().parents[2] / "models"
 
 

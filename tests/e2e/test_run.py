@@ -185,6 +185,7 @@ def test_stopped_board_gives_errors_not_failures_and_others_pass(tmp_path, lab, 
     assert status == {"gone-1": "unreachable", "up-1": "ok"}
 
 
+@pytest.mark.real
 def test_broken_inventory_exits_2_with_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("boards:\n  - name: b1\n    host: h\n    cores: many\n")
@@ -194,12 +195,14 @@ def test_broken_inventory_exits_2_with_one_line(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.real
 def test_missing_model_exits_2(tmp_path):
     proc = farm("run", "--model", str(tmp_path / "none.onnx"), "--data", str(REPO / "models/digits/digits.npz"),
                 cwd=tmp_path)
     assert proc.returncode == 2 and "none.onnx: model file not found" in proc.stderr
 
 
+@pytest.mark.real
 def test_a_model_without_its_data_exits_2_with_one_line(tmp_path):
     proc = farm("run", "--model", str(REPO / "models/onet/onet.onnx"), cwd=tmp_path)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1

@@ -320,6 +320,7 @@ def test_leftovers_are_cleared_and_boards_clean_frees_old_blobs(lab, plan, tmp_p
     assert not (blobs / plan.variants["fp32"].sha256).exists() and (blobs / plan.variants["int8_static"].sha256).exists()
 
 
+@pytest.mark.real
 def test_hostile_inventories_are_refused_before_anything_is_touched(tmp_path):
     for name in ("..", "."):
         path = tmp_path / "lab.yaml"
@@ -336,6 +337,7 @@ def test_hostile_inventories_are_refused_before_anything_is_touched(tmp_path):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the stand-ins log in as another user only when farm runs as root")
+@pytest.mark.real
 def test_a_lab_dir_the_login_user_cannot_enter_is_named_not_auth_failed(tmp_path):
     private = Path(subprocess.run(["mktemp", "-d"], capture_output=True, text=True).stdout.strip())  # mode 0700
     try:
