@@ -111,7 +111,7 @@ def load_checklist(path: str | Path) -> Checklist:
     path = Path(path)
     doc = load_yaml(path, lambda p, line, message: ChecklistError(p, line, message), "checklist file")
     where = str(path)
-    if not isinstance(doc, LineMap) or not isinstance(doc.get("items"), dict):
+    if not isinstance(doc, LineMap) or not isinstance(doc.get("items"), LineMap):
         raise ChecklistError(where, None, "expected a mapping with 'name' and an 'items' mapping")
     for key in doc:
         if key not in SECTIONS:
@@ -124,7 +124,7 @@ def load_checklist(path: str | Path) -> Checklist:
         if item not in ITEMS:
             raise ChecklistError(where, line, "unknown item", item=str(item), hint=_hint(item, ITEMS))
         settings = settings or LineMap()
-        if not isinstance(settings, dict):
+        if not isinstance(settings, LineMap):
             raise ChecklistError(where, line, "expected a mapping of settings", item=item)
         for key in settings:
             if key not in ITEMS[item]:
@@ -161,13 +161,13 @@ def _policy(where: str, section, line: int, inherited: dict) -> dict:
     """The `signoff:` section over the inherited policy, every rule checked."""
     if section is None:
         return dict(inherited)
-    if not isinstance(section, dict):
+    if not isinstance(section, LineMap):
         raise ChecklistError(where, line, "expected a mapping of sign-off rules", field="signoff")
     policy = dict(inherited)
     for key, value in section.items():
         at = section.line_of(key)
-        bad = lambda what: ChecklistError(where, at, f"expected {what}, got {value!r}",  # noqa: E731
-                                          field=f"signoff.{key}")
+        bad = lambda what: ChecklistError(where, at, f"expected {what}, got {value!r}",  # noqa: E731, B023 (used in this iteration)
+                                          field=f"signoff.{key}")  # noqa: B023
         if key not in POLICY:
             raise ChecklistError(where, at, "unknown sign-off rule", field=f"signoff.{key}", hint=_hint(key, POLICY))
         if key in ("allow_standins", "allow_emulated") and not isinstance(value, bool):

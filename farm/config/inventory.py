@@ -301,15 +301,15 @@ def _load_farm(reader: _Reader, doc: LineMap) -> Inventory:
     defaults = reader.fields_of(defaults_raw, None, [k for k in FIELD_TYPES if k != "name"])
     boards = []
     for index, raw in enumerate(doc.get("boards") or []):
-        if not isinstance(raw, dict):
+        if not isinstance(raw, LineMap):
             raise reader.fail(doc.lines["boards"], f"board #{index + 1} is not a mapping", None, "boards")
         if "name" not in raw:
             raise reader.fail(raw.line, "missing required field", None, "name")
         values = reader.fields_of(raw, raw.get("name"), FIELD_TYPES)
         boards.append((reader.make_board({**defaults, **values}, raw.line), raw.line))
     standins = []
-    for index, raw in enumerate(doc.get("standins") or []):
-        if not isinstance(raw, dict) or "name" not in raw:
+    for raw in doc.get("standins") or []:
+        if not isinstance(raw, LineMap) or "name" not in raw:
             raise reader.fail(getattr(raw, "line", doc.lines["standins"]), "a stand-in needs a name", None, "name")
         for key, value in raw.items():
             if key == "arch":
@@ -335,7 +335,7 @@ def _ansible_hosts(reader: _Reader, group: str, node: Any, inherited: dict, pool
                    found: dict[str, tuple[LineMap, tuple]]) -> None:
     """Walk an Ansible group: vars flow down (keeping their lines), every group is a pool."""
     node = node if node is not None else LineMap()
-    if not isinstance(node, dict):
+    if not isinstance(node, LineMap):
         raise reader.fail(None, f"group {group!r} is not a mapping", None, group)
     for key in node:
         if key not in ("hosts", "children", "vars"):
@@ -379,7 +379,7 @@ def load_inventory(path: str | Path) -> Inventory:
     path = Path(path)
     doc = load_yaml(path, lambda p, line, message: InventoryError(p, line, message), "inventory file")
     reader = _Reader(path)
-    if not isinstance(doc, dict):
+    if not isinstance(doc, LineMap):
         raise reader.fail(None, "expected a mapping with 'boards' (farm) or 'all' (Ansible)")
     if "all" in doc or any(isinstance(v, dict) and {"hosts", "children"} & set(v) for v in doc.values()):
         return _load_ansible(reader, doc)

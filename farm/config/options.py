@@ -87,7 +87,7 @@ QUEUE_OPTIONS = (
 BY_NAME = {o.name: o for o in RUN_OPTIONS}
 # The agent times runs for at most this share of the deadline: it stops and reports, never killed mid-run.
 TIMED_SHARE = 0.75
-TYPE_WORDS = {int: "a whole number", float: "a number", str: "text"}
+TYPE_WORDS: dict[Callable[..., Any], str] = {int: "a whole number", float: "a number", str: "text"}
 
 
 @dataclass(frozen=True)
@@ -187,12 +187,12 @@ def _from_spec(resolved: dict[str, Setting]) -> None:
     spec = resolved["spec"]
     if not spec.value or (resolved["model"].value and resolved["data"].value):
         return
-    from farm.config.yamlfile import load_yaml
+    from farm.config.yamlfile import LineMap, load_yaml
     from farm.errors import LocatedError
 
     doc = load_yaml(Path(spec.value), lambda p, line, message: LocatedError(p, line, message), "model spec")
     for name in ("model", "data"):
-        if not resolved[name].value and isinstance(doc, dict) and isinstance(doc.get(name), str):
+        if not resolved[name].value and isinstance(doc, LineMap) and isinstance(doc.get(name), str):
             resolved[name] = Setting(str(Path(spec.value).parent / doc[name]), f"{spec.value}:{doc.line_of(name)}")
 
 

@@ -42,7 +42,8 @@ class ProjectConfig:
 
 def _key_lines(text: str, in_pyproject: bool) -> dict[str, int]:
     """The line of each top-level key of the farm table (tomllib keeps no positions)."""
-    lines, inside = {}, not in_pyproject
+    lines: dict[str, int] = {}
+    inside = not in_pyproject
     for number, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
         if stripped.startswith("["):

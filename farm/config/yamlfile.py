@@ -14,14 +14,16 @@ from typing import Any, Callable
 import yaml
 
 
-class LineMap(dict):
+class LineMap(dict[Any, Any]):
     """A YAML mapping that remembers its own line and the line of each key."""
 
-    line: int = 0
-    lines: dict
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.line = 0
+        self.lines: dict[Any, int] = {}
 
-    def line_of(self, key: str) -> int:
-        return getattr(self, "lines", {}).get(key, self.line)
+    def line_of(self, key: Any) -> int:
+        return self.lines.get(key, self.line)
 
 
 MAX_EXPANDED_NODES = 100_000  # far above any lab's inventory, far below an alias bomb
@@ -63,7 +65,7 @@ class _LineLoader(yaml.SafeLoader):
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineMap:
     loader.flatten_mapping(node)
     mapping = LineMap()
-    mapping.line, mapping.lines = node.start_mark.line + 1, {}
+    mapping.line = node.start_mark.line + 1
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         if key in mapping:

@@ -50,7 +50,7 @@ class BoardProgress:
             else:
                 self.console.print(f"[{time.monotonic() - self.started:6.1f} s] {board}: {phase}", highlight=False)
 
-    def __enter__(self) -> "BoardProgress":
+    def __enter__(self) -> BoardProgress:
         if self.console.is_terminal:
             self._live = Live(self._table(), console=self.console, refresh_per_second=4, transient=False)
             self._live.__enter__()

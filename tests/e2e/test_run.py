@@ -58,7 +58,7 @@ def test_results_json_has_every_board_variant_item_with_value_and_limit(demo_run
         assert board["status"] == "ok" and board["error"] is None
         assert board["facts"]["onnxruntime"] and board["facts"]["cores_usable"] >= 1
         assert set(board["variants"]) == {"fp32", "int8_dynamic", "int8_static"}
-        for variant, entry in board["variants"].items():
+        for entry in board["variants"].values():
             assert entry["latency_ms"]["n"] == 60 and len(entry["samples_ms"]) == 60
             checks = {c["item"]: c for c in entry["checks"]}
             assert tuple(checks) == ITEMS
@@ -160,8 +160,8 @@ def test_a_board_under_foreign_load_is_an_error_when_the_checklist_says_so(tmp_p
 
 def test_stopped_board_gives_errors_not_failures_and_others_pass(tmp_path, lab, shared_dir):
     lab_obj, boards = lab
-    from farm.lab.standins import Lab
     from farm.config.inventory import StandinSpec
+    from farm.lab.standins import Lab
 
     own = Lab(shared_dir / "lab-stopped")
     own.up([StandinSpec("up-1", cores=1), StandinSpec("gone-1", cores=1)])

@@ -20,8 +20,21 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from helpers import (RUN, Proxy, deploy, farm, fresh_workdir, processes, run_until_agent_starts, saved_board,
-                     slow_agent_python, via_proxy, wait_for_processes, wrapper_python, write_inventory)
+from helpers import (
+    RUN,
+    Proxy,
+    deploy,
+    farm,
+    fresh_workdir,
+    processes,
+    run_until_agent_starts,
+    saved_board,
+    slow_agent_python,
+    via_proxy,
+    wait_for_processes,
+    wrapper_python,
+    write_inventory,
+)
 
 from farm import resources
 from farm.board.lease import TTL_S

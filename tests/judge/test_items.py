@@ -11,7 +11,6 @@ from farm.config.inventory import Board
 from farm.judge.items import _regression, evaluate
 from farm.results import Baseline, VariantResult
 
-
 TOP1 = {"outputs": [{"name": "logits", "metric": "top1", "labels": True, "max_loss_pct": None}]}
 ACCURATE = {"n": 10, "outputs": {"logits": {"metric": "top1", "top1": 0.98, "agreement": 1.0}}}
 

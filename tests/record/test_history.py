@@ -15,6 +15,7 @@ from helpers import history_run
 from farm import resources
 from farm.record.history import History
 
+
 @pytest.fixture(scope="module")
 def postgres_url(postgres_server):
     return postgres_server("history")

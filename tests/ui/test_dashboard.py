@@ -122,7 +122,7 @@ def shoot(driver, tmp_path: Path, name: str) -> None:
 
 def no_alert(driver) -> bool:
     try:
-        driver.switch_to.alert
+        driver.switch_to.alert  # noqa: B018 (reading it raises when no alert is open)
     except NoAlertPresentException:
         return True
     return False
