@@ -1,7 +1,7 @@
 """A model spec: how each input is fed, what each judged output means, the deployment shape.
 
-Written beside the model (`dms.farm.yaml`, `--spec`), or inferred when there is
-none (and the run says what it inferred):
+Written beside the model (`dms.onnx` -> `dms.farm.yaml`, found there when no `--spec`
+is given, and said so), or inferred when there is none (and the run says what it inferred):
 
     batch: 1                     # the deployment batch: latency and memory are measured at it
     sequence: false              # true: samples are consecutive steps of one stream (state carried)
@@ -369,6 +369,15 @@ def check_names(model: ModelInfo, doc: dict, path: str) -> None:
             raise resolver.fail(_line(doc, key), f"expected a mapping of {kind} names", None, key)
         for name in section:
             resolver.name(section, name, known, kind)
+
+
+SPEC_SUFFIX = ".farm.yaml"
+
+
+def spec_beside(model_path: str | Path) -> Path | None:
+    """`<model>.farm.yaml` next to the model (vad.onnx: vad.farm.yaml): the spec written for it, if there is one."""
+    path = Path(model_path).with_suffix(SPEC_SUFFIX)
+    return path if path.is_file() else None
 
 
 def load_spec_file(path: str | Path) -> tuple[dict, Path]:

@@ -56,7 +56,8 @@ OUT = RunOption("out", "results root: <out>/<run-id>/", "results", key="results"
 RUN_OPTIONS = SELECTION + (
     RunOption("model", "FP32 ONNX model (default: the digits demo)", path=True),
     RunOption("data", ".npz data file of the model (required with --model, unless the spec names it)", path=True),
-    RunOption("spec", "model spec YAML: inputs, judged outputs and metrics (default: inferred)", path=True),
+    RunOption("spec", "model spec YAML: inputs, judged outputs and metrics (default: <model>.farm.yaml beside "
+              "the model, else inferred)", path=True),
     RunOption("variants-dir", "reuse the variants `farm quantize --out DIR` built (checked against model, data "
               "and spec by sha256) instead of building them", path=True),
     RunOption("checklist", "checklist YAML (default: the packaged dms checklist)", path=True),

@@ -47,5 +47,6 @@ def register(sub) -> None:
     p.add_argument("--exclude-op-types", type=csv, default=[],
                    help="op types kept in float in static INT8 (DepthwiseConv: Conv with group > 1)")
     p.add_argument("--target-loss", type=float, help="search static recipes for the fastest within this loss %%")
-    p.add_argument("--spec", help="model spec YAML: inputs, judged outputs and metrics (default: inferred)")
+    p.add_argument("--spec", help="model spec YAML: inputs, judged outputs and metrics (default: "
+                                   "<model>.farm.yaml beside the model, else inferred)")
     p.set_defaults(func=cmd_quantize)
