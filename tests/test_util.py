@@ -7,7 +7,16 @@ import re
 
 import pytest
 
-from farm.util import NAME_RE, file_sha256, new_run_id, remove_tree, write_json_atomic
+from farm.util import (
+    NAME_RE,
+    did_you_mean,
+    file_sha256,
+    is_number,
+    new_run_id,
+    remove_tree,
+    split_list,
+    write_json_atomic,
+)
 
 
 @pytest.mark.parametrize("name", ["rpi4-01", "a", "A.b_c-d", "0", "x" * 64, "20260101T000000Z-ab12"])
@@ -57,3 +66,23 @@ def test_anything_else_is_refused_and_left(tmp_path, relative):
     with pytest.raises(ValueError, match="refusing to delete"):
         remove_tree(inside / relative, inside)
     assert (inside / "a" / "b").is_dir() and (tmp_path / "outside").is_dir() and (inside / ".hidden").is_dir()
+
+
+@pytest.mark.parametrize(("word", "choices", "hint"), [("runz", ["runs", "warmup"], "did you mean 'runs'?"),
+                                                       ("zzz", ["runs", "warmup"], "keys: runs, warmup"),
+                                                       (3, [1, 2, 3], "did you mean '3'?")])
+def test_a_misspelt_name_gets_the_nearest_choice_else_every_choice(word, choices, hint):
+    assert did_you_mean(word, choices, "keys: ") == hint
+
+
+@pytest.mark.parametrize(("value", "whole", "ok"), [(1, False, True), (1.5, False, True), (1, True, True),
+                                                    (1.5, True, False), (True, False, False), (False, True, False),
+                                                    ("1", False, False), (None, False, False)])
+def test_a_number_from_a_file_is_never_a_bool_and_whole_when_asked(value, whole, ok):
+    assert is_number(value, whole=whole) is ok
+
+
+@pytest.mark.parametrize(("text", "names"), [("a,b", ["a", "b"]), (" a , b ,, c ", ["a", "b", "c"]), ("", []),
+                                             (",", []), ("fp32", ["fp32"])])
+def test_a_comma_list_is_its_names_without_blanks(text, names):
+    assert split_list(text) == names

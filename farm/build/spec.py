@@ -21,7 +21,6 @@ mistake is a ModelError naming the file, the line and the field (exit 2).
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from farm.build.datafile import TensorSpec
 from farm.build.modelfile import ModelInfo
 from farm.config.yamlfile import LineMap, load_yaml
 from farm.errors import LocatedError, ModelError
+from farm.util import did_you_mean, is_number
 
 # metric -> (its settings, the limit key and unit): limits default to the checklist's accuracy item
 METRICS: dict[str, tuple[tuple[str, ...], str, str]] = {
@@ -47,7 +47,6 @@ INPUT_KEYS = ("shape", "dtype", "batch_axis", "value", "from_output", "init")
 OUTPUT_KEYS = ("metric", "batch_axis", "labels", "threshold", "points", "max_loss_pct", "max_loss", "min_db")
 TOP_KEYS = ("model", "data", "batch", "sequence", "inputs", "outputs", "quantize", "description")
 QUANTIZE_KEYS = ("exclude_nodes", "exclude_op_types")
-FLOAT_DTYPES = ("float16", "float32", "float64")
 
 
 class SpecError(LocatedError, ModelError):
@@ -139,8 +138,7 @@ class ModelSpec:
 
 
 def _near(word: str, choices) -> str:
-    found = difflib.get_close_matches(str(word), list(choices), n=1)
-    return f"did you mean {found[0]!r}?" if found else "valid: " + ", ".join(map(str, choices))
+    return did_you_mean(word, choices, "valid: ")
 
 
 class _Resolver:
@@ -204,7 +202,7 @@ def resolve_spec(model: ModelInfo, data_sample_shapes: dict[str, list], doc: dic
     labelled = labelled or set()
     resolver.check_keys(doc, TOP_KEYS, None)
     batch = doc.get("batch", 1)
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+    if not is_number(batch, whole=True) or batch < 1:
         raise resolver.fail(_line(doc, "batch"), f"expected a whole number >= 1, got {batch!r}", None, "batch")
     sequence = bool(doc.get("sequence", False))
     if sequence and batch != 1:

@@ -8,7 +8,6 @@ error names the file, the line, the board and the field.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import os
 import re
@@ -20,7 +19,7 @@ from farm.config.boardclasses import BOARD_CLASSES, class_fields
 from farm.config.checklist import parse_rule
 from farm.config.yamlfile import LineMap, load_yaml
 from farm.errors import ConfigError, InventoryError
-from farm.util import NAME_RE
+from farm.util import NAME_RE, did_you_mean
 
 VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 HOST_KEY_POLICIES = ("verify", "accept-new", "off")
@@ -213,18 +212,15 @@ class _Reader:
     def check_field(self, key: str, value: Any, line: int, board: str | None, allowed: Iterable[str]) -> None:
         allowed = list(allowed)
         if key not in allowed:
-            near = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f"did you mean {near[0]!r}?" if near else "valid keys: " + ", ".join(allowed)
-            raise self.fail(line, "unknown key", board, str(key), hint)
+            raise self.fail(line, "unknown key", board, str(key), did_you_mean(key, allowed, "valid keys: "))
         types, what = FIELD_TYPES.get(key, ((str,), "text"))
         if isinstance(value, bool) and bool not in types or not isinstance(value, types):
             raise self.fail(line, f"expected {what}, got {type(value).__name__} {value!r}", board, key)
         if isinstance(value, list) and not all(isinstance(v, str) for v in value):
             raise self.fail(line, f"expected {what} (all text)", board, key)
         if key == "class" and value not in BOARD_CLASSES:
-            near = difflib.get_close_matches(value, list(BOARD_CLASSES), n=1)
             raise self.fail(line, f"unknown board class {value!r}", board, key,
-                            f"did you mean {near[0]!r}?" if near else "classes: " + ", ".join(BOARD_CLASSES))
+                            did_you_mean(value, BOARD_CLASSES, "classes: "))
         if key in CHOICES and value not in CHOICES[key]:
             raise self.fail(line, f"expected {what}, got {value!r}", board, key)
         if key == "regression_rule":
@@ -291,9 +287,8 @@ def _load_farm(reader: _Reader, doc: LineMap) -> Inventory:
     sections = {"defaults": dict, "boards": list, "standins": list}
     for key, value in doc.items():
         if key not in sections:
-            near = difflib.get_close_matches(str(key), list(sections), n=1)
             raise reader.fail(doc.lines[key], "unknown key", None, str(key),
-                              f"did you mean {near[0]!r}?" if near else "expected defaults, boards, standins")
+                              did_you_mean(key, sections, "expected "))
         if value is not None and not isinstance(value, sections[key]):
             raise reader.fail(doc.lines[key], f"expected a {sections[key].__name__}, got {type(value).__name__}",
                               None, key)

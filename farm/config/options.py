@@ -18,7 +18,7 @@ from farm import resources
 from farm.config.project import ProjectConfig, ProjectConfigError, check_keys
 from farm.config.settings import VARIANTS, Measurement, RunSettings
 from farm.errors import ConfigError
-from farm.util import NAME_RE
+from farm.util import NAME_RE, is_number, split_list
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ def add_to_pytest(group) -> None:
 
 def _from_text(option: RunOption, text: str, where: str) -> Any:
     if option.repeat:
-        return [part.strip() for part in text.split(",") if part.strip()]
+        return split_list(text)
     try:
         return option.type(text)
     except ValueError:
@@ -127,12 +127,12 @@ def _from_config(option: RunOption, value: Any, project: ProjectConfig) -> Any:
                                            field=key)
     if option.repeat or option.name == "variants":
         if isinstance(value, str):
-            value = [part.strip() for part in value.split(",") if part.strip()]
+            value = split_list(value)
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise fail("a list of names")
         return value if option.repeat else ",".join(value)
     if option.type in (int, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or option.type is int and isinstance(value, float):
+        if not is_number(value, whole=option.type is int):
             raise fail(TYPE_WORDS[option.type])
         return option.type(value)
     if not isinstance(value, str):
@@ -232,7 +232,7 @@ def run_settings(resolved: dict[str, Setting], **overrides: Any) -> RunSettings:
         data=path("data", resources.demo_data), spec=Path(value("spec")) if value("spec") else None,
         variants_dir=Path(value("variants_dir")) if value("variants_dir") else None,
         checklist=path("checklist", lambda: resources.checklist("dms")),
-        variants=[v.strip() for v in value("variants").split(",") if v.strip()],
+        variants=split_list(value("variants")),
         pools=value("pool"), tags=value("tag"), boards=value("board"),
         measurement=_measurement(resolved),
         out=Path(value("out")), lock_wait_s=value("wait"), variant_deadline_s=value("deadline"),

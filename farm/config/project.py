@@ -9,7 +9,6 @@ file, the line and the key, like the inventory's.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import tomllib
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from farm.errors import LocatedError
+from farm.util import did_you_mean
 
 TABLE = "tool.farm"
 
@@ -97,6 +97,5 @@ def check_keys(config: ProjectConfig, known: dict[str, str]) -> None:
     """Unknown keys are errors (with the nearest known key), never ignored. `known`: key -> description."""
     for key in config.values:
         if key not in known:
-            near = difflib.get_close_matches(key, list(known), n=1)
             raise ProjectConfigError(str(config.path), config.lines.get(key), "unknown key", field=key,
-                                     hint=f"did you mean {near[0]!r}?" if near else "keys: " + ", ".join(known))
+                                     hint=did_you_mean(key, known, "keys: "))

@@ -1,4 +1,4 @@
-"""What every command shares: diagnostics on stderr, comma lists."""
+"""What every command shares: diagnostics on stderr."""
 
 from __future__ import annotations
 
@@ -8,7 +8,3 @@ import sys
 def say(message: str) -> None:
     """Progress and diagnostics go to stderr; stdout carries results."""
     print(message, file=sys.stderr, flush=True)
-
-
-def csv(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
