@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -30,6 +29,7 @@ from helpers import (
     run_until_agent_starts,
     saved_board,
     slow_agent_python,
+    start_farm,
     via_proxy,
     wait_for_processes,
     wrapper_python,
@@ -44,12 +44,6 @@ from farm.record.rundir import RunDir
 
 REPO = Path(__file__).resolve().parents[2]
 DIGITS = REPO / "models" / "digits"
-
-
-def start_farm(*args, cwd: Path, env: dict | None = None) -> subprocess.Popen:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
-    return subprocess.Popen([sys.executable, "-m", "farm", *map(str, args)], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**clean, **(env or {})})
 
 
 @pytest.fixture

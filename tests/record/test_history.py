@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
-from helpers import history_run
+from helpers import closed_port, history_run
 
 from farm import resources
 from farm.record.history import History
@@ -84,9 +83,7 @@ def test_farm_run_records_into_postgres(postgres_url, lab, tmp_path):
 def test_unreachable_history_errors_only_the_regression_item(lab, tmp_path):
     """A nightly whose store is down still judges every other item and keeps every figure."""
     lab_obj, _ = lab
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        closed = sock.getsockname()[1]
+    closed = closed_port()
     nightly = resources.checklist("dms-nightly")
     proc = subprocess.run([sys.executable, "-m", "farm", "run", "--inventory", str(lab_obj.dir / "inventory.yaml"),
                            "--board", "t3", "--variants", "fp32", "--runs", "10", "--checklist", str(nightly),

@@ -8,14 +8,13 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import textwrap
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import farm, history_run
+from helpers import closed_port, farm, history_run, start_farm
 
 from farm.record.history import History
 from farm.results import RunResult
@@ -29,26 +28,18 @@ XSS_BOARD, XSS_POOL = "<script>alert(1)</script>", "<img src=x onerror=alert(2)>
 SHOTS = Path(os.environ.get("FARM_SCREENSHOTS", "")) if os.environ.get("FARM_SCREENSHOTS") else None
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Server:
     def __init__(self, cwd: Path, *args: str):
-        self.port = free_port()
+        self.port = closed_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
-        self.process = subprocess.Popen([sys.executable, "-m", "farm", "serve", "--port", str(self.port), *args],
-                                        cwd=cwd, env=clean, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.process = start_farm("serve", "--port", str(self.port), *args, cwd=cwd, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 return
             except OSError:
-                assert self.process.poll() is None, self.process.stdout.read().decode()
+                assert self.process.poll() is None, self.process.stdout.read()
                 time.sleep(0.2)
         raise AssertionError("farm serve did not start")
 
