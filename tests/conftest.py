@@ -33,8 +33,8 @@ def _quick_tests_start_no_process(request, monkeypatch):
     if request.node.get_closest_marker("real") or request.node.get_closest_marker("slow"):
         return
 
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"{request.node.nodeid} starts a process ({args[0] if args else kwargs.get('args')!r}): "
+    def refuse(self, args=None, *rest, **kwargs):
+        raise AssertionError(f"{request.node.nodeid} starts a process ({args or kwargs.get('args')!r}): "
                              "mark it @pytest.mark.real (tests/conftest.py), or fake the process")
     monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
 
