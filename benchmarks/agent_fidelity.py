@@ -22,8 +22,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from farm import resources  # noqa: E402
-from farm.build.variants import build  # noqa: E402
 from farm.board.agent import agent_argv  # noqa: E402
+from farm.build.variants import build  # noqa: E402
 from farm.config.settings import Measurement  # noqa: E402
 
 BARE_LOOP = r"""

@@ -31,15 +31,15 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from farm import resources  # noqa: E402
-from farm.build.variants import build  # noqa: E402
 from farm.board.artifacts import Artifact, push  # noqa: E402
 from farm.board.probe import PROBE_SCRIPT  # noqa: E402
+from farm.board.ssh import SshTransport  # noqa: E402
+from farm.build.variants import build  # noqa: E402
+from farm.config.inventory import StandinSpec  # noqa: E402
 from farm.deploy.fanout import Fanout  # noqa: E402
 from farm.deploy.session import DeployPlan  # noqa: E402
-from farm.record.rundir import RunDir  # noqa: E402
-from farm.config.inventory import StandinSpec  # noqa: E402
 from farm.lab.standins import Lab  # noqa: E402
-from farm.board.ssh import SshTransport  # noqa: E402
+from farm.record.rundir import RunDir  # noqa: E402
 
 
 def bare_probe(board) -> None:
@@ -94,9 +94,9 @@ def main() -> None:
                 chosen = boards[:n]
                 farm_runs, floor_runs = [], []
                 for _ in range(args.repeat):
-                    farm_runs.append(timed(lambda: Fanout(plan, RunDir(Path(tmp) / "runs", "fanout")).run(chosen)))
+                    farm_runs.append(timed(lambda: Fanout(plan, RunDir(Path(tmp) / "runs", "fanout")).run(chosen)))  # noqa: B023 (called here)
                     with ThreadPoolExecutor(max_workers=min(32, n)) as pool:
-                        floor_runs.append(timed(lambda: list(pool.map(bare_probe, chosen))))
+                        floor_runs.append(timed(lambda: list(pool.map(bare_probe, chosen))))  # noqa: B023 (called here)
                 f, b = (statistics.median(w for w, _ in farm_runs), statistics.median(w for w, _ in floor_runs))
                 fc, bc = (statistics.median(c for _, c in farm_runs) / n * 1000,
                           statistics.median(c for _, c in floor_runs) / n * 1000)

@@ -22,8 +22,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from helpers import (RUN, Proxy, run_until_agent_starts, saved_board, slow_agent_python,  # noqa: E402
-                     via_proxy, wait_for_processes, write_inventory)
+from helpers import (  # noqa: E402
+    RUN,
+    Proxy,
+    run_until_agent_starts,
+    saved_board,
+    slow_agent_python,
+    via_proxy,
+    wait_for_processes,
+    write_inventory,
+)
 
 from farm.board.lease import Lease  # noqa: E402
 from farm.board.ssh import SshTransport  # noqa: E402

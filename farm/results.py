@@ -96,7 +96,7 @@ class Check:
                 "unit": self.unit, "why": self.why, "details": list(self.details)}
 
     @classmethod
-    def from_json(cls, doc: dict) -> "Check":
+    def from_json(cls, doc: dict) -> Check:
         known = _known(cls, doc)
         return cls(**{**known, "status": CheckStatus(doc["status"]), "details": tuple(doc.get("details") or ())})
 
@@ -130,7 +130,7 @@ class VariantResult:
     checks: list = field(default_factory=list)
 
     @classmethod
-    def from_agent(cls, name: str, doc: dict) -> "VariantResult":
+    def from_agent(cls, name: str, doc: dict) -> VariantResult:
         """From the agent's latency document (farm.agent/2, mode latency)."""
         model = doc.get("model") or {}
         return cls(name=name, sha256=model.get("sha256"), provider_used=model.get("provider_used"),
@@ -166,7 +166,7 @@ class VariantResult:
         return doc
 
     @classmethod
-    def from_json(cls, doc: dict) -> "VariantResult":
+    def from_json(cls, doc: dict) -> VariantResult:
         known = _known(cls, doc)
         known["checks"] = [Check.from_json(c) for c in doc.get("checks") or []]
         return cls(**known)
@@ -229,7 +229,7 @@ class BoardResult:
         return doc
 
     @classmethod
-    def from_json(cls, doc: dict) -> "BoardResult":
+    def from_json(cls, doc: dict) -> BoardResult:
         known = _known(cls, {**doc, "board_class": doc.get("class")})
         known["status"] = BoardStatus(doc["status"])
         known["steps"] = [Step(**s) for s in doc.get("steps") or []]
@@ -256,7 +256,7 @@ class VariantBuild:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
-    def from_json(cls, doc: dict) -> "VariantBuild":
+    def from_json(cls, doc: dict) -> VariantBuild:
         return cls(**_known(cls, doc))
 
 
@@ -277,7 +277,7 @@ class ModelResult:
         return doc
 
     @classmethod
-    def from_json(cls, doc: dict) -> "ModelResult":
+    def from_json(cls, doc: dict) -> ModelResult:
         known = _known(cls, doc)
         known["variants"] = {name: VariantBuild.from_json(v) for name, v in (doc.get("variants") or {}).items()}
         return cls(**known)
@@ -334,7 +334,7 @@ class RunResult:
                 "model": self.model.to_json(), "boards": [b.to_json() for b in self.boards]}
 
     @classmethod
-    def from_json(cls, doc: dict) -> "RunResult":
+    def from_json(cls, doc: dict) -> RunResult:
         if doc.get("schema") != SCHEMA:
             raise ValueError(f"not a {SCHEMA} document (schema {doc.get('schema')!r})")
         known = _known(cls, doc)

@@ -1,8 +1,9 @@
-"""Small helpers every layer uses: time stamps, run ids, file hashes, atomic JSON writes."""
+"""Small helpers every layer uses: hints, number and list checks, time stamps, run ids, hashes, atomic JSON."""
 
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import hashlib
 import json
 import os
@@ -10,7 +11,9 @@ import re
 import secrets
 import shutil
 import threading
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 # Board and stand-in names become folder and file names: a letter or digit first, so never `.` or `..`.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -25,6 +28,23 @@ _ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\
 def printable(text: object) -> str:
     """Text from a board (an error, a fact), fit to print: no terminal escape, no control character."""
     return _ESCAPES.sub("", str(text))
+
+
+def did_you_mean(word: Any, choices: Iterable[Any], otherwise: str) -> str:
+    """The hint for a misspelt name: the nearest choice, else `otherwise` and every choice."""
+    choices = [str(c) for c in choices]
+    near = difflib.get_close_matches(str(word), choices, n=1)
+    return f"did you mean {near[0]!r}?" if near else otherwise + ", ".join(choices)
+
+
+def is_number(value: Any, whole: bool = False) -> bool:
+    """A number from a YAML or TOML file: never a bool (True is an int in Python); an int when `whole`."""
+    return not isinstance(value, bool) and isinstance(value, int if whole else (int, float))
+
+
+def split_list(text: str) -> list[str]:
+    """Comma-separated names, as the command line and FARM_* take them: 'a, b,,c' is [a, b, c]."""
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def utc_now() -> str:

@@ -4,15 +4,39 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
+from helpers import closed_port
 
 REPO = Path(__file__).resolve().parent.parent
 pytest_plugins = ["pytester"]
+
+# Fixtures that start real parts: stand-in boards (sshd), PostgreSQL, a browser, a pytest child process, or
+# real quantization of a demo model (tens of seconds). A test that needs one, directly or through another
+# fixture, is marked `real`; so is, explicitly, a test that starts a process without one. `./scripts/test.sh
+# --quick` runs the others (`-m "not slow and not real"`); the full run runs all.
+REAL_FIXTURES = frozenset({"shared_dir", "lab", "postgres_server", "browser", "pytester", "variants", "built"})
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if REAL_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.real)
+
+
+@pytest.fixture(autouse=True)
+def _quick_tests_start_no_process(request, monkeypatch):
+    """A test the quick tier runs must not start a process: one that does is told to mark itself `real`."""
+    if request.node.get_closest_marker("real") or request.node.get_closest_marker("slow"):
+        return
+
+    def refuse(self, args=None, *rest, **kwargs):
+        raise AssertionError(f"{request.node.nodeid} starts a process ({args or kwargs.get('args')!r}): "
+                             "mark it @pytest.mark.real (tests/conftest.py), or fake the process")
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
 
 
 @pytest.fixture(scope="session")
@@ -88,9 +112,7 @@ def postgres_server():
     bin_dir = found[-1].parent
     data = Path(tempfile.mkdtemp(prefix="farm-pg-", dir="/tmp"))
     shutil.chown(data, "postgres", "postgres")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = closed_port()
     init = _as_postgres(str(bin_dir / "initdb"), "-D", str(data / "db"), "--auth=trust", "-U", "postgres")
     assert init.returncode == 0, init.stderr
     start = _as_postgres(str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-w", "-l", str(data / "log"), "start",

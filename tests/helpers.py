@@ -74,11 +74,21 @@ def run_until_agent_starts(fanout: Fanout, boards: list, marker: str, timeout_s:
     return worker
 
 
+def _farm_env(env: dict | None) -> dict:
+    """This session's environment without its FARM_* settings, plus `env`."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("FARM_")}, **(env or {})}
+
+
 def farm(*args: str, cwd: Path, env: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
     """The `farm` command as a user types it, in `cwd`; none of this session's FARM_* settings leak in."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
     return subprocess.run([sys.executable, "-m", "farm", *map(str, args)], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**clean, **(env or {})})
+                          timeout=timeout, env=_farm_env(env))
+
+
+def start_farm(*args: str, cwd: Path, env: dict | None = None, stderr: int = subprocess.PIPE) -> subprocess.Popen:
+    """`farm` started as `farm()` runs it, not waited for: to signal it, or to talk to `farm serve`."""
+    return subprocess.Popen([sys.executable, "-m", "farm", *map(str, args)], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=stderr, text=True, env=_farm_env(env))
 
 
 class Proxy:

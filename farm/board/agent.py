@@ -14,10 +14,9 @@ from dataclasses import dataclass
 
 import farm
 from farm import resources
+from farm._agents import farm_agent as library  # the agent's own feeding and metrics
 from farm.config.settings import Measurement
 from farm.errors import AgentError
-
-from farm._agents import farm_agent as library  # noqa: E402  (the agent's own feeding and metrics)
 
 SCHEMA = library.SCHEMA
 REQUIRED_KEYS = ("facts", "model", "latency_ms", "samples_ms", "peak_rss_mb", "accuracy", "errors")

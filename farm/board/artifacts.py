@@ -53,7 +53,7 @@ class Artifact:
     sha256: str
 
     @classmethod
-    def of(cls, path: str | Path) -> "Artifact":
+    def of(cls, path: str | Path) -> Artifact:
         return cls(Path(path), file_sha256(Path(path)))
 
     @property

@@ -65,7 +65,7 @@ class Holder:
     ttl: int
 
     @classmethod
-    def parse(cls, words: list[str]) -> "Holder | None":
+    def parse(cls, words: list[str]) -> Holder | None:
         if len(words) != len(FIELDS) or not words[4].isdigit() or not words[5].isdigit():
             return None
         return cls(words[0], words[1], words[2], words[3], int(words[4]), int(words[5]))
@@ -95,7 +95,7 @@ class Lease:
         return ["sh", "-c", script, "sh", self.workdir, self.run_id, socket.gethostname(), str(os.getpid()),
                 getpass.getuser(), str(self.ttl_s)]
 
-    def acquire(self, wait_s: float = 0.0, stopped=lambda: False) -> "Lease":
+    def acquire(self, wait_s: float = 0.0, stopped=lambda: False) -> Lease:
         """Take the lock (waiting up to `wait_s` for a live holder); `stopped()` ends the wait early."""
         deadline = time.monotonic() + wait_s
         while True:

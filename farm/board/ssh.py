@@ -127,7 +127,7 @@ class SshTransport(BaseTransport):
         digest = base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
         return f"{key.get_name()} SHA256:{digest}"
 
-    def open(self) -> "SshTransport":
+    def open(self) -> SshTransport:
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.attempts),
             wait=tenacity.wait_exponential(multiplier=0.25, max=4),
@@ -154,7 +154,7 @@ class SshTransport(BaseTransport):
         """One exec channel: stdout read here, stderr on a helper thread (so neither can fill up)."""
         try:
             return self._exec(command, timeout)
-        except socket.timeout as exc:
+        except TimeoutError as exc:
             if not self._link_alive():
                 raise BoardError(f"{self.board.name}: the link went silent while a command ran (no answer for "
                                  f"{timeout:.0f} s, nor to a new channel)", "link-lost") from exc
@@ -220,7 +220,7 @@ class SshTransport(BaseTransport):
             sftp.get_channel().settimeout(PUSH_IDLE_S)
             sftp.put(str(local), partial, callback=progress, confirm=False)
             sftp.posix_rename(partial, remote)
-        except socket.timeout as exc:
+        except TimeoutError as exc:
             raise BoardError(f"{self.board.name}: pushing {local.name}: no byte moved for {PUSH_IDLE_S} s, the link "
                              "stalled", "link-lost") from exc
         except (EOFError, ConnectionError, paramiko.SSHException) as exc:  # not an SFTP error: push() reads those

@@ -9,7 +9,7 @@ import numpy as np
 
 from farm.build.datafile import DataSet, load_data
 from farm.build.modelfile import ModelInfo, inspect_model
-from farm.build.spec import ModelSpec, check_names, load_spec_file, resolve_spec
+from farm.build.spec import ModelSpec, check_names, load_spec_file, resolve_spec, spec_beside
 from farm.errors import ModelError
 
 Say = Callable[[str], None]
@@ -70,6 +70,8 @@ def returned_shapes(info: ModelInfo, rows: dict[str, np.ndarray], inputs: list, 
 def load_model_and_data(model_path: str | Path, data_path: str | Path, spec_path: str | Path | None,
                         say: Say = lambda message: None) -> tuple[ModelInfo, DataSet, ModelSpec]:
     info = inspect_model(model_path)
+    if spec_path is None and (spec_path := spec_beside(model_path)) is not None:
+        say(f"model spec: {spec_path}, found beside the model (--spec chooses another)")
     doc = load_spec_file(spec_path)[0] if spec_path else None
     if doc is not None:
         check_names(info, doc, str(spec_path))

@@ -1,7 +1,7 @@
 """A model spec: how each input is fed, what each judged output means, the deployment shape.
 
-Written beside the model (`dms.farm.yaml`, `--spec`), or inferred when there is
-none (and the run says what it inferred):
+Written beside the model (`dms.onnx` -> `dms.farm.yaml`, found there when no `--spec`
+is given, and said so), or inferred when there is none (and the run says what it inferred):
 
     batch: 1                     # the deployment batch: latency and memory are measured at it
     sequence: false              # true: samples are consecutive steps of one stream (state carried)
@@ -21,7 +21,6 @@ mistake is a ModelError naming the file, the line and the field (exit 2).
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -30,6 +29,7 @@ from farm.build.datafile import TensorSpec
 from farm.build.modelfile import ModelInfo
 from farm.config.yamlfile import LineMap, load_yaml
 from farm.errors import LocatedError, ModelError
+from farm.util import did_you_mean, is_number
 
 # metric -> (its settings, the limit key and unit): limits default to the checklist's accuracy item
 METRICS: dict[str, tuple[tuple[str, ...], str, str]] = {
@@ -57,7 +57,6 @@ CHOICES = {"box_format": ("cxcywh", "xyxy"), "anchors_axis": ("last", "middle"),
            "activation": ("none", "sigmoid")}
 TOP_KEYS = ("model", "data", "batch", "sequence", "inputs", "outputs", "quantize", "description")
 QUANTIZE_KEYS = ("exclude_nodes", "exclude_op_types")
-FLOAT_DTYPES = ("float16", "float32", "float64")
 
 
 class SpecError(LocatedError, ModelError):
@@ -153,8 +152,7 @@ class ModelSpec:
 
 
 def _near(word: str, choices) -> str:
-    found = difflib.get_close_matches(str(word), list(choices), n=1)
-    return f"did you mean {found[0]!r}?" if found else "valid: " + ", ".join(map(str, choices))
+    return did_you_mean(word, choices, "valid: ")
 
 
 class _Resolver:
@@ -232,7 +230,7 @@ def resolve_spec(model: ModelInfo, data_sample_shapes: dict[str, list], doc: dic
     labelled = labelled or set()
     resolver.check_keys(doc, TOP_KEYS, None)
     batch = doc.get("batch", 1)
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+    if not is_number(batch, whole=True) or batch < 1:
         raise resolver.fail(_line(doc, "batch"), f"expected a whole number >= 1, got {batch!r}", None, "batch")
     sequence = bool(doc.get("sequence", False))
     if sequence and batch != 1:
@@ -464,6 +462,15 @@ def check_names(model: ModelInfo, doc: dict, path: str) -> None:
             raise resolver.fail(_line(doc, key), f"expected a mapping of {kind} names", None, key)
         for name in section:
             resolver.name(section, name, known, kind)
+
+
+SPEC_SUFFIX = ".farm.yaml"
+
+
+def spec_beside(model_path: str | Path) -> Path | None:
+    """`<model>.farm.yaml` next to the model (vad.onnx: vad.farm.yaml): the spec written for it, if there is one."""
+    path = Path(model_path).with_suffix(SPEC_SUFFIX)
+    return path if path.is_file() else None
 
 
 def load_spec_file(path: str | Path) -> tuple[dict, Path]:

@@ -13,7 +13,6 @@ model and variants it must cover, and the namespace signatures are made in.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import re
@@ -24,6 +23,7 @@ from farm.config.boardclasses import BOARD_CLASSES
 from farm.config.settings import VARIANTS
 from farm.config.yamlfile import LineMap, load_yaml
 from farm.errors import ChecklistError
+from farm.util import did_you_mean, is_number
 
 ITEMS: dict[str, dict] = {  # item -> its settings and their defaults
     "opset": {"min": 10},
@@ -104,15 +104,14 @@ class Checklist:
 
 
 def _hint(word: str, choices) -> str:
-    near = difflib.get_close_matches(str(word), list(choices), n=1)
-    return f"did you mean {near[0]!r}?" if near else "choose from " + ", ".join(choices)
+    return did_you_mean(word, choices, "choose from ")
 
 
 def load_checklist(path: str | Path) -> Checklist:
     path = Path(path)
     doc = load_yaml(path, lambda p, line, message: ChecklistError(p, line, message), "checklist file")
     where = str(path)
-    if not isinstance(doc, LineMap) or not isinstance(doc.get("items"), dict):
+    if not isinstance(doc, LineMap) or not isinstance(doc.get("items"), LineMap):
         raise ChecklistError(where, None, "expected a mapping with 'name' and an 'items' mapping")
     for key in doc:
         if key not in SECTIONS:
@@ -125,7 +124,7 @@ def load_checklist(path: str | Path) -> Checklist:
         if item not in ITEMS:
             raise ChecklistError(where, line, "unknown item", item=str(item), hint=_hint(item, ITEMS))
         settings = settings or LineMap()
-        if not isinstance(settings, dict):
+        if not isinstance(settings, LineMap):
             raise ChecklistError(where, line, "expected a mapping of settings", item=item)
         for key in settings:
             if key not in ITEMS[item]:
@@ -141,7 +140,7 @@ def load_checklist(path: str | Path) -> Checklist:
         if item == "latency":
             _one_of(where, settings, item, items[item], "metric", LATENCY_METRICS, "metric")
         confidence = items[item].get("confidence", 0)
-        if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 <= confidence < 1:
+        if not is_number(confidence) or not 0 <= confidence < 1:
             raise ChecklistError(where, settings.line_of("confidence"), f"expected a number from 0 to below 1 "
                                  f"(0.95: 95 %), got {confidence!r}", item=item, field="confidence")
         for key, choices in (("board_state", BOARD_STATE_RULES), ("limits", LIMIT_RULES)):
@@ -162,21 +161,20 @@ def _policy(where: str, section, line: int, inherited: dict) -> dict:
     """The `signoff:` section over the inherited policy, every rule checked."""
     if section is None:
         return dict(inherited)
-    if not isinstance(section, dict):
+    if not isinstance(section, LineMap):
         raise ChecklistError(where, line, "expected a mapping of sign-off rules", field="signoff")
     policy = dict(inherited)
     for key, value in section.items():
         at = section.line_of(key)
-        bad = lambda what: ChecklistError(where, at, f"expected {what}, got {value!r}",  # noqa: E731
-                                          field=f"signoff.{key}")
+        bad = lambda what: ChecklistError(where, at, f"expected {what}, got {value!r}",  # noqa: E731, B023 (used in this iteration)
+                                          field=f"signoff.{key}")  # noqa: B023
         if key not in POLICY:
             raise ChecklistError(where, at, "unknown sign-off rule", field=f"signoff.{key}", hint=_hint(key, POLICY))
         if key in ("allow_standins", "allow_emulated") and not isinstance(value, bool):
             raise bad("true or false")
-        if key in ("min_boards_per_class", "min_rounds") and (isinstance(value, bool) or not isinstance(value, int)
-                                                               or value < 1):
+        if key in ("min_boards_per_class", "min_rounds") and (not is_number(value, whole=True) or value < 1):
             raise bad("a whole number of at least 1")
-        if key == "max_age_days" and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+        if key == "max_age_days" and (not is_number(value) or value <= 0):
             raise bad("a number of days above 0")
         if key == "classes" and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
             raise bad("a list of board classes")

@@ -8,7 +8,6 @@ error names the file, the line, the board and the field.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import os
 import re
@@ -20,7 +19,7 @@ from farm.config.boardclasses import BOARD_CLASSES, class_fields
 from farm.config.checklist import parse_rule
 from farm.config.yamlfile import LineMap, load_yaml
 from farm.errors import ConfigError, InventoryError
-from farm.util import NAME_RE
+from farm.util import NAME_RE, did_you_mean
 
 VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # An `env` key: `--split-string` or `-S` once made env(1) run a shell command on the board.
@@ -215,18 +214,15 @@ class _Reader:
     def check_field(self, key: str, value: Any, line: int, board: str | None, allowed: Iterable[str]) -> None:
         allowed = list(allowed)
         if key not in allowed:
-            near = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f"did you mean {near[0]!r}?" if near else "valid keys: " + ", ".join(allowed)
-            raise self.fail(line, "unknown key", board, str(key), hint)
+            raise self.fail(line, "unknown key", board, str(key), did_you_mean(key, allowed, "valid keys: "))
         types, what = FIELD_TYPES.get(key, ((str,), "text"))
         if isinstance(value, bool) and bool not in types or not isinstance(value, types):
             raise self.fail(line, f"expected {what}, got {type(value).__name__} {value!r}", board, key)
         if isinstance(value, list) and not all(isinstance(v, str) for v in value):
             raise self.fail(line, f"expected {what} (all text)", board, key)
         if key == "class" and value not in BOARD_CLASSES:
-            near = difflib.get_close_matches(value, list(BOARD_CLASSES), n=1)
             raise self.fail(line, f"unknown board class {value!r}", board, key,
-                            f"did you mean {near[0]!r}?" if near else "classes: " + ", ".join(BOARD_CLASSES))
+                            did_you_mean(value, BOARD_CLASSES, "classes: "))
         if key in CHOICES and value not in CHOICES[key]:
             raise self.fail(line, f"expected {what}, got {value!r}", board, key)
         if key == "regression_rule":
@@ -302,9 +298,8 @@ def _load_farm(reader: _Reader, doc: LineMap) -> Inventory:
     sections = {"defaults": dict, "boards": list, "standins": list}
     for key, value in doc.items():
         if key not in sections:
-            near = difflib.get_close_matches(str(key), list(sections), n=1)
             raise reader.fail(doc.lines[key], "unknown key", None, str(key),
-                              f"did you mean {near[0]!r}?" if near else "expected defaults, boards, standins")
+                              did_you_mean(key, sections, "expected "))
         if value is not None and not isinstance(value, sections[key]):
             raise reader.fail(doc.lines[key], f"expected a {sections[key].__name__}, got {type(value).__name__}",
                               None, key)
@@ -312,15 +307,15 @@ def _load_farm(reader: _Reader, doc: LineMap) -> Inventory:
     defaults = reader.fields_of(defaults_raw, None, [k for k in FIELD_TYPES if k != "name"])
     boards = []
     for index, raw in enumerate(doc.get("boards") or []):
-        if not isinstance(raw, dict):
+        if not isinstance(raw, LineMap):
             raise reader.fail(doc.lines["boards"], f"board #{index + 1} is not a mapping", None, "boards")
         if "name" not in raw:
             raise reader.fail(raw.line, "missing required field", None, "name")
         values = reader.fields_of(raw, raw.get("name"), FIELD_TYPES)
         boards.append((reader.make_board({**defaults, **values}, raw.line), raw.line))
     standins = []
-    for index, raw in enumerate(doc.get("standins") or []):
-        if not isinstance(raw, dict) or "name" not in raw:
+    for raw in doc.get("standins") or []:
+        if not isinstance(raw, LineMap) or "name" not in raw:
             raise reader.fail(getattr(raw, "line", doc.lines["standins"]), "a stand-in needs a name", None, "name")
         for key, value in raw.items():
             if key == "arch":
@@ -346,7 +341,7 @@ def _ansible_hosts(reader: _Reader, group: str, node: Any, inherited: dict, pool
                    found: dict[str, tuple[LineMap, tuple]]) -> None:
     """Walk an Ansible group: vars flow down (keeping their lines), every group is a pool."""
     node = node if node is not None else LineMap()
-    if not isinstance(node, dict):
+    if not isinstance(node, LineMap):
         raise reader.fail(None, f"group {group!r} is not a mapping", None, group)
     for key in node:
         if key not in ("hosts", "children", "vars"):
@@ -390,7 +385,7 @@ def load_inventory(path: str | Path) -> Inventory:
     path = Path(path)
     doc = load_yaml(path, lambda p, line, message: InventoryError(p, line, message), "inventory file")
     reader = _Reader(path)
-    if not isinstance(doc, dict):
+    if not isinstance(doc, LineMap):
         raise reader.fail(None, "expected a mapping with 'boards' (farm) or 'all' (Ansible)")
     if "all" in doc or any(isinstance(v, dict) and {"hosts", "children"} & set(v) for v in doc.values()):
         return _load_ansible(reader, doc)

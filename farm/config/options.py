@@ -18,7 +18,7 @@ from farm import resources
 from farm.config.project import RELEASE_POLICY, RELEASE_POLICY_HELP, ProjectConfig, ProjectConfigError, check_keys
 from farm.config.settings import VARIANTS, Measurement, RunSettings
 from farm.errors import ConfigError
-from farm.util import NAME_RE
+from farm.util import NAME_RE, is_number, split_list
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,8 @@ OUT = RunOption("out", "results root: <out>/<run-id>/", "results", key="results"
 RUN_OPTIONS = SELECTION + (
     RunOption("model", "FP32 ONNX model (default: the digits demo)", path=True),
     RunOption("data", ".npz data file of the model (required with --model, unless the spec names it)", path=True),
-    RunOption("spec", "model spec YAML: inputs, judged outputs and metrics (default: inferred)", path=True),
+    RunOption("spec", "model spec YAML: inputs, judged outputs and metrics (default: <model>.farm.yaml beside "
+              "the model, else inferred)", path=True),
     RunOption("variants-dir", "reuse the variants `farm quantize --out DIR` built (checked against model, data "
               "and spec by sha256) instead of building them", path=True),
     RunOption("checklist", "checklist YAML (default: the packaged dms checklist)", path=True),
@@ -87,7 +88,7 @@ QUEUE_OPTIONS = (
 BY_NAME = {o.name: o for o in RUN_OPTIONS}
 # The agent times runs for at most this share of the deadline: it stops and reports, never killed mid-run.
 TIMED_SHARE = 0.75
-TYPE_WORDS = {int: "a whole number", float: "a number", str: "text"}
+TYPE_WORDS: dict[Callable[..., Any], str] = {int: "a whole number", float: "a number", str: "text"}
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ def add_to_pytest(group) -> None:
 
 def _from_text(option: RunOption, text: str, where: str) -> Any:
     if option.repeat:
-        return [part.strip() for part in text.split(",") if part.strip()]
+        return split_list(text)
     try:
         return option.type(text)
     except ValueError:
@@ -126,12 +127,12 @@ def _from_config(option: RunOption, value: Any, project: ProjectConfig) -> Any:
                                            field=key)
     if option.repeat or option.name == "variants":
         if isinstance(value, str):
-            value = [part.strip() for part in value.split(",") if part.strip()]
+            value = split_list(value)
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise fail("a list of names")
         return value if option.repeat else ",".join(value)
     if option.type in (int, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or option.type is int and isinstance(value, float):
+        if not is_number(value, whole=option.type is int):
             raise fail(TYPE_WORDS[option.type])
         return option.type(value)
     if not isinstance(value, str):
@@ -188,12 +189,12 @@ def _from_spec(resolved: dict[str, Setting]) -> None:
     spec = resolved["spec"]
     if not spec.value or (resolved["model"].value and resolved["data"].value):
         return
-    from farm.config.yamlfile import load_yaml
+    from farm.config.yamlfile import LineMap, load_yaml
     from farm.errors import LocatedError
 
     doc = load_yaml(Path(spec.value), lambda p, line, message: LocatedError(p, line, message), "model spec")
     for name in ("model", "data"):
-        if not resolved[name].value and isinstance(doc, dict) and isinstance(doc.get(name), str):
+        if not resolved[name].value and isinstance(doc, LineMap) and isinstance(doc.get(name), str):
             resolved[name] = Setting(str(Path(spec.value).parent / doc[name]), f"{spec.value}:{doc.line_of(name)}")
 
 
@@ -232,7 +233,7 @@ def run_settings(resolved: dict[str, Setting], **overrides: Any) -> RunSettings:
         data=path("data", resources.demo_data), spec=Path(value("spec")) if value("spec") else None,
         variants_dir=Path(value("variants_dir")) if value("variants_dir") else None,
         checklist=path("checklist", lambda: resources.checklist("dms")),
-        variants=[v.strip() for v in value("variants").split(",") if v.strip()],
+        variants=split_list(value("variants")),
         pools=value("pool"), tags=value("tag"), boards=value("board"),
         measurement=_measurement(resolved),
         out=Path(value("out")), lock_wait_s=value("wait"), variant_deadline_s=value("deadline"),

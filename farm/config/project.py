@@ -9,7 +9,6 @@ file, the line and the key, like the inventory's.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import tomllib
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from farm.errors import LocatedError
+from farm.util import did_you_mean
 
 TABLE = "tool.farm"
 RELEASE_POLICY = "release_policy"  # {path = "release.yaml", sha256 = "..."}: the checklist a release is signed under
@@ -46,7 +46,8 @@ class ProjectConfig:
 
 def _key_lines(text: str, in_pyproject: bool) -> dict[str, int]:
     """The line of each top-level key of the farm table (tomllib keeps no positions)."""
-    lines, inside = {}, not in_pyproject
+    lines: dict[str, int] = {}
+    inside = not in_pyproject
     for number, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
         if stripped.startswith("["):
@@ -100,9 +101,8 @@ def check_keys(config: ProjectConfig, known: dict[str, str]) -> None:
     """Unknown keys are errors (with the nearest known key), never ignored. `known`: key -> description."""
     for key in config.values:
         if key not in known:
-            near = difflib.get_close_matches(key, list(known), n=1)
             raise ProjectConfigError(str(config.path), config.lines.get(key), "unknown key", field=key,
-                                     hint=f"did you mean {near[0]!r}?" if near else "keys: " + ", ".join(known))
+                                     hint=did_you_mean(key, known, "keys: "))
 
 
 def release_policy(config: ProjectConfig | None):

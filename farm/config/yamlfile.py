@@ -14,14 +14,16 @@ from typing import Any, Callable
 import yaml
 
 
-class LineMap(dict):
+class LineMap(dict[Any, Any]):
     """A YAML mapping that remembers its own line and the line of each key."""
 
-    line: int = 0
-    lines: dict
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.line = 0
+        self.lines: dict[Any, int] = {}
 
-    def line_of(self, key: str) -> int:
-        return getattr(self, "lines", {}).get(key, self.line)
+    def line_of(self, key: Any) -> int:
+        return self.lines.get(key, self.line)
 
 
 MAX_EXPANDED_NODES = 100_000  # far above any lab's inventory, far below an alias bomb
@@ -61,13 +63,18 @@ class _LineLoader(yaml.SafeLoader):
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineMap:
-    loader.flatten_mapping(node)
+    explicit = sum(1 for key, _ in node.value if key.tag != "tag:yaml.org,2002:merge")
+    loader.flatten_mapping(node)  # merged pairs (`<<: *defaults`) first: a key written here overrides them
+    merged = len(node.value) - explicit
     mapping = LineMap()
-    mapping.line, mapping.lines = node.start_mark.line + 1, {}
-    for key_node, value_node in node.value:
+    mapping.line = node.start_mark.line + 1
+    written: set[Any] = set()
+    for index, (key_node, value_node) in enumerate(node.value):
         key = loader.construct_object(key_node, deep=True)
-        if key in mapping:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        if index >= merged:
+            if key in written:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            written.add(key)
         mapping[key] = loader.construct_object(value_node, deep=True)
         mapping.lines[key] = key_node.start_mark.line + 1
     return mapping

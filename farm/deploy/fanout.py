@@ -37,10 +37,6 @@ class GroupResult:
         return iter(self.results.values())
 
     @property
-    def succeeded(self) -> dict[str, BoardResult]:
-        return {name: r for name, r in self.results.items() if r.ok}
-
-    @property
     def failed(self) -> dict[str, BoardResult]:
         return {name: r for name, r in self.results.items() if not r.ok}
 

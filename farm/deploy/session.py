@@ -64,7 +64,7 @@ class DeployPlan:
 
     @classmethod
     def from_manifest(cls, manifest: dict, folder: Path, run_id: str, measurement: Measurement,
-                      **options) -> "DeployPlan":
+                      **options) -> DeployPlan:
         """The plan for what a manifest built in `folder`, by the hashes it recorded: nothing is hashed twice."""
         artifact = lambda entry: Artifact(folder / entry["file"], entry["sha256"]) if entry else None  # noqa: E731
         files = manifest["files"]
@@ -74,12 +74,12 @@ class DeployPlan:
                    reference=artifact(files.get("reference")), measurement=measurement, **options)
 
     @classmethod
-    def probe(cls, run_id: str) -> "DeployPlan":
+    def probe(cls, run_id: str) -> DeployPlan:
         """Connect and ask the board what it has: nothing pushed, nothing locked, nothing measured."""
         return cls(run_id, Artifact.of(resources.agent()), {}, Measurement(), steps=PROBE_ONLY)
 
     @classmethod
-    def clean(cls, run_id: str, keep_runs: int) -> "DeployPlan":
+    def clean(cls, run_id: str, keep_runs: int) -> DeployPlan:
         """Lock the board and free the blobs no recent run used."""
         return cls(run_id, Artifact.of(resources.agent()), {}, Measurement(), steps=CLEAN, keep_runs=keep_runs)
 

@@ -325,12 +325,6 @@ def _informational(check: Check, qemu_cpu: str) -> Check:
                        f"measured {check.value} {check.unit} against {check.limit} {check.unit}")
 
 
-def evaluate(checklist: Checklist, board: Board, variants: dict[str, VariantResult], model: ModelResult,
-             baselines: dict[str, Baseline] | None = None) -> dict[str, list[Check]]:
-    """Checks for every measured variant of one board (baselines: per variant, from the history)."""
-    return judge(limits_for(checklist, board), board.emulated_cpu, variants, model, baselines)
-
-
 def judge(limits: dict[str, dict], emulated_cpu: str | None, variants: dict[str, VariantResult], model: ModelResult,
           baselines: dict[str, Baseline] | None = None) -> dict[str, list[Check]]:
     """Checks from a board's limits (item -> settings, in checklist order) and its raw figures.

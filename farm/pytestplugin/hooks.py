@@ -21,13 +21,13 @@ class PreparedJob:
 
     __name__ = PREPARED  # pluggy registers the object under this name
 
-    def __init__(self, job: "Job"):
+    def __init__(self, job: Job):
         self.job = job
 
 
 @dataclass
 class FarmState:
-    job: "Job | None" = None
+    job: Job | None = None
     ran: bool = False
     interrupted: bool = False  # the run was stopped: tests report what was collected, the session ends stopped
 
@@ -69,7 +69,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(FarmHtml(config), "farm-html")
 
 
-def session_job(config: pytest.Config) -> "Job":
+def session_job(config: pytest.Config) -> Job:
     """The session's job: the prepared one, else one built (and validated) from the options."""
     state = config.stash[STATE]
     if state.job is None:

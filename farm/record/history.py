@@ -88,7 +88,7 @@ class _Store:
             raise HistoryError(f"{self.where}: the history store failed ({type(exc).__name__}: {exc}); {fix}") from exc
 
     @contextmanager
-    def transaction(self) -> Iterator["_Store"]:
+    def transaction(self) -> Iterator[_Store]:
         """All or nothing; SQLite takes the write lock up front so two writers queue, not fail."""
         self.execute("BEGIN" if self.postgres else "BEGIN IMMEDIATE")
         try:

@@ -48,7 +48,7 @@ def sign(data: bytes, key: Path, namespace: str) -> str:
         raise ConfigError(f"signing key {key}: no such file: give --signing-key (or FARM_SIGNING_KEY, or "
                           "signing_key in [tool.farm])")
     done = subprocess.run([_keygen(), "-Y", "sign", "-q", "-f", str(key), "-n", namespace], input=data,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300, check=False)
+                          capture_output=True, timeout=300, check=False)
     if done.returncode != 0 or b"BEGIN SSH SIGNATURE" not in done.stdout:
         raise SignoffError(f"ssh-keygen could not sign with {key}: {done.stderr.decode().strip() or 'no signature'}")
     return done.stdout.decode()

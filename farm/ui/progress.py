@@ -63,7 +63,7 @@ class BoardProgress:
         """A line above the table (or in the log), printed as it is: never markup, never an escape."""
         self.console.print(printable(message), markup=False, highlight=False)
 
-    def __enter__(self) -> "BoardProgress":
+    def __enter__(self) -> BoardProgress:
         if self.console.is_terminal:
             self._live = Live(self._table(), console=self.console, refresh_per_second=4, transient=False)
             self._live.__enter__()

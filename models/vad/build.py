@@ -63,7 +63,7 @@ def speak(text: str, voice: str, speed: int, pitch: int) -> np.ndarray:
 
 def stream(sentences: list[str], rng: np.random.Generator, repeat: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Frames [N, 512] of pauses and utterances over background noise, and a speech label per frame."""
-    clean, noisy = [], []
+    clean = []
     for _ in range(repeat):
         for text in sentences:
             voice = VOICES[int(rng.integers(len(VOICES)))]

@@ -45,6 +45,7 @@ def digits_files(tmp_path_factory, digits_model, digits_data) -> dict[str, Path]
     return {name: out / entry["file"] for name, entry in board_files(info, data, spec, out).items()}
 
 
+@pytest.mark.real
 def test_latency_mode_measures_latency_memory_and_facts(board_dir, digits_model, digits_files):
     doc = agent_json(board_dir, "--mode", "latency", "--model", str(digits_model), "--spec",
                      str(digits_files["spec"]), "--feed", str(digits_files["feed"]), "--runs", "40", "--warmup", "3",
@@ -63,6 +64,7 @@ def test_latency_mode_measures_latency_memory_and_facts(board_dir, digits_model,
     assert doc["accuracy"] is None  # the latency process never runs the evaluation set
 
 
+@pytest.mark.real
 def test_accuracy_mode_judges_each_output_by_its_metric(board_dir, digits_model, digits_files):
     doc = agent_json(board_dir, "--mode", "accuracy", "--model", str(digits_model), "--spec",
                      str(digits_files["spec"]), "--data", str(digits_files["data"]), "--reference",
@@ -74,6 +76,7 @@ def test_accuracy_mode_judges_each_output_by_its_metric(board_dir, digits_model,
     assert doc["accuracy_peak_rss_mb"] > 0
 
 
+@pytest.mark.real
 def test_statistics_are_those_of_the_raw_samples(board_dir, digits_model):
     doc = agent_json(board_dir, "--model", str(digits_model), "--runs", "57", "--warmup", "0")
     samples = np.array(doc["samples_ms"])
@@ -87,12 +90,14 @@ def test_statistics_are_those_of_the_raw_samples(board_dir, digits_model):
     assert "zero inputs" in doc["warnings"][0]
 
 
+@pytest.mark.real
 def test_duration_stops_timed_runs_early(board_dir, digits_model):
     doc = agent_json(board_dir, "--model", str(digits_model), "--runs", "1000000", "--duration", "0.2")
     assert 0 < doc["latency_ms"]["n"] < 1000000
     assert any("--duration" in w for w in doc["warnings"])
 
 
+@pytest.mark.real
 def test_the_agent_stops_when_its_controller_goes_even_with_no_one_left_to_read_its_stderr(board_dir, digits_model):
     # A dead controller's sshd closes every pipe of the session: the agent's "stopping" line then meets
     # a closed stderr (EPIPE), and that must not keep it measuring until its deadline.
@@ -108,6 +113,7 @@ def test_the_agent_stops_when_its_controller_goes_even_with_no_one_left_to_read_
         agent.kill()
 
 
+@pytest.mark.real
 def test_both_minimums_hold_runs_and_duration(board_dir, digits_model):
     by_runs = agent_json(board_dir, "--model", str(digits_model), "--min-runs", "300", "--min-duration-s", "0.05")
     rules = by_runs["run_rules"]
@@ -118,6 +124,7 @@ def test_both_minimums_hold_runs_and_duration(board_dir, digits_model):
     assert sum(by_time["samples_ms"]) / 1000 <= rules["duration_s"]  # the clock counts session.run alone
 
 
+@pytest.mark.real
 def test_warm_up_goes_on_until_the_latency_settles_capped(board_dir, digits_model):
     doc = agent_json(board_dir, "--model", str(digits_model), "--warmup", "3", "--runs", "20")
     rules = doc["run_rules"]
@@ -128,6 +135,7 @@ def test_warm_up_goes_on_until_the_latency_settles_capped(board_dir, digits_mode
         "warmup_runs"] == 0
 
 
+@pytest.mark.real
 def test_board_state_before_and_after_is_recorded(board_dir, digits_model):
     doc = agent_json(board_dir, "--model", str(digits_model), "--runs", "20")
     state = doc["board_state"]
@@ -190,6 +198,7 @@ def test_a_throttled_hot_busy_slow_clocked_board_is_flagged_for_each(tmp_path, m
         "throttled before: under-voltage, throttled (get_throttled=0x50005)"]
 
 
+@pytest.mark.real
 def test_figures_against_a_known_reference(board_dir, digits_model, digits_files, tmp_path):
     """A reference offset by a known amount: every metric's figure is exactly what it must be."""
     import onnxruntime as ort
@@ -216,6 +225,7 @@ def test_figures_against_a_known_reference(board_dir, digits_model, digits_files
     assert 0.9 < results["cosine"]["cosine"] < 1.0
 
 
+@pytest.mark.real
 def test_missing_onnxruntime_is_a_json_error_with_facts(board_dir, digits_model):
     # A module that fails to import, found first because it sits beside the agent.
     (board_dir / "onnxruntime.py").write_text("raise ImportError('onnxruntime is not installed')\n")
@@ -226,6 +236,7 @@ def test_missing_onnxruntime_is_a_json_error_with_facts(board_dir, digits_model)
     assert doc["latency_ms"] is None
 
 
+@pytest.mark.real
 def test_sha_mismatch_measures_nothing(board_dir, digits_model):
     doc = agent_json(board_dir, "--model", str(digits_model), "--expect-sha256", "0" * 64)
     assert doc["errors"][0]["stage"] == "integrity"
@@ -233,6 +244,7 @@ def test_sha_mismatch_measures_nothing(board_dir, digits_model):
     assert doc["latency_ms"] is None and doc["samples_ms"] == []
 
 
+@pytest.mark.real
 def test_corrupted_model_is_a_json_error(board_dir, digits_model):
     broken = board_dir / "broken.onnx"
     broken.write_bytes(digits_model.read_bytes()[:5000])
@@ -241,6 +253,7 @@ def test_corrupted_model_is_a_json_error(board_dir, digits_model):
     assert doc["facts"]["onnxruntime"]
 
 
+@pytest.mark.real
 def test_a_model_failing_at_run_time_is_one_line_naming_the_input(board_dir, digits_model, tmp_path):
     feed = tmp_path / "bad.npz"
     np.savez(feed, image=np.zeros((1, 1, 28, 28), np.float32))
@@ -250,6 +263,7 @@ def test_a_model_failing_at_run_time_is_one_line_naming_the_input(board_dir, dig
     assert "image" in error["message"] and "\n" not in error["message"]
 
 
+@pytest.mark.real
 def test_bad_arguments_exit_2_with_usage(board_dir):
     proc = run_agent(board_dir, "--runs", "3")
     assert proc.returncode == 2

@@ -22,6 +22,8 @@ from farm.deploy.fanout import Fanout
 from farm.errors import BoardBusy
 from farm.record.rundir import RunDir
 
+pytestmark = pytest.mark.real  # the local transport runs the agent and its commands as processes
+
 
 @pytest.fixture
 def board(tmp_path) -> Board:

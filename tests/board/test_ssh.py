@@ -8,7 +8,8 @@ import subprocess
 import time
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from farm.board.ssh import SshTransport
 from farm.errors import BoardError

@@ -27,7 +27,7 @@ def built(tmp_path_factory, digits_model, digits_data) -> tuple[Path, dict]:
 def test_every_variant_is_built_and_loads(built):
     out, manifest = built
     assert set(manifest["variants"]) == set(VARIANTS)
-    for name, entry in manifest["variants"].items():
+    for entry in manifest["variants"].values():
         assert entry["status"] == "ok", entry["reason"]
         path = out / entry["file"]
         assert file_sha256(path) == entry["sha256"] and path.stat().st_size == entry["size_bytes"]
@@ -102,6 +102,7 @@ def test_wrong_data_shape_names_input_and_shapes(tmp_path, digits_model):
         build(digits_model, data, tmp_path)
 
 
+@pytest.mark.real
 def test_too_few_calibration_samples_refused_unless_allowed(tmp_path, digits_model, digits_data):
     small = Recipe(calibration_samples=40)
     with pytest.raises(ModelError, match="40 samples.*100-1000"):
@@ -112,6 +113,7 @@ def test_too_few_calibration_samples_refused_unless_allowed(tmp_path, digits_mod
     assert manifest["variants"]["int8_static"]["status"] == "ok"
 
 
+@pytest.mark.real
 def test_opset_11_per_channel_is_converted_and_recorded(tmp_path, digits_model, digits_data):
     # The digits graph (Conv, Relu, MaxPool, Flatten, Gemm) means the same at opset 11;
     # onnx.checker (run by build) confirms the re-stamped model is valid.
@@ -126,6 +128,7 @@ def test_opset_11_per_channel_is_converted_and_recorded(tmp_path, digits_model, 
     assert any("converted from opset 11" in note for note in entry["notes"])
 
 
+@pytest.mark.real
 def test_a_variant_that_cannot_be_built_is_recorded_and_others_go_on(tmp_path, digits_model, digits_data,
                                                                      monkeypatch):
     def broken(*args, **kwargs):
@@ -138,6 +141,7 @@ def test_a_variant_that_cannot_be_built_is_recorded_and_others_go_on(tmp_path, d
     assert manifest["variants"]["int8_static"]["status"] == "ok"
 
 
+@pytest.mark.real
 def test_recipe_search_keeps_the_fastest_within_the_loss_target(tmp_path, digits_model, digits_data):
     manifest = build(digits_model, digits_data, tmp_path, variants=["fp32", "int8_static"],
                             target_loss=1.0)
@@ -153,6 +157,7 @@ def test_recipe_search_keeps_the_fastest_within_the_loss_target(tmp_path, digits
     assert manifest["variants"]["int8_static"]["recipe"]["calibration_method"] == chosen[0]["recipe"]["calibration_method"]
 
 
+@pytest.mark.real
 def test_a_failed_recipe_search_writes_the_manifest_it_points_at(tmp_path, digits_model, digits_data):
     with pytest.raises(ModelError, match="no static INT8 recipe keeps every judged output within -1.0 %") as caught:
         build(digits_model, digits_data, tmp_path, variants=["fp32", "int8_static"], target_loss=-1.0)
@@ -161,6 +166,7 @@ def test_a_failed_recipe_search_writes_the_manifest_it_points_at(tmp_path, digit
     assert len(written["recipe_search"]) >= 6 and not any(row["within"] for row in written["recipe_search"])
 
 
+@pytest.mark.real
 def test_cli_quantize_prints_a_table_and_exits_2_on_bad_input(tmp_path, digits_model, digits_data, capsys):
     assert main(["quantize", str(digits_model), "--data", str(digits_data), "--out", str(tmp_path),
                  "--variants", "fp32,int8_static"]) == 0
@@ -171,6 +177,7 @@ def test_cli_quantize_prints_a_table_and_exits_2_on_bad_input(tmp_path, digits_m
 
 
 @pytest.mark.parametrize("name", ["digits", "onet"])
+@pytest.mark.real
 def test_the_classifier_demos_build_every_variant_within_their_limits(name, repo, tmp_path):
     folder = repo / "models" / name
     spec = folder / f"{name}.farm.yaml"
@@ -182,6 +189,7 @@ def test_the_classifier_demos_build_every_variant_within_their_limits(name, repo
         assert all(row["ok"] is not False for row in entry["host"]["losses"]), (variant, entry["host"]["losses"])
 
 
+@pytest.mark.real
 def test_onet_is_judged_on_each_output_by_the_metric_its_spec_names(repo, tmp_path):
     folder = repo / "models" / "onet"
     manifest = build(folder / "onet.onnx", folder / "onet.npz", tmp_path, spec_path=folder / "onet.farm.yaml",
@@ -265,6 +273,7 @@ def test_a_variant_that_quantizes_nothing_is_a_no_op_with_the_reason(tmp_path):
     assert dynamic["reason"].startswith("the model has no MatMul or Gemm (its compute ops: Conv x1)")
 
 
+@pytest.mark.real
 def test_ops_kept_in_float_by_the_spec_are_counted_in_float(tmp_path, digits_model, digits_data):
     first_conv = next(n.name for n in onnx.load(str(digits_model)).graph.node if n.op_type == "Conv")
     spec = tmp_path / "digits.farm.yaml"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from farm.ui.cli import main
-from farm.errors import InventoryError
 from farm.config.inventory import load_inventory
+from farm.errors import InventoryError
+from farm.ui.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -86,6 +86,7 @@ def test_a_model_without_its_data_is_refused_not_judged_on_the_demo_data():
 
 
 
+@pytest.mark.real
 def test_farm_config_prints_each_setting_and_its_source(tmp_path):
     project(tmp_path, "[tool.farm]\nruns = 50\nresults = \"out\"\n")
     proc = farm("config", "--warmup", "2", cwd=tmp_path, env={"FARM_ROUNDS": "3"})
@@ -97,6 +98,7 @@ def test_farm_config_prints_each_setting_and_its_source(tmp_path):
     assert lines["out"].split()[1] == str(tmp_path / "out")
 
 
+@pytest.mark.real
 def test_an_unknown_key_is_exit_2_with_one_line(tmp_path):
     project(tmp_path, "[tool.farm]\ninventroy = \"lab.yaml\"\n")
     proc = farm("run", cwd=tmp_path)
@@ -105,6 +107,7 @@ def test_an_unknown_key_is_exit_2_with_one_line(tmp_path):
                                    "(did you mean 'inventory'?)")
 
 
+@pytest.mark.real
 def test_a_minimum_duration_the_deadline_cannot_hold_is_exit_2_naming_both(tmp_path):
     project(tmp_path, "[tool.farm]\ndeadline = 60\n")
     proc = farm("run", "--min-duration-s", "45", cwd=tmp_path)

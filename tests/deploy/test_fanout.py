@@ -8,8 +8,16 @@ import time
 import uuid
 from pathlib import Path
 
-from helpers import (RUN, closed_port, deploy, fresh_workdir, processes, run_until_agent_starts, saved_board,
-                     wrapper_python)
+from helpers import (
+    RUN,
+    closed_port,
+    deploy,
+    fresh_workdir,
+    processes,
+    run_until_agent_starts,
+    saved_board,
+    wrapper_python,
+)
 
 from farm.deploy.fanout import Fanout
 from farm.record.rundir import RunDir

@@ -15,6 +15,8 @@ from farm.config.inventory import Board
 from farm.deploy import fanout, session
 from farm.record.rundir import RunDir
 
+pytestmark = pytest.mark.real  # a session runs the agent as a process (local transport)
+
 
 @pytest.fixture
 def local_board(tmp_path) -> Board:

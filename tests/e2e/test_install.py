@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import farm, ssh_signer
+from helpers import closed_port, farm, ssh_signer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -93,9 +93,7 @@ def test_a_wheel_in_a_clean_venv_runs_init_then_run_from_an_empty_folder(tmp_pat
         assert verified.returncode == 0 and "verified: signed by ada@example.com" in verified.stdout, verified.stdout
 
     # The dashboard from the installed farm: its templates and plotly.js travel in the wheel.
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = closed_port()
     server = subprocess.Popen([str(venv / "bin" / "farm"), "serve", "--port", str(port)], cwd=project, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -59,7 +59,7 @@ def test_results_json_has_every_board_variant_item_with_value_and_limit(demo_run
         assert board["status"] == "ok" and board["error"] is None
         assert board["facts"]["onnxruntime"] and board["facts"]["cores_usable"] >= 1
         assert set(board["variants"]) == {"fp32", "int8_dynamic", "int8_static"}
-        for variant, entry in board["variants"].items():
+        for entry in board["variants"].values():
             assert entry["latency_ms"]["n"] == 60 and len(entry["samples_ms"]) == 60
             checks = {c["item"]: c for c in entry["checks"]}
             assert tuple(checks) == ITEMS
@@ -161,8 +161,8 @@ def test_a_board_under_foreign_load_is_an_error_when_the_checklist_says_so(tmp_p
 
 def test_stopped_board_gives_errors_not_failures_and_others_pass(tmp_path, lab, shared_dir):
     lab_obj, boards = lab
-    from farm.lab.standins import Lab
     from farm.config.inventory import StandinSpec
+    from farm.lab.standins import Lab
 
     own = Lab(shared_dir / "lab-stopped")
     own.up([StandinSpec("up-1", cores=1), StandinSpec("gone-1", cores=1)])
@@ -186,6 +186,7 @@ def test_stopped_board_gives_errors_not_failures_and_others_pass(tmp_path, lab, 
     assert status == {"gone-1": "unreachable", "up-1": "ok"}
 
 
+@pytest.mark.real
 def test_broken_inventory_exits_2_with_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("boards:\n  - name: b1\n    host: h\n    cores: many\n")
@@ -195,12 +196,14 @@ def test_broken_inventory_exits_2_with_one_line(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.real
 def test_missing_model_exits_2(tmp_path):
     proc = farm("run", "--model", str(tmp_path / "none.onnx"), "--data", str(REPO / "models/digits/digits.npz"),
                 cwd=tmp_path)
     assert proc.returncode == 2 and "none.onnx: model file not found" in proc.stderr
 
 
+@pytest.mark.real
 def test_a_model_without_its_data_exits_2_with_one_line(tmp_path):
     proc = farm("run", "--model", str(REPO / "models/onet/onet.onnx"), cwd=tmp_path)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1

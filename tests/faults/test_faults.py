@@ -13,15 +13,28 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from helpers import (RUN, Proxy, deploy, farm, fresh_workdir, processes, run_until_agent_starts, saved_board,
-                     slow_agent_python, via_proxy, wait_for_processes, wrapper_python, write_inventory)
+from helpers import (
+    RUN,
+    Proxy,
+    deploy,
+    farm,
+    fresh_workdir,
+    processes,
+    run_until_agent_starts,
+    saved_board,
+    slow_agent_python,
+    start_farm,
+    via_proxy,
+    wait_for_processes,
+    wrapper_python,
+    write_inventory,
+)
 
 from farm import resources
 from farm.board.lease import TTL_S
@@ -31,12 +44,6 @@ from farm.record.rundir import RunDir
 
 REPO = Path(__file__).resolve().parents[2]
 DIGITS = REPO / "models" / "digits"
-
-
-def start_farm(*args, cwd: Path, env: dict | None = None) -> subprocess.Popen:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
-    return subprocess.Popen([sys.executable, "-m", "farm", *map(str, args)], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**clean, **(env or {})})
 
 
 @pytest.fixture
@@ -320,6 +327,7 @@ def test_leftovers_are_cleared_and_boards_clean_frees_old_blobs(lab, plan, tmp_p
     assert not (blobs / plan.variants["fp32"].sha256).exists() and (blobs / plan.variants["int8_static"].sha256).exists()
 
 
+@pytest.mark.real
 def test_hostile_inventories_are_refused_before_anything_is_touched(tmp_path):
     for name in ("..", "."):
         path = tmp_path / "lab.yaml"
@@ -336,6 +344,7 @@ def test_hostile_inventories_are_refused_before_anything_is_touched(tmp_path):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the stand-ins log in as another user only when farm runs as root")
+@pytest.mark.real
 def test_a_lab_dir_the_login_user_cannot_enter_is_named_not_auth_failed(tmp_path):
     private = Path(subprocess.run(["mktemp", "-d"], capture_output=True, text=True).stdout.strip())  # mode 0700
     try:

@@ -9,12 +9,16 @@ from farm import resources
 from farm.build.variants import model_result
 from farm.config.checklist import load_checklist
 from farm.config.inventory import Board
-from farm.judge.items import _regression, evaluate
+from farm.judge.items import _regression, judge, limits_for
 from farm.results import Baseline, VariantResult
-
 
 TOP1 = {"outputs": [{"name": "logits", "metric": "top1", "labels": True, "max_loss_pct": None}]}
 ACCURATE = {"n": 10, "outputs": {"logits": {"metric": "top1", "top1": 0.98, "agreement": 1.0}}}
+
+
+def evaluate(checklist, board: Board, variants: dict, model) -> dict:
+    """The checks of one board's variants, judged as the job judges them: by the limits the board has."""
+    return judge(limits_for(checklist, board), board.emulated_cpu, variants, model)
 
 
 def agent_doc(name: str, p50: float) -> VariantResult:

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from helpers import farm
 
-
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
-from helpers import history_run
+from helpers import closed_port, history_run
 
 from farm import resources
 from farm.record.history import History
+
 
 @pytest.fixture(scope="module")
 def postgres_url(postgres_server):
@@ -26,7 +26,7 @@ def _writer(url: str, prefix: str) -> None:
         history.record(history_run(f"{prefix}-{i:02d}", f"{prefix}-board", 1.0, started=f"2026-01-01T00:{i:02d}:00"))
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.real)])
 def store_url(request, tmp_path):
     """Each store the history supports: an SQLite file, and the PostgreSQL server above."""
     if request.param == "sqlite":
@@ -51,6 +51,7 @@ def test_history_records_baselines_pins_and_lists(store_url):
     assert history.load_run("r2").boards[0].name == "rpi4-01"
 
 
+@pytest.mark.real
 def test_concurrent_writers_lose_nothing(store_url):
     prefixes = [f"{name}-{os.urandom(3).hex()}" for name in ("c1", "c2")]  # the server outlives one test
     History(store_url)
@@ -82,9 +83,7 @@ def test_farm_run_records_into_postgres(postgres_url, lab, tmp_path):
 def test_unreachable_history_errors_only_the_regression_item(lab, tmp_path):
     """A nightly whose store is down still judges every other item and keeps every figure."""
     lab_obj, _ = lab
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        closed = sock.getsockname()[1]
+    closed = closed_port()
     nightly = resources.checklist("dms-nightly")
     proc = subprocess.run([sys.executable, "-m", "farm", "run", "--inventory", str(lab_obj.dir / "inventory.yaml"),
                            "--board", "t3", "--variants", "fp32", "--runs", "10", "--checklist", str(nightly),
@@ -100,6 +99,7 @@ def test_unreachable_history_errors_only_the_regression_item(lab, tmp_path):
     assert "farm-matrix" in report and "t3" in report
 
 
+@pytest.mark.real
 def test_history_changes_lists_each_change_point_with_the_run_where_it_began(store_url, tmp_path):
     """`farm history --changes`: a board whose p50 stepped up 30 % at night 10, beside a steady board."""
     history = History(store_url)

@@ -8,14 +8,13 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import textwrap
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import farm, history_run, ssh_signer
+from helpers import closed_port, farm, history_run, ssh_signer, start_farm
 
 from farm.record.history import History
 from farm.results import RunResult
@@ -29,27 +28,18 @@ XSS_BOARD, XSS_POOL = "<script>alert(1)</script>", "<img src=x onerror=alert(2)>
 SHOTS = Path(os.environ.get("FARM_SCREENSHOTS", "")) if os.environ.get("FARM_SCREENSHOTS") else None
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Server:
     def __init__(self, cwd: Path, *args: str, env: dict | None = None):
-        self.port = free_port()
+        self.port = closed_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
-        self.process = subprocess.Popen([sys.executable, "-m", "farm", "serve", "--port", str(self.port), *args],
-                                        cwd=cwd, env={**clean, **(env or {})}, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT)
+        self.process = start_farm("serve", "--port", str(self.port), *args, cwd=cwd, env=env, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 return
             except OSError:
-                assert self.process.poll() is None, self.process.stdout.read().decode()
+                assert self.process.poll() is None, self.process.stdout.read()
                 time.sleep(0.2)
         raise AssertionError("farm serve did not start")
 
@@ -123,7 +113,7 @@ def shoot(driver, tmp_path: Path, name: str) -> None:
 
 def no_alert(driver) -> bool:
     try:
-        driver.switch_to.alert
+        driver.switch_to.alert  # noqa: B018 (reading it raises when no alert is open)
     except NoAlertPresentException:
         return True
     return False

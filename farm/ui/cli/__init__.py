@@ -11,10 +11,10 @@ import os
 import sys
 
 import farm
-from farm.errors import ConfigError, FarmError
 from farm.board.agent import SCHEMA as AGENT_SCHEMA
+from farm.errors import ConfigError, FarmError
 from farm.results import SCHEMA as RUN_SCHEMA
-from farm.ui.cli import init, lab, queue, quantize, records, run, serve
+from farm.ui.cli import init, lab, quantize, queue, records, run, serve
 from farm.ui.cli.common import say
 
 

@@ -1,4 +1,4 @@
-"""What every command shares: diagnostics on stderr, comma lists."""
+"""What every command shares: diagnostics on stderr."""
 
 from __future__ import annotations
 
@@ -12,6 +12,3 @@ def say(message: str) -> None:
     never reach the terminal as escapes."""
     print(printable(message), file=sys.stderr, flush=True)
 
-
-def csv(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from farm.config.settings import CALIBRATION_METHODS, VARIANTS
 from farm.judge.accuracy import build_failures
-from farm.ui.cli.common import csv, say
+from farm.ui.cli.common import say
+from farm.util import split_list
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
@@ -44,14 +45,15 @@ def register(sub) -> None:
     p.add_argument("model", help="FP32 ONNX model")
     p.add_argument("--data", required=True, help=".npz with calibration / evaluation arrays (see README)")
     p.add_argument("--out", required=True, help="folder for the variants and manifest.json")
-    p.add_argument("--variants", type=csv, default=list(VARIANTS))
+    p.add_argument("--variants", type=split_list, default=list(VARIANTS))
     p.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--calibration-method", choices=CALIBRATION_METHODS, default="minmax")
     p.add_argument("--calibration-samples", type=int, help="use the first N calibration samples")
     p.add_argument("--allow-calibration-count", action="store_true",
                    help="build even when calibration uses fewer than 100 or more than 1000 samples")
-    p.add_argument("--exclude-op-types", type=csv, default=[],
+    p.add_argument("--exclude-op-types", type=split_list, default=[],
                    help="op types kept in float in static INT8 (DepthwiseConv: Conv with group > 1)")
     p.add_argument("--target-loss", type=float, help="search static recipes for the fastest within this loss %%")
-    p.add_argument("--spec", help="model spec YAML: inputs, judged outputs and metrics (default: inferred)")
+    p.add_argument("--spec", help="model spec YAML: inputs, judged outputs and metrics (default: "
+                                   "<model>.farm.yaml beside the model, else inferred)")
     p.set_defaults(func=cmd_quantize)

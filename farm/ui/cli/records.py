@@ -8,11 +8,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from farm import resources
-from farm.config.options import SIGNOFF_OPTIONS, add_to_argparse
+from farm.config.options import BY_NAME, OUT, SIGNOFF_OPTIONS, add_to_argparse, resolve
 from farm.errors import ConfigError, HistoryError, SignoffError
 
 if TYPE_CHECKING:
     from farm.config.checklist import Checklist
+
+# Where records are: the same two options, resolved the same way, as `farm run`'s.
+STORE_OPTIONS = (OUT, BY_NAME["history"])
 
 
 def _history(args: argparse.Namespace):
@@ -210,9 +213,18 @@ def cmd_signoff(args: argparse.Namespace) -> int:
     return 0
 
 
-def _store_options(parser) -> None:
-    parser.add_argument("--out", default="results", help="results root (default: results)")
-    parser.add_argument("--history", default="", help="history store (default <out>/history.sqlite)")
+def _store_options(parser, command):
+    """--out and --history from the option table; the command sees them resolved (command line > FARM_* >
+    [tool.farm] > default), so `history = "none"` in a project makes `farm history` read, and create, nothing."""
+    add_to_argparse(parser, STORE_OPTIONS)
+
+    def resolved(args: argparse.Namespace) -> int:
+        from farm.config.project import find_project_config
+
+        found = resolve(lambda name: getattr(args, name, None), project=find_project_config(), options=STORE_OPTIONS)
+        args.out, args.history = found["out"].value, found["history"].value
+        return command(args)
+    parser.set_defaults(func=resolved)
 
 
 def register(sub) -> None:
@@ -231,15 +243,13 @@ def register(sub) -> None:
                          help="with --changes: the smallest change listed, in %% (default 5)")
     history.add_argument("--limit", type=int, help="runs listed (default 30); with --changes: runs per series "
                                                    "(default 200)")
-    _store_options(history)
-    history.set_defaults(func=cmd_history)
+    _store_options(history, cmd_history)
 
     baseline = sub.add_parser("baseline", help="pin baselines").add_subparsers(dest="baseline", required=True)
     pin = baseline.add_parser("set", help="make RUN_ID the baseline of its boards")
     pin.add_argument("run_id")
     pin.add_argument("--pool", help="only the boards of this pool")
-    _store_options(pin)
-    pin.set_defaults(func=cmd_baseline_set)
+    _store_options(pin, cmd_baseline_set)
 
     compare = sub.add_parser("compare", help="board x variant x figure between two runs, by the checklist's "
                                              "regression rules")
@@ -249,8 +259,7 @@ def register(sub) -> None:
                          help="checklist whose regression item gives the rules (default: the nightly one)")
     compare.add_argument("--rule", help="override the threshold, e.g. p95:10%% or p50:5%%,p95:10%%")
     compare.add_argument("--alpha", type=float, help="override the significance level (Mann-Whitney U)")
-    _store_options(compare)
-    compare.set_defaults(func=cmd_compare)
+    _store_options(compare, cmd_compare)
 
     signoff = sub.add_parser("signoff", help="sign off a run (farm signoff RUN_ID), or verify a record "
                                              "(farm signoff verify FILE|RUN_DIR)")
@@ -269,5 +278,4 @@ def register(sub) -> None:
     signoff.add_argument("--record-only", action="store_true",
                          help="with verify: check the record alone, not the run folder it sits in (said in the verdict)")
     add_to_argparse(signoff, SIGNOFF_OPTIONS)
-    _store_options(signoff)
-    signoff.set_defaults(func=cmd_signoff)
+    _store_options(signoff, cmd_signoff)
