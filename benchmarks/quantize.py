@@ -6,7 +6,8 @@ each judged output's loss, and the peak RSS of building static INT8 (a process o
 its own: `farm quantize --variants int8_static`).
 
 Part 2, a real-size detector: a DB text detector's architecture at 3x640x640
-(MobileNetV3 backbone with squeeze-excite, FPN, ConvTranspose head; seeded weights) calibrated on 100 real photographs (the BlazeFace demo's images, upsampled):
+(MobileNetV3 backbone with squeeze-excite, FPN, ConvTranspose head; seeded weights)
+calibrated on 100 real photographs (the BlazeFace demo's images, upsampled):
 peak RSS of farm's calibration (chunked: CalibStridedMinMax) for minmax and
 entropy, beside onnxruntime's single collection pass, which keeps every
 intermediate tensor of every sample for the histogram methods (run on fewer
@@ -152,7 +153,7 @@ def real_size_detector(path: Path, side: int = 640) -> Path:
 
     g = Graph()
     x = g.hardswish(g.conv("image", 3, 16, 3, 2))
-    levels, channels = [], 16
+    levels = []
     stages = [(16, 64, 24, 2, False), (24, 72, 24, 1, False),  # 1/4
               (24, 72, 40, 2, True), (40, 120, 40, 1, True), (40, 120, 40, 1, True),  # 1/8
               (40, 240, 80, 2, False), (80, 200, 80, 1, False), (80, 184, 80, 1, False), (80, 480, 112, 1, True),

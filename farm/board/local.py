@@ -13,8 +13,15 @@ import subprocess
 import threading
 from pathlib import Path
 
-from farm.board.transport import (STDERR_LIMIT, STDOUT_LIMIT, BaseTransport, Bounded, CommandTimeout,
-                                  kill_group_command, output_text)
+from farm.board.transport import (
+    STDERR_LIMIT,
+    STDOUT_LIMIT,
+    BaseTransport,
+    Bounded,
+    CommandTimeout,
+    kill_group_command,
+    output_text,
+)
 from farm.config.inventory import Board
 
 

@@ -22,8 +22,15 @@ import paramiko
 import tenacity
 from fabric import Connection
 
-from farm.board.transport import (STDERR_LIMIT, STDOUT_LIMIT, BaseTransport, Bounded, CommandTimeout,
-                                  kill_group_command, output_text)
+from farm.board.transport import (
+    STDERR_LIMIT,
+    STDOUT_LIMIT,
+    BaseTransport,
+    Bounded,
+    CommandTimeout,
+    kill_group_command,
+    output_text,
+)
 from farm.config.inventory import Board
 from farm.errors import BoardError, Cancelled
 

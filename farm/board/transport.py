@@ -85,7 +85,7 @@ class Bounded:
         self.limit, self.keep_tail = limit, keep_tail
         self.kept, self.dropped = bytearray(), 0
 
-    def drain(self, stream) -> "Bounded":
+    def drain(self, stream) -> Bounded:
         while block := stream.read(1 << 16):
             self.kept += block
             excess = len(self.kept) - self.limit

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -47,7 +47,7 @@ def check_labels(data: DataSet, spec: ModelSpec) -> None:
                              "characters of the classes in order, the blank left out) in the model spec to read them")
 
 
-def returned_shapes(info: ModelInfo, rows: dict[str, np.ndarray], inputs: list, batch: int) -> dict[str, list]:
+def returned_shapes(info: ModelInfo, rows: dict[str, np.ndarray], inputs: list[Any], batch: int) -> dict[str, list[int]]:
     """Each output's shape as the model returns it on the first deployment batch (declared shapes lie);
     none where it cannot run here."""
     import onnxruntime as ort

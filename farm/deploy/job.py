@@ -18,8 +18,15 @@ from typing import Callable
 
 import farm
 from farm.build.loading import load_model_and_data
-from farm.build.variants import (RUN_FIX, Recipe, build_variants, check_calibration, check_variants, model_result,
-                                 reuse_variants)
+from farm.build.variants import (
+    RUN_FIX,
+    Recipe,
+    build_variants,
+    check_calibration,
+    check_variants,
+    model_result,
+    reuse_variants,
+)
 from farm.config import locality
 from farm.config.checklist import ITEMS, Checklist, load_checklist
 from farm.config.inventory import Board

@@ -78,7 +78,7 @@ def output_rows(output: dict, figures: dict | None, fp32: dict | None, default_l
     (decisions that flip against FP32 fail even when the label score holds)."""
     value, unit, what = output_loss(output, figures, fp32)
     key = "min_db" if output["metric"] == "snr_db" else "max_loss" if output["metric"] == "mae" else "max_loss_pct"
-    limit = output.get(key) if output.get(key) is not None else default_limit
+    limit = float(output[key]) if output.get(key) is not None else default_limit
     rows = [_row(output, output["metric"], value, limit, unit, what)]
     if "on labels" in what:
         agreed = agreement(output, figures)

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from farm.errors import HistoryError
-from farm.results import Baseline, RunResult, VariantResult
 from farm.record.storeurl import redact_url, scrub
+from farm.results import Baseline, RunResult, VariantResult
 from farm.util import utc_now
 
 TABLES = """

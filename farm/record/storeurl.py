@@ -23,7 +23,7 @@ def _conninfo(url: str) -> dict[str, str] | None:
         return None
     try:
         return {key: str(value) for key, value in conninfo_to_dict(url).items()}
-    except Exception:  # noqa: BLE001 - psycopg's ProgrammingError for what is not a conninfo: redact by pattern
+    except Exception:
         return None
 
 

@@ -14,8 +14,8 @@ from helpers import RUN, deploy, processes, run_until_agent_starts, saved_board,
 from farm.board.artifacts import push
 from farm.board.lease import Lease
 from farm.board.local import LocalTransport
-from farm.board.transport import STDERR_LIMIT
 from farm.board.probe import probe
+from farm.board.transport import STDERR_LIMIT
 from farm.config.inventory import Board
 from farm.config.settings import Measurement
 from farm.deploy.fanout import Fanout
