@@ -14,6 +14,8 @@ none (and the run says what it inferred):
       boxes:  {metric: mae, max_loss: 2.0}         # in the output's own units
     quantize:
       exclude_nodes: [head_conv]                   # kept in float by static INT8
+    variants:
+      qat: dms.qat.onnx                            # a team's own variant, judged beside farm's
 
 Every name is checked against the model, every metric against its output; a
 mistake is a ModelError naming the file, the line and the field (exit 2).
@@ -45,7 +47,7 @@ METRICS: dict[str, tuple[tuple[str, ...], str, str]] = {
 NEEDS_LIMIT = ("mae", "snr_db")  # their limits are in the output's own units: no sensible default
 INPUT_KEYS = ("shape", "dtype", "batch_axis", "value", "from_output", "init")
 OUTPUT_KEYS = ("metric", "batch_axis", "labels", "threshold", "points", "max_loss_pct", "max_loss", "min_db")
-TOP_KEYS = ("model", "data", "batch", "sequence", "inputs", "outputs", "quantize", "description")
+TOP_KEYS = ("model", "data", "batch", "sequence", "inputs", "outputs", "quantize", "variants", "description")
 QUANTIZE_KEYS = ("exclude_nodes", "exclude_op_types")
 FLOAT_DTYPES = ("float16", "float32", "float64")
 
@@ -112,6 +114,7 @@ class ModelSpec:
     source: str = "inferred"  # the spec file, or "inferred"
     model: Path | None = None  # the spec's own `model:` and `data:`, relative to it
     data: Path | None = None
+    user_variants: dict[str, Path] = field(default_factory=dict)  # `variants:`, relative to the spec
 
     @property
     def data_inputs(self) -> list[str]:
@@ -215,7 +218,8 @@ def resolve_spec(model: ModelInfo, data_sample_shapes: dict[str, list], doc: dic
     quantize = doc.get("quantize") or {}
     resolver.check_keys(quantize, QUANTIZE_KEYS, "quantize")
     spec = ModelSpec(batch, sequence, inputs, outputs, list(quantize.get("exclude_nodes") or []),
-                     list(quantize.get("exclude_op_types") or []), source=path)
+                     list(quantize.get("exclude_op_types") or []), source=path,
+                     user_variants=_user_variants(resolver, doc, path))
     nodes = {n.name for n in model.proto.graph.node}
     unknown = [n for n in spec.exclude_nodes if n not in nodes]
     if unknown:
@@ -358,6 +362,15 @@ def _check_metric_fits(resolver: _Resolver, entry: dict, where: str, tensor: Ten
     if metric == "nme" and known and size % int(entry.get("points", 2)):
         raise resolver.fail(line, f"{size} values per sample are not points of {entry.get('points', 2)} coordinates",
                             where, "points")
+
+
+def _user_variants(resolver: _Resolver, doc: dict, path: str) -> dict[str, Path]:
+    """The spec's `variants:` (name: file), each file relative to the spec."""
+    section = doc.get("variants") or {}
+    if not isinstance(section, dict) or not all(isinstance(v, str) for v in section.values()):
+        raise resolver.fail(_line(doc, "variants"), "expected a mapping of variant names to ONNX files "
+                            "(e.g. pruned: pruned.onnx)", None, "variants")
+    return {str(name): Path(path).parent / file for name, file in section.items()}
 
 
 def check_names(model: ModelInfo, doc: dict, path: str) -> None:
