@@ -9,9 +9,9 @@ boards/<board>.json. Nothing else walks those documents by hand.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
-from typing import Any
+from typing import Any, ClassVar
 
 SCHEMA = "farm.run/1"
 
@@ -278,6 +278,21 @@ class VariantBuild:
         return cls(**known)
 
 
+class _Layered:
+    """A result holding a `layers` list of `LAYER` dataclasses: its JSON, both ways."""
+
+    LAYER: ClassVar[type]
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: dict):
+        known = _known(cls, doc)
+        known["layers"] = [cls.LAYER(**_known(cls.LAYER, d)) for d in doc.get("layers") or []]
+        return cls(**known)
+
+
 @dataclass
 class MixedPrecision:
     """How int8_mixed was found: the fewest most sensitive layers kept in float that meet every limit."""
@@ -289,7 +304,7 @@ class MixedPrecision:
     best: dict | None = None  # the chosen mix, or the nearest one when none met the limits
 
     def to_json(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return asdict(self)
 
     @classmethod
     def from_json(cls, doc: dict) -> "MixedPrecision":
@@ -309,12 +324,9 @@ class LayerSensitivity:
     qdq_sqnr_db: float | None = None  # across its output's own quantize / dequantize pair
     alone: dict | None = None  # only this layer quantized: each judged output's loss, worst_ratio (1: at the limit)
 
-    def to_json(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
 
 @dataclass
-class Sensitivity:
+class Sensitivity(_Layered):
     """Per-layer sensitivity of static INT8 (farm/build/sensitivity.py), most sensitive first, and its cost."""
 
     layers: list = field(default_factory=list)  # LayerSensitivity
@@ -325,17 +337,7 @@ class Sensitivity:
     seconds: float | None = None
     peak_rss_mb: float | None = None
     method: str = ""
-
-    def to_json(self) -> dict:
-        doc = {f.name: getattr(self, f.name) for f in fields(self)}
-        doc["layers"] = [layer.to_json() for layer in self.layers]
-        return doc
-
-    @classmethod
-    def from_json(cls, doc: dict) -> "Sensitivity":
-        known = _known(cls, doc)
-        known["layers"] = [LayerSensitivity(**_known(LayerSensitivity, d)) for d in doc.get("layers") or []]
-        return cls(**known)
+    LAYER: ClassVar[type] = LayerSensitivity
 
 
 @dataclass
@@ -351,7 +353,7 @@ class ExplainedLayer:
 
 
 @dataclass
-class Explanation:
+class Explanation(_Layered):
     """Why one board x INT8 variant failed its accuracy item, and what int8_mixed did about it."""
 
     board: str
@@ -365,17 +367,7 @@ class Explanation:
     mixed_value: float | None = None
     speedup_vs_fp32: float | None = None  # int8_mixed's p50 against FP32's on this board
     speedup_vs_variant: float | None = None  # ... against the failing variant's
-
-    def to_json(self) -> dict:
-        doc = {f.name: getattr(self, f.name) for f in fields(self)}
-        doc["layers"] = [{f.name: getattr(x, f.name) for f in fields(x)} for x in self.layers]
-        return doc
-
-    @classmethod
-    def from_json(cls, doc: dict) -> "Explanation":
-        known = _known(cls, doc)
-        known["layers"] = [ExplainedLayer(**_known(ExplainedLayer, d)) for d in doc.get("layers") or []]
-        return cls(**known)
+    LAYER: ClassVar[type] = ExplainedLayer
 
 
 @dataclass

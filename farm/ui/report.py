@@ -234,8 +234,9 @@ def explanation_section(result: RunResult) -> str | None:
                      f"<th>board time in its op types</th></tr>{rows}</table>")
         if e.mixed_status is None:
             continue
+        if e.mixed_reason:
+            parts.append(f"<p>int8_mixed: {html.escape(e.mixed_status)}: {html.escape(e.mixed_reason)}</p>")
         if e.mixed_status != "ok":
-            parts.append(f"<p>int8_mixed: {html.escape(e.mixed_status)}: {html.escape(e.mixed_reason or '')}</p>")
             continue
         gained = ", ".join(f"{v:.2f}x against {w}" for v, w in ((e.speedup_vs_fp32, "FP32"),
                                                                   (e.speedup_vs_variant, e.variant)) if v)
