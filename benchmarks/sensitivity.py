@@ -42,7 +42,8 @@ info, data, spec = load_model_and_data(model, data, spec)
 manifest = build_variants(info, data, spec, out, variants=["fp32"])
 count = _check_calibration(data, Recipe(), True)
 started = time.monotonic()
-doc = analyse(info, data, spec, Recipe(), count, out, manifest["files"], manifest["variants"]["fp32"]["host"]["accuracy"])
+fp32 = manifest["variants"]["fp32"]["host"]["accuracy"]
+doc = analyse(info, data, spec, Recipe(), count, out, manifest["files"], fp32)
 doc["wall_s"] = time.monotonic() - started
 print(json.dumps(doc))
 """

@@ -7,8 +7,8 @@ not one per layer), so as much of the graph as possible stays INT8. Each mix is 
 real static build on the full calibration set, measured on the host by the spec's
 metric. When no mix of up to MAX_FLOAT_SHARE of the layers meets the limits, the
 nearest one is still measured, its reason saying so with the best loss reached,
-and the boards fail its accuracy item: never a silent pass. The manifest records which layers stayed in float and why (their
-sensitivity figures) and every mix tried.
+and the boards fail its accuracy item: never a silent pass. The manifest records
+which layers stayed in float and why (their sensitivity figures) and every mix tried.
 """
 
 from __future__ import annotations

@@ -377,7 +377,8 @@ def check_variants(variants: Iterable[str]) -> list[str]:
 
 
 def build_variants(info: ModelInfo, data: DataSet, spec: ModelSpec, out_dir: str | Path, *,
-                   variants: Iterable[str] = DEFAULT_VARIANTS, recipe: Recipe = Recipe(), allow_calibration_count: bool = False,
+                   variants: Iterable[str] = DEFAULT_VARIANTS, recipe: Recipe = Recipe(),
+                   allow_calibration_count: bool = False,
                    target_loss: float | None = None, host_figures: bool = True,
                    user_variants: dict[str, Path] | None = None, progress: Progress = lambda message: None) -> dict:
     """Build (or reuse) the variants and the boards' files into out_dir; return the manifest.

@@ -63,7 +63,8 @@ RUN_OPTIONS = SELECTION + (
     RunOption("variants-dir", "reuse the variants `farm quantize --out DIR` built (checked against model, data "
               "and spec by sha256) instead of building them", path=True),
     RunOption("checklist", "checklist YAML (default: the packaged dms checklist)", path=True),
-    RunOption("variants", "comma-separated variants (also int8_mixed: static INT8 with its most sensitive layers kept in float)", ",".join(DEFAULT_VARIANTS)),
+    RunOption("variants", "comma-separated variants (also int8_mixed: static INT8 with its most sensitive layers "
+              "kept in float)", ",".join(DEFAULT_VARIANTS)),
     VARIANT,
     RunOption("runs", "timed runs per variant, at least (MLPerf's minimum query count)", 100, int, minimum=1),
     RunOption("min-duration-s", "seconds of timed runs per variant, at least, besides --runs (MLPerf's minimum "
@@ -261,7 +262,8 @@ def run_settings(resolved: dict[str, Setting], **overrides: Any) -> RunSettings:
         overrides = {"run_id": value("run_id"), **overrides}
     user_variants = parse_variants(value("variant"), f"variant ({resolved['variant'].source})")
     return RunSettings(
-        user_variants=user_variants, inventory=path("inventory", resources.standin_inventory), model=path("model", resources.demo_model),
+        user_variants=user_variants,
+        inventory=path("inventory", resources.standin_inventory), model=path("model", resources.demo_model),
         data=path("data", resources.demo_data), spec=Path(value("spec")) if value("spec") else None,
         variants_dir=Path(value("variants_dir")) if value("variants_dir") else None,
         checklist=path("checklist", lambda: resources.checklist("dms")),

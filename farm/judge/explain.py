@@ -17,10 +17,13 @@ TOP = 5
 
 
 def _share(op_types: list[str], profile: dict | None) -> float | None:
+    """The share of the board's time in kernels of these op types: as onnxruntime runs them, a quantized
+    Conv is a QLinearConv, a float Conv with its Relu a FusedConv."""
     shares = (profile or {}).get("op_share_pct") or {}
     if not shares:
         return None
-    return round(sum(shares.get(op, 0.0) for op in set(op_types)), 2)
+    kernels = {name for op in op_types for name in (op, f"QLinear{op}", f"Fused{op}", f"{op}Integer")}
+    return round(sum(shares.get(name, 0.0) for name in kernels), 2)
 
 
 def explain(board: BoardResult, model: ModelResult) -> list[Explanation]:

@@ -109,3 +109,18 @@ def test_a_variant_whose_output_differs_is_refused_naming_the_output(tmp_path, c
     assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert f"variant 'wide' output {output!r} is float64, the FP32 reference's is float32" in errors[0]
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+
+
+def test_a_specs_variants_are_relative_to_it_and_checked_like_the_given_ones(tmp_path):
+    from farm.build.loading import load_model_and_data
+    from farm.build.uservariants import check_user_variants
+
+    pruned_copy(tmp_path / "pruned.onnx")
+    float64_output_copy(tmp_path / "wide.onnx")
+    spec = tmp_path / "digits.farm.yaml"
+    spec.write_text("outputs:\n  logits: {metric: top1, labels: true}\nvariants:\n  pruned: pruned.onnx\n")
+    info, _, resolved = load_model_and_data(resources.demo_model(), resources.demo_data(), spec)
+    checked = check_user_variants({}, info, resolved)
+    assert {n: i.path for n, i in checked.items()} == {"pruned": tmp_path / "pruned.onnx"}
+    with pytest.raises(ConfigError, match="variant 'wide' output 'logits' is float64"):
+        check_user_variants({"wide": tmp_path / "wide.onnx"}, info, resolved)

@@ -21,7 +21,8 @@ MODEL = ModelResult(
     variants={"int8_mixed": VariantBuild(mixed=MixedPrecision(True, ["conv0", "conv1"]))})
 BOARD = BoardResult("b1", BoardStatus.OK, None, variants={
     "fp32": variant("fp32", 30.0, CheckStatus.PASS),
-    "int8_static": variant("int8_static", 10.0, CheckStatus.FAIL, {"Conv": 60.0, "Relu": 5.0, "QuantizeLinear": 9.0}),
+    "int8_static": variant("int8_static", 10.0, CheckStatus.FAIL, {"QLinearConv": 50.0, "FusedConv": 10.0,
+                                                                     "Relu": 5.0, "QuantizeLinear": 9.0}),
     "int8_mixed": variant("int8_mixed", 15.0, CheckStatus.PASS)})
 
 
@@ -29,7 +30,8 @@ def test_a_failing_int8_accuracy_gets_its_five_most_sensitive_layers_beside_the_
     [found] = explain(BOARD, MODEL)
     assert found.variant == "int8_static" and found.why == "classificators iou: 12 %"
     assert [x.layer for x in found.layers] == ["conv0", "conv1", "conv2", "conv3", "conv4"]
-    assert found.layers[0].board_share_pct == 65.0  # Conv + Relu in the failing variant's profile
+    # Conv (run as QLinearConv quantized, FusedConv in float) + Relu in the failing variant's profile
+    assert found.layers[0].board_share_pct == 65.0
     assert found.layers[1].alone_losses == [{"output": "classificators", "loss": 29.0, "unit": "%"}]
 
 
