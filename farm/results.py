@@ -8,9 +8,9 @@ boards/<board>.json. Nothing else walks those documents by hand.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
-from typing import Any
+from typing import Any, ClassVar
 
 SCHEMA = "farm.run/1"
 
@@ -251,13 +251,111 @@ class VariantBuild:
     quantized_op_types: dict = field(default_factory=dict)  # INT8 kernels of the graph onnxruntime runs
     float_between_qdq: dict = field(default_factory=dict)  # float ops it runs between DequantizeLinear and QuantizeLinear
     host: dict = field(default_factory=dict)  # the agent run on the controller: an indication, never a verdict
+    origin: dict | None = None  # a team's own variant: {"path", "sha256"} of the file it was given as
+    mixed: MixedPrecision | None = None  # int8_mixed: the layers kept in float, why, and every mix tried
 
     def to_json(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        doc = {f.name: getattr(self, f.name) for f in fields(self)}
+        doc["mixed"] = self.mixed.to_json() if self.mixed else None
+        return doc
 
     @classmethod
     def from_json(cls, doc: dict) -> VariantBuild:
+        known = _known(cls, doc)
+        known["mixed"] = MixedPrecision.from_json(doc["mixed"]) if doc.get("mixed") else None
+        return cls(**known)
+
+
+class _Layered:
+    """A result holding a `layers` list of `LAYER` dataclasses: its JSON, both ways."""
+
+    LAYER: ClassVar[type]
+
+    def to_json(self) -> dict:
+        return asdict(self)  # type: ignore[call-overload]  # every subclass is a dataclass
+
+    @classmethod
+    def from_json(cls, doc: dict):
+        known = _known(cls, doc)
+        known["layers"] = [cls.LAYER(**_known(cls.LAYER, d)) for d in doc.get("layers") or []]
+        return cls(**known)
+
+
+@dataclass
+class MixedPrecision:
+    """How int8_mixed was found: the fewest most sensitive layers kept in float that meet every limit."""
+
+    within: bool = False  # some mix met every judged output's limit on the host
+    kept_in_float: list = field(default_factory=list)  # layer names, most sensitive first
+    why: dict = field(default_factory=dict)  # layer -> its sensitivity figures
+    tried: list = field(default_factory=list)  # every mix: float_layers, kept_in_float, losses, worst_ratio
+    best: dict | None = None  # the chosen mix, or the nearest one when none met the limits
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: dict) -> MixedPrecision:
         return cls(**_known(cls, doc))
+
+
+@dataclass
+class LayerSensitivity:
+    """One quantized layer (the nodes between two quantized activations) and how much INT8 costs it."""
+
+    layer: str
+    nodes: list = field(default_factory=list)
+    op_types: list = field(default_factory=list)
+    output: str | None = None
+    sqnr_db: float | None = None  # its output in the INT8 model against FP32's (higher is better)
+    added_db: float | None = None  # the SQNR it loses against its inputs': its own share of the error
+    qdq_sqnr_db: float | None = None  # across its output's own quantize / dequantize pair
+    alone: dict | None = None  # only this layer quantized: each judged output's loss, worst_ratio (1: at the limit)
+
+
+@dataclass
+class Sensitivity(_Layered):
+    """Per-layer sensitivity of static INT8 (farm/build/sensitivity.py), most sensitive first, and its cost."""
+
+    layers: list = field(default_factory=list)  # LayerSensitivity
+    samples: int | None = None
+    sample_cap: int | None = None
+    group_cap: int | None = None
+    activation_budget_mb: float | None = None
+    seconds: float | None = None
+    peak_rss_mb: float | None = None
+    method: str = ""
+    LAYER: ClassVar[type] = LayerSensitivity
+
+
+@dataclass
+class ExplainedLayer:
+    """A sensitive layer beside what the board spends on its ops."""
+
+    layer: str
+    op_types: list = field(default_factory=list)
+    sqnr_db: float | None = None
+    added_db: float | None = None
+    alone_losses: list = field(default_factory=list)  # only this layer quantized: {output, loss, unit}
+    board_share_pct: float | None = None  # the board's time in ops of its types (the agent's profile)
+
+
+@dataclass
+class Explanation(_Layered):
+    """Why one board x INT8 variant failed its accuracy item, and what int8_mixed did about it."""
+
+    board: str
+    variant: str
+    why: str = ""  # the accuracy check's own words
+    layers: list = field(default_factory=list)  # ExplainedLayer, the most sensitive first
+    mixed_status: str | None = None  # int8_mixed's build status (None: not built this run)
+    mixed_reason: str | None = None
+    kept_in_float: list = field(default_factory=list)
+    mixed_accuracy: str | None = None  # int8_mixed's accuracy verdict on this board
+    mixed_value: float | None = None
+    speedup_vs_fp32: float | None = None  # int8_mixed's p50 against FP32's on this board
+    speedup_vs_variant: float | None = None  # ... against the failing variant's
+    LAYER: ClassVar[type] = ExplainedLayer
 
 
 @dataclass
@@ -270,16 +368,19 @@ class ModelResult:
     labels: bool = False
     spec: dict = field(default_factory=dict)  # the resolved model spec: inputs, judged outputs, batch
     variants: dict = field(default_factory=dict)  # variant name -> VariantBuild
+    sensitivity: Sensitivity | None = None  # per-layer sensitivity, when int8_mixed was built
 
     def to_json(self) -> dict:
         doc = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "variants"}
         doc["variants"] = {name: v.to_json() for name, v in self.variants.items()}
+        doc["sensitivity"] = self.sensitivity.to_json() if self.sensitivity else None
         return doc
 
     @classmethod
     def from_json(cls, doc: dict) -> ModelResult:
         known = _known(cls, doc)
         known["variants"] = {name: VariantBuild.from_json(v) for name, v in (doc.get("variants") or {}).items()}
+        known["sensitivity"] = Sensitivity.from_json(doc["sensitivity"]) if doc.get("sensitivity") else None
         return cls(**known)
 
 
@@ -303,6 +404,7 @@ class RunResult:
     provenance: dict = field(default_factory=dict)
     model: ModelResult = field(default_factory=ModelResult)
     boards: list = field(default_factory=list)  # BoardResult, in inventory order
+    explanations: list = field(default_factory=list)  # Explanation: each INT8 accuracy failure, explained
 
     def board(self, name: str) -> BoardResult | None:
         return next((b for b in self.boards if b.name == name), None)
@@ -331,7 +433,8 @@ class RunResult:
     def to_json(self) -> dict:
         return {"schema": SCHEMA, "run_id": self.run_id, "started": self.started, "finished": self.finished,
                 "inventory": self.inventory, "checklist": self.checklist, "provenance": self.provenance,
-                "model": self.model.to_json(), "boards": [b.to_json() for b in self.boards]}
+                "model": self.model.to_json(), "boards": [b.to_json() for b in self.boards],
+                "explanations": [e.to_json() for e in self.explanations]}
 
     @classmethod
     def from_json(cls, doc: dict) -> RunResult:
@@ -340,4 +443,5 @@ class RunResult:
         known = _known(cls, doc)
         known["model"] = ModelResult.from_json(doc.get("model") or {})
         known["boards"] = [BoardResult.from_json(b) for b in doc.get("boards") or []]
+        known["explanations"] = [Explanation.from_json(e) for e in doc.get("explanations") or []]
         return cls(**known)

@@ -14,6 +14,8 @@ is given, and said so), or inferred when there is none (and the run says what it
       boxes:  {metric: mae, max_loss: 2.0}         # in the output's own units
     quantize:
       exclude_nodes: [head_conv]                   # kept in float by static INT8
+    variants:
+      qat: dms.qat.onnx                            # a team's own variant, judged beside farm's
 
 Every name is checked against the model, every metric against its output; a
 mistake is a ModelError naming the file, the line and the field (exit 2).
@@ -55,7 +57,7 @@ INPUT_KEYS = ("shape", "dtype", "batch_axis", "value", "from_output", "init")
 OUTPUT_KEYS = ("metric", "batch_axis", "labels", *SETTING_KEYS, *LIMIT_KEYS, AGREEMENT_KEY)
 CHOICES = {"box_format": ("cxcywh", "xyxy"), "anchors_axis": ("last", "middle"), "decode": ("blazeface",),
            "activation": ("none", "sigmoid")}
-TOP_KEYS = ("model", "data", "batch", "sequence", "inputs", "outputs", "quantize", "description")
+TOP_KEYS = ("model", "data", "batch", "sequence", "inputs", "outputs", "quantize", "variants", "description")
 QUANTIZE_KEYS = ("exclude_nodes", "exclude_op_types")
 
 
@@ -125,6 +127,7 @@ class ModelSpec:
     model: Path | None = None  # the spec's own `model:` and `data:`, relative to it
     data: Path | None = None
     warnings: list[str] = field(default_factory=list)  # outputs that return another shape than they declare
+    user_variants: dict[str, Path] = field(default_factory=dict)  # `variants:`, relative to the spec
 
     @property
     def data_inputs(self) -> list[str]:
@@ -242,7 +245,8 @@ def resolve_spec(model: ModelInfo, data_sample_shapes: dict[str, list], doc: dic
     quantize = doc.get("quantize") or {}
     resolver.check_keys(quantize, QUANTIZE_KEYS, "quantize")
     spec = ModelSpec(batch, sequence, inputs, outputs, list(quantize.get("exclude_nodes") or []),
-                     list(quantize.get("exclude_op_types") or []), source=path, warnings=warnings)
+                     list(quantize.get("exclude_op_types") or []), source=path, warnings=warnings,
+                     user_variants=_user_variants(resolver, doc, path))
     nodes = {n.name for n in model.proto.graph.node}
     unknown = [n for n in spec.exclude_nodes if n not in nodes]
     if unknown:
@@ -451,6 +455,15 @@ def _check_ctc(resolver: _Resolver, entry: dict, where: str, settings: dict) -> 
     if "charset" in settings and not isinstance(settings["charset"], str):
         raise resolver.fail(_line(entry, "charset"), "expected the characters of the classes in order, the blank "
                             "left out, as one string", where, "charset")
+
+
+def _user_variants(resolver: _Resolver, doc: dict, path: str) -> dict[str, Path]:
+    """The spec's `variants:` (name: file), each file relative to the spec."""
+    section = doc.get("variants") or {}
+    if not isinstance(section, dict) or not all(isinstance(v, str) for v in section.values()):
+        raise resolver.fail(_line(doc, "variants"), "expected a mapping of variant names to ONNX files "
+                            "(e.g. pruned: pruned.onnx)", None, "variants")
+    return {str(name): Path(path).parent / file for name, file in section.items()}
 
 
 def check_names(model: ModelInfo, doc: dict, path: str) -> None:

@@ -33,11 +33,12 @@ from farm.board.agent import AgentFiles, library, run_agent_here
 from farm.build.datafile import DataSet
 from farm.build.modelfile import LAYOUT_OPS, ModelInfo, default_opset, graphs, quantization_census
 from farm.build.spec import ModelSpec
+from farm.build.uservariants import check_user_variants, user_variant_entry
 from farm.config.checklist import ITEMS
-from farm.config.settings import CALIBRATION_METHODS, VARIANTS, Measurement
+from farm.config.settings import CALIBRATION_METHODS, DEFAULT_VARIANTS, VARIANTS, Measurement
 from farm.errors import AgentError, ModelError
 from farm.judge.accuracy import output_rows
-from farm.results import ModelResult, VariantBuild
+from farm.results import ModelResult, Sensitivity, VariantBuild
 from farm.util import file_sha256, write_json_atomic
 
 CALIBRATION_RANGE = (100, 1000)
@@ -48,6 +49,7 @@ CALIBRATION_CHUNK = 8  # steps onnxruntime collects before merging: 149 MB a 640
 DEPTHWISE = "DepthwiseConv"
 SEARCH_EXCLUSIONS = ((), ("PRelu",), (DEPTHWISE,), ("PRelu", DEPTHWISE))
 HOST_MEASUREMENT = Measurement(warmup=10, runs=50, threads=1)
+STATIC_VARIANTS = ("int8_static", "int8_mixed")  # calibrated QDQ; int8_mixed keeps its most sensitive layers in float
 
 Progress = Callable[[str], None]
 
@@ -67,7 +69,7 @@ class Recipe:
         if variant == "int8_dynamic":
             return {"weight_type": "QInt8", "op_types": list(self.dynamic_op_types), "subgraphs": True,
                     "constants_folded": True}
-        if variant == "int8_static":
+        if variant in STATIC_VARIANTS:
             return {"format": "QDQ", "weight_type": "QInt8", "activation_type": "QUInt8",
                     "per_channel": self.per_channel, "calibration_method": self.calibration_method,
                     "calibration_samples": self.calibration_samples,
@@ -160,7 +162,7 @@ def _ensure_names(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _build_static(info: ModelInfo, data: DataSet, spec: dict, recipe: Recipe, count: int, fp32: Path,
-                  target: Path, notes: list[str]) -> None:
+                  target: Path, notes: list[str], keep_names: bool = False) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -174,7 +176,7 @@ def _build_static(info: ModelInfo, data: DataSet, spec: dict, recipe: Recipe, co
         onnx.save(model, str(source))
         try:  # with nodes excluded by name, no optimization may rename them
             quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True,
-                              skip_optimization=bool(recipe.exclude_nodes))
+                              skip_optimization=bool(recipe.exclude_nodes) or keep_names)
         except Exception as exc:  # seen on real exports; quantizing the raw model still works
             notes.append(f"quant_pre_process failed ({exc}); quantized the model without it")
             shutil.copy(source, prepared)
@@ -238,7 +240,7 @@ def _build_variant(info: ModelInfo, data: DataSet, spec: ModelSpec, variant: str
         entry["cached"] = False
     else:
         depends = (info.sha256, variant, recipe.for_variant(variant), ort.__version__,
-                   (data.sha256, spec.to_json(), calibration_count) if variant == "int8_static" else None)
+                   (data.sha256, spec.to_json(), calibration_count) if variant in STATIC_VARIANTS else None)
         target = out_dir / f"{info.name}.{variant}.{_key(*depends)}.onnx"
         entry["cached"] = target.exists()
         if not target.exists():
@@ -296,13 +298,16 @@ def board_files(info: ModelInfo, data: DataSet, spec: ModelSpec, out_dir: Path) 
     return files
 
 
-def _host_figures(model: Path, out_dir: Path, files: dict) -> dict:
-    """Host-side indication: the agent run on the controller, as on a board (never the verdict)."""
+def _host_figures(model: Path, out_dir: Path, files: dict, timing: bool = True) -> dict:
+    """Host-side indication: the agent run on the controller, as on a board (never the verdict).
+
+    `timing=False`: the accuracy pass only (what a search over candidates compares)."""
     path = lambda name: str(out_dir / files[name]["file"]) if name in files else None  # noqa: E731
     agent_files = AgentFiles(str(model), spec=path("spec"), feed=path("feed"), data=path("data"),
                              reference=path("reference"))
     try:
-        timing = run_agent_here(agent_files, HOST_MEASUREMENT, "latency")
+        timing = run_agent_here(agent_files, HOST_MEASUREMENT, "latency") if timing else {
+            "errors": [], "latency_ms": {"p50": None}, "peak_rss_mb": None}
         accuracy = run_agent_here(agent_files, HOST_MEASUREMENT, "accuracy") if "data" in files else {"errors": []}
     except AgentError as exc:
         return {"error": str(exc)}
@@ -383,18 +388,22 @@ def check_variants(variants: Iterable[str]) -> list[str]:
 
 
 def build_variants(info: ModelInfo, data: DataSet, spec: ModelSpec, out_dir: str | Path, *,
-                   variants: Iterable[str] = VARIANTS, recipe: Recipe = Recipe(), allow_calibration_count: bool = False,
+                   variants: Iterable[str] = DEFAULT_VARIANTS, recipe: Recipe = Recipe(),
+                   allow_calibration_count: bool = False,
                    target_loss: float | None = None, host_figures: bool = True,
-                   progress: Progress = lambda message: None) -> dict:
-    """Build (or reuse) the variants and the boards' files into out_dir; return the manifest."""
+                   user_variants: dict[str, Path] | None = None, progress: Progress = lambda message: None) -> dict:
+    """Build (or reuse) the variants and the boards' files into out_dir; return the manifest.
+
+    `user_variants`: a team's own (name -> ONNX file), checked against the model first, then recorded beside."""
     variants = check_variants(variants)
+    users = check_user_variants(user_variants or {}, info, spec)
     if recipe.calibration_method not in CALIBRATION_METHODS:
         raise ModelError(f"unknown calibration method {recipe.calibration_method!r}; "
                          f"choose from {', '.join(CALIBRATION_METHODS)}")
     recipe = replace(recipe, exclude_op_types=tuple({*recipe.exclude_op_types, *spec.exclude_op_types}),
                      exclude_nodes=tuple({*recipe.exclude_nodes, *spec.exclude_nodes}))
     calibration_count = None
-    if "int8_static" in variants:
+    if set(STATIC_VARIANTS) & set(variants):
         calibration_count = check_calibration(data, recipe, allow_calibration_count)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -419,8 +428,14 @@ def build_variants(info: ModelInfo, data: DataSet, spec: ModelSpec, out_dir: str
                                  f"{out_dir / 'manifest.json'}, recipe_search)")
             variant_recipe = chosen
         progress(f"building {variant}")
-        entry = _build_variant(info, data, spec, variant, variant_recipe, calibration_count, out_dir)
-        if variant == "int8_static":
+        if variant == "int8_mixed":
+            from farm.build.mixed import build_mixed
+
+            entry, manifest["sensitivity"] = build_mixed(info, data, spec, variant_recipe, calibration_count, out_dir,
+                                                         files, fp32_accuracy, progress)
+        else:
+            entry = _build_variant(info, data, spec, variant, variant_recipe, calibration_count, out_dir)
+        if variant in STATIC_VARIANTS:
             entry["recipe"]["calibration_samples"] = calibration_count
         if entry["status"] in ("ok", "no-op") and host_figures:
             entry["host"] = _host_figures(out_dir / entry["file"], out_dir, files)
@@ -429,6 +444,13 @@ def build_variants(info: ModelInfo, data: DataSet, spec: ModelSpec, out_dir: str
             entry["host"]["losses"] = host_losses(spec, entry["host"], fp32_accuracy)
         manifest["variants"][variant] = entry
         progress(f"{variant}: {entry['status']}" + (f" ({entry['reason']})" if entry["reason"] else ""))
+    for name, user in users.items():
+        entry = user_variant_entry(name, user, info, out_dir)
+        if host_figures:
+            entry["host"] = _host_figures(out_dir / entry["file"], out_dir, files)
+            entry["host"]["losses"] = host_losses(spec, entry["host"], fp32_accuracy)
+        manifest["variants"][name] = entry
+        progress(f"{name}: a team's own variant, from {entry['origin']['path']} (sha256 {user.sha256[:12]})")
     return manifest
 
 
@@ -481,4 +503,5 @@ def model_result(manifest: dict) -> ModelResult:
         name=model.get("name"), sha256=model.get("sha256"), opset=model.get("opset"),
         calibration_samples=data.get("calibration_samples"), evaluation_samples=data.get("evaluation_samples"),
         labels=bool(data.get("labels")), spec=manifest.get("spec") or {},
-        variants={v: VariantBuild.from_json(e) for v, e in manifest.get("variants", {}).items()})
+        variants={v: VariantBuild.from_json(e) for v, e in manifest.get("variants", {}).items()},
+        sensitivity=Sensitivity.from_json(manifest["sensitivity"]) if manifest.get("sensitivity") else None)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from farm.config.boardclasses import BOARD_CLASSES
-from farm.config.settings import VARIANTS
+from farm.config.settings import DEFAULT_VARIANTS, VARIANTS
 from farm.config.yamlfile import LineMap, load_yaml
 from farm.errors import ChecklistError
 from farm.util import did_you_mean, is_number
@@ -57,7 +57,7 @@ POLICY: dict = {
     "min_rounds": 1,              # agent processes per variant on each counted board
     "max_age_days": 14,           # from the run's end to the signature
     "model": None,                # the model's name the release is for (None: any)
-    "variants": list(VARIANTS),   # variants that must be built and measured on every counted board
+    "variants": list(DEFAULT_VARIANTS),   # variants that must be built and measured on every counted board
 }
 NAMESPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._-]{0,99}$")
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 
 from farm import resources
 from farm.config.project import RELEASE_POLICY, RELEASE_POLICY_HELP, ProjectConfig, ProjectConfigError, check_keys
-from farm.config.settings import VARIANTS, Measurement, RunSettings
+from farm.config.settings import DEFAULT_VARIANTS, VARIANTS, Measurement, RunSettings
 from farm.errors import ConfigError
 from farm.util import NAME_RE, is_number, split_list
 
@@ -52,6 +52,9 @@ SELECTION = (
     RunOption("tag", "only boards with this tag (repeatable)", repeat=True, key="tags"),
     RunOption("board", "only boards matching this glob (repeatable)", repeat=True, key="boards"),
 )
+# A team's own variant, NAME=path.onnx: `farm run` and `farm quantize` both take it.
+VARIANT = RunOption("variant", "a team's own variant NAME=path.onnx (a QAT export, a pruned or distilled model), "
+                    "judged against FP32 beside farm's (repeatable)", repeat=True, path=True)
 OUT = RunOption("out", "results root: <out>/<run-id>/", "results", key="results", path=True)
 RUN_OPTIONS = SELECTION + (
     RunOption("model", "FP32 ONNX model (default: the digits demo)", path=True),
@@ -61,7 +64,9 @@ RUN_OPTIONS = SELECTION + (
     RunOption("variants-dir", "reuse the variants `farm quantize --out DIR` built (checked against model, data "
               "and spec by sha256) instead of building them", path=True),
     RunOption("checklist", "checklist YAML (default: the packaged dms checklist)", path=True),
-    RunOption("variants", "comma-separated variants", ",".join(VARIANTS)),
+    RunOption("variants", "comma-separated variants (also int8_mixed: static INT8 with its most sensitive layers "
+              "kept in float)", ",".join(DEFAULT_VARIANTS)),
+    VARIANT,
     RunOption("runs", "timed runs per variant, at least (MLPerf's minimum query count)", 100, int, minimum=1),
     RunOption("min-duration-s", "seconds of timed runs per variant, at least, besides --runs (MLPerf's minimum "
               "duration): both are met unless three quarters of --deadline pass first", 0.0, float, minimum=0),
@@ -130,6 +135,8 @@ def _from_config(option: RunOption, value: Any, project: ProjectConfig) -> Any:
             value = split_list(value)
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise fail("a list of names")
+        if option.path:  # NAME=path items: each path relative to the configuration file
+            value = [_relative_pair(v, project.folder) for v in value]
         return value if option.repeat else ",".join(value)
     if option.type in (int, float):
         if not is_number(value, whole=option.type is int):
@@ -141,6 +148,33 @@ def _from_config(option: RunOption, value: Any, project: ProjectConfig) -> Any:
         path = Path(os.path.expanduser(value))
         return str(path if path.is_absolute() else project.folder / path)
     return value
+
+
+def _relative_pair(value: str, folder: Path) -> str:
+    name, sep, path = value.partition("=")
+    if not sep or not path.strip():
+        return value  # refused, naming it, where the pairs are read
+    given = Path(os.path.expanduser(path.strip()))
+    return f"{name}={given if given.is_absolute() else folder / given}"
+
+
+def parse_variants(values: list[str], where: str = "--variant") -> dict[str, Path]:
+    """`NAME=path.onnx` items into {name: path}; a bad item is a one-line error naming it."""
+    found: dict[str, Path] = {}
+    for value in values:
+        name, sep, path = str(value).partition("=")
+        name, path = name.strip(), path.strip()
+        if not sep or not name or not path:
+            raise ConfigError(f"{where} {value!r}: expected NAME=path.onnx (e.g. pruned=models/pruned.onnx)")
+        if not NAME_RE.match(name):
+            raise ConfigError(f"{where} {value!r}: the name {name!r} must be letters, digits, '.', '_' or '-' "
+                              "(it names files and report columns)")
+        if name in VARIANTS:
+            raise ConfigError(f"{where} {value!r}: {name!r} is one of farm's own variants; give yours another name")
+        if name in found:
+            raise ConfigError(f"{where} {value!r}: the variant {name!r} is given twice")
+        found[name] = Path(path)
+    return found
 
 
 def _check_number(option: RunOption, setting: Setting) -> None:
@@ -228,7 +262,9 @@ def run_settings(resolved: dict[str, Setting], **overrides: Any) -> RunSettings:
             raise ConfigError(f"run-id {value('run_id')!r} ({resolved['run_id'].source}): expected letters, digits, "
                               "'.', '_' or '-', starting with a letter or digit (it names a folder)")
         overrides = {"run_id": value("run_id"), **overrides}
+    user_variants = parse_variants(value("variant"), f"variant ({resolved['variant'].source})")
     return RunSettings(
+        user_variants=user_variants,
         inventory=path("inventory", resources.standin_inventory), model=path("model", resources.demo_model),
         data=path("data", resources.demo_data), spec=Path(value("spec")) if value("spec") else None,
         variants_dir=Path(value("variants_dir")) if value("variants_dir") else None,

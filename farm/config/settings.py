@@ -8,7 +8,9 @@ from pathlib import Path
 from farm import resources
 from farm.util import new_run_id
 
-VARIANTS = ("fp32", "int8_dynamic", "int8_static")
+VARIANTS = ("fp32", "int8_dynamic", "int8_static", "int8_mixed")
+# built unless --variants says otherwise: int8_mixed costs a per-layer sensitivity analysis
+DEFAULT_VARIANTS = VARIANTS[:3]
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 
@@ -45,7 +47,8 @@ class RunSettings:
     spec: Path | None = None  # the model spec; None: inferred from the model and its data
     variants_dir: Path | None = None  # reuse what `farm quantize --out DIR` built there
     checklist: Path = field(default_factory=lambda: resources.checklist("dms"))
-    variants: list[str] = field(default_factory=lambda: list(VARIANTS))
+    variants: list[str] = field(default_factory=lambda: list(DEFAULT_VARIANTS))
+    user_variants: dict[str, Path] = field(default_factory=dict)  # a team's own: name -> ONNX file
     pools: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
     boards: list[str] = field(default_factory=list)

@@ -18,8 +18,10 @@ from typing import Callable
 
 import farm
 from farm.build.loading import load_model_and_data
+from farm.build.uservariants import check_user_variants
 from farm.build.variants import (
     RUN_FIX,
+    STATIC_VARIANTS,
     Recipe,
     build_variants,
     check_calibration,
@@ -36,6 +38,7 @@ from farm.deploy.interrupts import deferred_interrupts, stop_signals
 from farm.deploy.selection import Selection
 from farm.deploy.session import DeployPlan, Progress
 from farm.errors import HistoryError
+from farm.judge.explain import explain
 from farm.judge.items import judge, limits_for, unavailable
 from farm.judge.stats import percentile_intervals, percentile_of, runs_needed
 from farm.record.history import History
@@ -74,9 +77,13 @@ class Job:
         self.run_dir = RunDir(settings.out, settings.run_id)
         self.cache_dir = settings.variants_dir or Path(settings.cache) / f"{self.model.name}-{self.model.sha256[:12]}"
         self.manifest: dict = {}
+        # a team's own variants, checked now against the model like the rest of the configuration
+        self.user_variants = {n: i.path for n, i in check_user_variants(settings.user_variants, self.model,
+                                                                         self.spec).items()}
         if settings.variants_dir:  # checked now, like the rest of the configuration: before any board
-            self.manifest = reuse_variants(settings.variants_dir, self.model, self.data, self.spec, settings.variants)
-        elif "int8_static" in settings.variants:  # refused here, in one line, not inside the suite's session
+            self.manifest = reuse_variants(settings.variants_dir, self.model, self.data, self.spec,
+                                           [*settings.variants, *self.user_variants])
+        elif set(STATIC_VARIANTS) & set(settings.variants):  # refused here, in one line, not inside the suite's session
             check_calibration(self.data, Recipe(), allow=False, fix=RUN_FIX)
         self.group = GroupResult({})
         self.trends: dict[str, dict[str, list[tuple]]] = {}
@@ -97,6 +104,11 @@ class Job:
         return replace(settings, measurement=replace(settings.measurement, runs=needed))
 
     @property
+    def variant_names(self) -> list[str]:
+        """farm's variants, then the team's own: what every board measures."""
+        return [*self.settings.variants, *self.user_variants]
+
+    @property
     def board_names(self) -> list[str]:
         return self.selection.names
 
@@ -106,7 +118,7 @@ class Job:
             self.say(f"build: reusing {len(self.manifest['variants'])} variant(s) from {self.settings.variants_dir}")
         else:
             self.manifest = build_variants(self.model, self.data, self.spec, self.cache_dir,
-                                           variants=self.settings.variants,
+                                           variants=self.settings.variants, user_variants=self.user_variants,
                                            progress=lambda m: self.say(f"build: {m}"))
         self.run_dir.save_manifest(self.manifest)
 
@@ -225,6 +237,7 @@ class Job:
                         "variant_deadline_s": settings.variant_deadline_s},
             model=model_result(self.manifest) if self.manifest else model_result({"model": self.model.describe()}),
             boards=[self._board(name) for name in self.board_names])
+        self.result.explanations = [e for b in self.result.boards for e in explain(b, self.result.model)]
         self.run_dir.save_results(self.result)
         if self.manifest and history is not None:
             try:

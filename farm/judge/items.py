@@ -85,7 +85,7 @@ def _opset(variant: VariantResult, limits: dict, **_) -> Check:
 
 
 def _calibration(variant: VariantResult, limits: dict, model: ModelResult, **_) -> Check:
-    if variant.name != "int8_static":
+    if variant.name not in ("int8_static", "int8_mixed"):
         return Check("calibration", SKIP, why="applies to static INT8 only")
     count = model.calibration_samples
     limit = f"{limits['min']}-{limits['max']}"

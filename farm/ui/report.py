@@ -200,9 +200,53 @@ def model_section(result: RunResult) -> str:
         between = ", ".join(f"{op} x{n}" for op, n in build.float_between_qdq.items())
         rows.append((f"variant {name}", f"{build.status}{': ' + build.reason if build.reason else ''}"
                                         + (f"; INT8 kernels: {ops}" if name != "fp32" else "")
-                                        + (f"; float between QDQ pairs: {between}" if between else "")))
+                                        + (f"; float between QDQ pairs: {between}" if between else "")
+                                        + (f"; a team's own, from {build.origin['path']} (sha256 "
+                                           f"{build.origin['sha256']})" if build.origin else "")))
     body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
     return f'<h2>Model: {html.escape(str(result.model.name))}</h2><table class="farm-model">{body}</table>'
+
+
+def _losses(rows: list[dict]) -> str:
+    return ", ".join(f"{r['output']} {r['loss']:.3g}{(' ' + r['unit']) if r.get('unit') else ''}" for r in rows
+                     if r.get("loss") is not None) or "-"
+
+
+def explanation_section(result: RunResult) -> str | None:
+    """Each failing INT8 accuracy item explained: the most sensitive layers beside the board's op time,
+    and what int8_mixed kept in float and gained."""
+    if not result.explanations:
+        return None
+    parts = ["<h2>Why INT8 lost accuracy</h2>"]
+    for e in result.explanations:
+        parts.append(f"<h3>{html.escape(e.board)} {html.escape(e.variant)}: accuracy failed</h3>"
+                     f"<p>{html.escape(e.why)}</p>")
+        if not e.layers:
+            parts.append("<p>No per-layer analysis this run: add int8_mixed to --variants for the layers that lose "
+                         "it (farm/build/sensitivity.py).</p>")
+            continue
+        rows = "".join(
+            f"<tr><td>{html.escape(x.layer)}</td><td>{html.escape(' + '.join(x.op_types))}</td>"
+            f"<td>{'-' if x.sqnr_db is None else f'{x.sqnr_db:.1f}'}</td>"
+            f"<td>{'-' if x.added_db is None else f'{x.added_db:.1f}'}</td>"
+            f"<td>{html.escape(_losses(x.alone_losses))}</td>"
+            f"<td>{'-' if x.board_share_pct is None else f'{x.board_share_pct:.1f} %'}</td></tr>" for x in e.layers)
+        parts.append('<table class="farm-sensitivity" border="1" cellpadding="4"><tr><th>layer</th><th>ops</th>'
+                     "<th>SQNR vs FP32 (dB)</th><th>SQNR it loses (dB)</th><th>loss with only it in INT8</th>"
+                     f"<th>board time in its op types</th></tr>{rows}</table>")
+        if e.mixed_status is None:
+            continue
+        if e.mixed_reason:
+            parts.append(f"<p>int8_mixed: {html.escape(e.mixed_status)}: {html.escape(e.mixed_reason)}</p>")
+        if e.mixed_status != "ok":
+            continue
+        gained = ", ".join(f"{v:.2f}x against {w}" for v, w in ((e.speedup_vs_fp32, "FP32"),
+                                                                  (e.speedup_vs_variant, e.variant)) if v)
+        parts.append(f"<p>int8_mixed kept {len(e.kept_in_float)} layer(s) in float "
+                     f"({html.escape(', '.join(e.kept_in_float))}); on this board its accuracy "
+                     f"{html.escape(str(e.mixed_accuracy or 'was not judged'))}"
+                     f"{'' if e.mixed_value is None else f' ({e.mixed_value:.4g})'}; speedup {gained or '-'}.</p>")
+    return "".join(parts)
 
 
 def notes(result: RunResult) -> str | None:
@@ -230,7 +274,8 @@ def provenance(result: RunResult) -> str:
 
 
 def summary_sections(result: RunResult, trends: dict[str, dict[str, list[tuple]]]) -> list[str]:
-    sections = [summary_matrix(result), *filter(None, [notes(result)]), model_section(result)]
+    sections = [summary_matrix(result), *filter(None, [notes(result)]), model_section(result),
+                *filter(None, [explanation_section(result)])]
     plots = [p for p in (latency_plot(result), speedup_plot(result), trend_plot(trends)) if p]
     if plots:
         sections.append("<h2>Plots</h2>" + "".join(plots))

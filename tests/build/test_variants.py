@@ -12,7 +12,7 @@ import pytest
 
 from farm.build import variants
 from farm.build.variants import Recipe, build
-from farm.config.settings import VARIANTS
+from farm.config.settings import DEFAULT_VARIANTS
 from farm.errors import ModelError
 from farm.ui.cli import main
 from farm.util import file_sha256
@@ -26,7 +26,7 @@ def built(tmp_path_factory, digits_model, digits_data) -> tuple[Path, dict]:
 
 def test_every_variant_is_built_and_loads(built):
     out, manifest = built
-    assert set(manifest["variants"]) == set(VARIANTS)
+    assert set(manifest["variants"]) == set(DEFAULT_VARIANTS)
     for entry in manifest["variants"].values():
         assert entry["status"] == "ok", entry["reason"]
         path = out / entry["file"]

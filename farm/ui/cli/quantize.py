@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from farm.config.settings import CALIBRATION_METHODS, VARIANTS
+from farm.config.options import VARIANT, add_to_argparse, parse_variants
+from farm.config.settings import CALIBRATION_METHODS, DEFAULT_VARIANTS
 from farm.judge.accuracy import build_failures
 from farm.ui.cli.common import say
 from farm.util import split_list
@@ -19,7 +20,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
                              exclude_op_types=tuple(args.exclude_op_types))
     manifest = variants.build(args.model, args.data, args.out, spec_path=args.spec, variants=args.variants,
                               recipe=recipe, allow_calibration_count=args.allow_calibration_count,
-                              target_loss=args.target_loss, progress=lambda m: say(f"quantize: {m}"))
+                              target_loss=args.target_loss, user_variants=parse_variants(args.variant or []),
+                              progress=lambda m: say(f"quantize: {m}"))
     print(f"{'variant':<14}{'status':<8}{'size MB':>9}{'host p50 ms':>13}  INT8 kernels / host loss per output")
     for name, entry in manifest["variants"].items():
         host = entry.get("host", {})
@@ -33,6 +35,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
             print("  float between QDQ pairs: " + ", ".join(f"{op} x{n}" for op, n in entry["float_between_qdq"].items()))
         if entry["reason"]:
             print(f"  {entry['reason']}")
+        if entry.get("origin"):
+            print(f"  a team's own variant, from {entry['origin']['path']} (sha256 {entry['origin']['sha256']})")
     print(f"manifest: {Path(args.out) / 'manifest.json'}")
     failures = build_failures(manifest["variants"], args.variants)
     for failure in failures:
@@ -45,7 +49,7 @@ def register(sub) -> None:
     p.add_argument("model", help="FP32 ONNX model")
     p.add_argument("--data", required=True, help=".npz with calibration / evaluation arrays (see README)")
     p.add_argument("--out", required=True, help="folder for the variants and manifest.json")
-    p.add_argument("--variants", type=split_list, default=list(VARIANTS))
+    p.add_argument("--variants", type=split_list, default=list(DEFAULT_VARIANTS))
     p.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--calibration-method", choices=CALIBRATION_METHODS, default="minmax")
     p.add_argument("--calibration-samples", type=int, help="use the first N calibration samples")
@@ -54,6 +58,7 @@ def register(sub) -> None:
     p.add_argument("--exclude-op-types", type=split_list, default=[],
                    help="op types kept in float in static INT8 (DepthwiseConv: Conv with group > 1)")
     p.add_argument("--target-loss", type=float, help="search static recipes for the fastest within this loss %%")
+    add_to_argparse(p, (VARIANT,))
     p.add_argument("--spec", help="model spec YAML: inputs, judged outputs and metrics (default: "
                                    "<model>.farm.yaml beside the model, else inferred)")
     p.set_defaults(func=cmd_quantize)

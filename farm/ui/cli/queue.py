@@ -15,7 +15,8 @@ from farm.ui.cli.common import say
 # What a submitter chooses; where the boards are, where results go, the run's name and how long to wait
 # for a board someone holds outside the queue are the worker's.
 WORKER_SIDE = ("inventory", "out", "history", "run-id", "variants-dir", "wait")
-SUBMIT_OPTIONS = tuple(o for o in options.RUN_OPTIONS if o.name not in WORKER_SIDE)
+# a team's own variants are files on this machine the queue does not carry (yet): `farm run --variant` only
+SUBMIT_OPTIONS = tuple(o for o in options.RUN_OPTIONS if o.name not in WORKER_SIDE + ("variant",))
 WORKER_OPTIONS = options.SELECTION[:2] + (options.OUT, options.BY_NAME["history"], options.BY_NAME["wait"])
 NIGHTLY_DEFAULTS = {"checklist": str(resources.checklist("dms-nightly")), "rounds": 3}
 
@@ -40,6 +41,9 @@ def _request(args: argparse.Namespace, store, kind: str) -> dict:
     defaults = NIGHTLY_DEFAULTS if kind == "nightly" else None
     found = _resolve(args, options.RUN_OPTIONS, defaults)
     settings = options.run_settings(found)
+    if settings.user_variants:
+        raise ConfigError(f"variant ({found['variant'].source}): the queue does not carry a team's own variants; "
+                          "judge them with farm run --variant on the boards' side")
     from farm.queue.request import FORWARDED
     from farm.queue.submit import build_request
 
