@@ -34,6 +34,7 @@ def quantize(tmp_path, model, data, **env):
                 env=env, timeout=300)
 
 
+@pytest.mark.real  # starts a process
 def test_a_zip_bomb_npz_exits_2_naming_the_array_and_its_size_before_inflating_it(tmp_path, digits_model,
                                                                                    digits_arrays):
     bomb = np.zeros((100 * 2 ** 20 // (32 * 32 * 4), 1, 32, 32), np.float32)  # 100 MB of zeros: 100 KB deflated
@@ -47,6 +48,7 @@ def test_a_zip_bomb_npz_exits_2_naming_the_array_and_its_size_before_inflating_i
     assert not (tmp_path / "out" / "manifest.json").exists()
 
 
+@pytest.mark.real  # starts a process
 def test_an_npy_header_claiming_terabytes_is_refused_by_its_header_alone(tmp_path, digits_model, digits_arrays):
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
@@ -58,6 +60,7 @@ def test_an_npy_header_claiming_terabytes_is_refused_by_its_header_alone(tmp_pat
     assert "array 'calibration' is 1,073,741,824 MB uncompressed, over the 4,096 MB" in done.stderr
 
 
+@pytest.mark.real  # starts a process
 def test_an_npz_with_object_arrays_exits_2_with_one_line_not_a_traceback(tmp_path, digits_model, digits_arrays):
     hostile = np.array([{"pickled": "payload"}] * 300, dtype=object)
     path = tmp_path / "objects.npz"
@@ -68,6 +71,7 @@ def test_an_npz_with_object_arrays_exits_2_with_one_line_not_a_traceback(tmp_pat
     assert f"{path}: array 'calibration' holds Python objects (dtype object)" in line and "never pickles" in line
 
 
+@pytest.mark.real  # starts a process
 def test_a_data_file_within_the_bounds_still_quantizes(tmp_path, digits_model, digits_data):
     done = quantize(tmp_path, digits_model, digits_data, FARM_MAX_ARRAY_MB="2")  # digits: 1.2 MB + 1.8 MB
     assert done.returncode == 0, done.stderr[-2000:]

@@ -31,6 +31,7 @@ def built(tmp_path: Path, model: Path, data: Path, spec_text: str, variants=("fp
     return build(model, data, tmp_path / "out", spec_path=spec, variants=list(variants))["variants"]
 
 
+@pytest.mark.real  # starts a process
 def test_a_packed_detector_whose_static_int8_loses_its_detections_fails_detection(tmp_path, detector):
     found = built(tmp_path, *detector, PACKED)
     fp32 = found["fp32"]["host"]["accuracy"]["outputs"]["output0"]
@@ -42,6 +43,7 @@ def test_a_packed_detector_whose_static_int8_loses_its_detections_fails_detectio
     assert row["metric"] == "detection" and row["ok"] is False and row["loss"] > 75
 
 
+@pytest.mark.real  # starts a process
 def test_a_packed_detector_that_keeps_its_detections_passes_detection(tmp_path, detector):
     found = built(tmp_path, *detector, PACKED + "quantize:\n  exclude_nodes: [pack]\n")  # the Concat kept in float
     figures = found["int8_static"]["host"]["accuracy"]["outputs"]["output0"]
@@ -49,6 +51,7 @@ def test_a_packed_detector_that_keeps_its_detections_passes_detection(tmp_path, 
     assert all(row["ok"] for row in found["int8_static"]["host"]["losses"])
 
 
+@pytest.mark.real  # starts a process
 def test_labelled_boxes_give_map_and_the_agreement_with_fp32_beside_it(tmp_path, detector):
     model, _ = detector
     images, boxes = detector_images(160)
@@ -66,6 +69,7 @@ TWO_OUTPUTS = ("outputs:\n  classificators: {metric: detection, boxes: regressor
 
 
 @pytest.mark.parametrize("background, kept", [(-2000.0, False), (-8.0, True)])
+@pytest.mark.real  # starts a process
 def test_a_blazeface_style_detector_with_two_outputs_is_judged_by_the_faces_it_keeps(tmp_path, background, kept):
     images = face_images(150)
     np.savez(tmp_path / "faces.npz", calibration=images[:110], evaluation=images[110:])
@@ -94,6 +98,7 @@ def levenshtein(a: list, b: list) -> int:
     return int(table[-1])
 
 
+@pytest.mark.real  # starts a process
 def test_a_time_first_ctc_recognizer_is_0_against_itself_and_int8_equals_an_independent_decode(tmp_path, capsys):
     features, texts = ctc_features(160)
     np.savez(tmp_path / "ctc.npz", calibration=features[:120], evaluation=features[120:])

@@ -19,6 +19,7 @@ def digits(tmp_path_factory):
     return info, data, spec, out, manifest
 
 
+@pytest.mark.real  # starts a process
 def test_every_quantized_layer_gets_its_activation_error_and_the_worst_are_judged_alone_on_the_outputs(digits):
     info, data, spec, out, manifest = digits
     doc = sensitivity.analyse(info, data, spec, Recipe(), 300, out, manifest["files"],

@@ -26,6 +26,7 @@ def test_the_spec_beside_a_model_is_its_name_with_farm_yaml(tmp_path):
 
 @pytest.mark.parametrize(("name", "metrics"), [("vad", {"speech": "binary"}),
                                                ("blazeface", {"classificators": "iou", "regressors": "mae"})])
+@pytest.mark.real  # starts a process
 def test_a_demo_with_no_spec_given_is_judged_by_the_spec_beside_it_and_says_so(name, metrics):
     said: list[str] = []
     _, _, spec = load_model_and_data(MODELS / name / f"{name}.onnx", MODELS / name / f"{name}.npz", None, said.append)

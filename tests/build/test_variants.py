@@ -284,6 +284,7 @@ def test_ops_kept_in_float_by_the_spec_are_counted_in_float(tmp_path, digits_mod
     assert static["recipe"]["exclude_nodes"] == [first_conv]
 
 
+@pytest.mark.real  # starts a process
 def test_cli_quantize_exits_1_when_a_built_variant_fails_its_host_loss_limit(tmp_path, digits_model, digits_data,
                                                                             capsys):
     spec = tmp_path / "strict.farm.yaml"
@@ -294,6 +295,7 @@ def test_cli_quantize_exits_1_when_a_built_variant_fails_its_host_loss_limit(tmp
     assert "fail: int8_static: logits mae loss" in out and "fail: fp32" not in out
 
 
+@pytest.mark.real  # starts a process
 def test_cli_quantize_reports_a_no_op_but_fails_it_only_when_it_is_the_variant_asked_for(tmp_path, capsys):
     model = conv_only(tmp_path)
     spec = tmp_path / "conv.farm.yaml"

@@ -195,6 +195,7 @@ def test_only_a_stand_in_runs_on_an_emulated_cpu(tmp_path):
 
 
 @pytest.mark.parametrize("key", ["--split-string", "-S", "-i", "1ST", "A B", "A=B", "PATH;id"])
+@pytest.mark.real  # starts a process
 def test_an_env_key_that_env1_could_read_as_an_option_or_a_command_is_refused_by_inventory_check(tmp_path, key):
     from helpers import farm
 
@@ -215,6 +216,7 @@ def test_an_env_key_that_env1_could_read_as_an_option_or_a_command_is_refused_by
     assert load_inventory(good).boards[0].env == (("OMP_NUM_THREADS", "2"), ("_X1", "-S x"))
 
 
+@pytest.mark.real  # starts a process
 def test_a_board_s_env_reaches_the_command_after_env_s_own_double_dash(tmp_path):
     """Through a real shell (the local transport runs what SSH would send): values that look like options stay values."""
     import sys

@@ -24,6 +24,7 @@ def clean_env(**extra: str) -> dict:
     return {**keep, **extra}
 
 
+@pytest.mark.real  # starts a process
 def test_every_install_line_names_farm_s_own_distribution_not_the_pypi_project_called_farm(tmp_path):
     import tomllib
     from importlib.metadata import distribution

@@ -228,6 +228,7 @@ def test_user_suite_with_board_fixtures_runs_through_plain_pytest(pytester, lab)
     result.assert_outcomes(passed=2)
 
 
+@pytest.mark.real  # starts a process
 def test_too_few_calibration_samples_stop_farm_run_in_one_line_with_its_own_flags(tmp_path):
     with np.load(REPO / "models/digits/digits.npz") as data:
         arrays = {k: data[k] for k in data.files}

@@ -96,6 +96,7 @@ def test_the_report_names_where_a_teams_variant_came_from(user_run):
 
 
 @pytest.mark.parametrize("command", ["run", "quantize"])
+@pytest.mark.real  # starts a process
 def test_a_variant_whose_output_differs_is_refused_naming_the_output(tmp_path, command):
     bad, output = float64_output_copy(tmp_path / "digits-f64.onnx")
     args = ["--variant", f"wide={bad}"]

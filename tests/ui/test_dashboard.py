@@ -278,6 +278,7 @@ def small_lab(tmp_path_factory):
     return cwd
 
 
+@pytest.mark.real  # starts a process
 def test_a_foreign_host_header_is_refused_and_loopback_names_and_allowed_hosts_are_served(small_lab):
     served = Server(small_lab, "--out", "results", "--allowed-host", "dash.lab.example")
     try:
@@ -297,6 +298,7 @@ def test_a_foreign_host_header_is_refused_and_loopback_names_and_allowed_hosts_a
 @pytest.mark.parametrize("path, status", [("/", 200), ("/runs", 200), ("/api/lab", 200), ("/static/trends.js", 200),
                                           ("/static/nothing.js", 404), ("/runs?until=2026-13-45", 400),
                                           ("/metrics", 200)])
+@pytest.mark.real  # starts a process
 def test_every_response_carries_the_security_headers(small_lab, path, status):
     served = Server(small_lab, "--out", "results")
     try:
@@ -332,6 +334,7 @@ def test_a_run_s_report_is_served_sandboxed_and_its_script_never_runs_on_the_das
 @pytest.mark.parametrize("query, field", [("until=2026-13-45", "until"), ("since=2026-02-30", "since"),
                                           ("since=yesterday", "since"), ("until=2026-01-01T25:00", "until"),
                                           ("status=maybe", "status"), ("board=%3Cscript%3E", "board")])
+@pytest.mark.real  # starts a process
 def test_a_bad_query_value_is_a_400_naming_the_field(small_lab, query, field):
     served = Server(small_lab, "--out", "results")
     try:
@@ -344,6 +347,7 @@ def test_a_bad_query_value_is_a_400_naming_the_field(small_lab, query, field):
         served.stop()
 
 
+@pytest.mark.real  # starts a process
 def test_serve_never_creates_a_history_file_that_did_not_exist(tmp_path):
     refused = farm("serve", "--out", "typo-results", cwd=tmp_path, timeout=30)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
@@ -353,6 +357,7 @@ def test_serve_never_creates_a_history_file_that_did_not_exist(tmp_path):
     assert elsewhere.returncode == 2 and not (tmp_path / "none-here.sqlite").exists()
 
 
+@pytest.mark.real  # starts a process
 def test_a_sign_off_is_verified_once_per_record_and_again_when_the_signers_change(tmp_path):
     from farm.record import sshsig
     from farm.record.signoff import SCHEMA, canonical

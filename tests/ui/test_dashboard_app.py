@@ -19,6 +19,8 @@ from farm.results import BoardStatus, RunResult
 from farm.ui.web.app import create_app
 from farm.ui.web.data import Sources
 
+LOCAL = "http://127.0.0.1"  # a loopback Host: the dashboard refuses any other (DNS rebinding)
+
 XSS_BOARD, XSS_POOL = "<script>alert(1)</script>", "<img src=x onerror=alert(2)>"
 
 
@@ -57,7 +59,7 @@ def sources(tmp_path_factory) -> Sources:
 
 @pytest.fixture(scope="module")
 def client(sources) -> TestClient:
-    return TestClient(create_app(sources))
+    return TestClient(create_app(sources), base_url=LOCAL)
 
 
 @pytest.mark.parametrize("path", ["/", "/runs", "/trends", "/trends?board=dash-a53&variant=fp32", "/signoffs",
@@ -154,7 +156,7 @@ def test_the_signoffs_and_queue_pages_say_what_they_cannot_show(client):
 
 @pytest.fixture(scope="module")
 def guarded(sources) -> TestClient:
-    return TestClient(create_app(sources, token="s3cret"))
+    return TestClient(create_app(sources, token="s3cret"), base_url=LOCAL)
 
 
 @pytest.mark.parametrize("path", ["/", "/metrics", "/api/lab", "/files/r1/results.json", "/static/farm.css"])
@@ -165,7 +167,7 @@ def test_with_a_token_every_path_refuses_a_client_without_it(guarded, path):
 
 
 def test_the_token_is_taken_once_in_the_query_then_from_its_cookie_and_never_shown(sources):
-    guarded = TestClient(create_app(sources, token="s3cret"))
+    guarded = TestClient(create_app(sources, token="s3cret"), base_url=LOCAL)
     first = guarded.get("/?token=s3cret")
     assert first.status_code == 200 and "s3cret" not in first.text
     assert "HttpOnly" in first.headers["set-cookie"] and "SameSite=Strict" in first.headers["set-cookie"]

@@ -51,6 +51,7 @@ def certificate(tmp_path) -> tuple[Path, Path]:
     return cert, key
 
 
+@pytest.mark.real  # starts a process
 def test_over_tls_the_token_comes_from_the_environment_and_its_cookie_is_secure(tmp_path, certificate):
     cert, key = certificate
     process, port = _serve(tmp_path, "--tls-cert", str(cert), "--tls-key", str(key))
@@ -68,6 +69,7 @@ def test_over_tls_the_token_comes_from_the_environment_and_its_cookie_is_secure(
         process.wait(timeout=10)
 
 
+@pytest.mark.real  # starts a process
 def test_over_plain_http_the_cookie_is_not_marked_secure_and_half_a_tls_pair_is_refused(tmp_path, certificate):
     process, port = _serve(tmp_path)
     try:
