@@ -59,6 +59,7 @@ def test_results_json_has_every_board_variant_item_with_value_and_limit(demo_run
         assert board["status"] == "ok" and board["error"] is None
         assert board["facts"]["onnxruntime"] and board["facts"]["cores_usable"] >= 1
         assert set(board["variants"]) == {"fp32", "int8_dynamic", "int8_static"}
+        fp32_flags = board["variants"]["fp32"]["board_state"]["flags"]
         for entry in board["variants"].values():
             assert entry["latency_ms"]["n"] == 60 and len(entry["samples_ms"]) == 60
             checks = {c["item"]: c for c in entry["checks"]}
@@ -66,8 +67,10 @@ def test_results_json_has_every_board_variant_item_with_value_and_limit(demo_run
             for check in checks.values():
                 # Correctness always passes on the demo; only timing can miss on a noisy shared VM.
                 allowed = ("pass", "skip", "fail") if check["item"] in ("latency", "speedup") else ("pass", "skip")
+                if check["item"] == "speedup" and (entry["board_state"]["flags"] or fp32_flags):
+                    allowed = (*allowed, "error")  # a ratio measured under load is not judged (board_state: error)
                 assert check["status"] in allowed, check
-                if check["status"] != "skip":
+                if check["status"] not in ("skip", "error"):
                     assert check["value"] is not None and check["limit"] is not None
     a53 = results["boards"][0]
     # dms.yaml takes the stricter of its 50 ms and the class's: equal here, so the checklist is named.

@@ -35,14 +35,15 @@ def runs(tmp_path_factory, shared_dir):
             cores: 1
         """))
     # The passing run must pass on any timing: speedup compares two processes' timings (30-50 % apart
-    # here between unchanged runs), so its floor is set where no noise reaches; the sign-off rules are
-    # what these tests judge.
+    # here between unchanged runs), so its floor is set where no noise reaches, and a busy machine does
+    # not make it an error; the sign-off rules are what these tests judge.
     (cwd / "steady.yaml").write_text(textwrap.dedent(f"""
         name: steady
         extends: {CHECKLISTS / "dms-demo.yaml"}
         items:
           speedup:
             min_ratio: 0.01
+            board_state: ignore
         """))
     (cwd / "tight.yaml").write_text(textwrap.dedent(f"""
         name: tight
