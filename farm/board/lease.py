@@ -95,9 +95,12 @@ class Lease:
         return ["sh", "-c", script, "sh", self.workdir, self.run_id, socket.gethostname(), str(os.getpid()),
                 getpass.getuser(), str(self.ttl_s)]
 
-    def acquire(self, wait_s: float = 0.0, stopped=lambda: False) -> "Lease":
-        """Take the lock (waiting up to `wait_s` for a live holder); `stopped()` ends the wait early."""
+    def acquire(self, wait_s: float = 0.0, stopped=lambda: False, waiting=lambda holder: None) -> "Lease":
+        """Take the lock (waiting up to `wait_s` for a live holder); `stopped()` ends the wait early.
+
+        `waiting(who)` hears whom the wait is for: once per holder, as soon as the wait begins."""
         deadline = time.monotonic() + wait_s
+        told = None
         while True:
             result = self.connection.run(self._argv(_TAKE), deadline_s=30)
             words = result.stdout.split()
@@ -118,6 +121,9 @@ class Lease:
             if time.monotonic() >= deadline or stopped():
                 raise BoardBusy(f"{self.connection.board.name}: busy: locked by {holder.describe(board_now)}; "
                                 "use --wait SECONDS to queue")
+            if holder.run != told:
+                told = holder.run
+                waiting(f"run {holder.run} from {holder.host} (pid {holder.pid}, user {holder.user})")
             time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
     def _start_heartbeat(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import signal
 import threading
 import time
@@ -117,40 +118,69 @@ class SharedCpu:
     Connecting, probing and pushing may overlap each other, but none overlaps a
     measurement, or one board's latency would be another board's load (three
     stand-ins measuring at once turned a 0.5 ms p50 into a 21 ms p95). A waiting
-    measurement goes first, so measurements are never starved.
+    measurement goes first, so measurements are never starved. A holder whose
+    link has gone silent gives up its slot: every CHECK_S a waiter asks each
+    holder's link (`alive`), and one that does not answer no longer counts, so a
+    board's fault never stalls the healthy boards until it is declared link-lost.
     """
+
+    CHECK_S = 5.0
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._working = 0
-        self._measuring = False
+        self._working: dict[int, Callable[[], bool]] = {}
+        self._measuring: dict[int, Callable[[], bool]] = {}  # at most one holder
         self._waiting = 0
+        self._tokens = itertools.count()
+
+    def _wait_for(self, ready: Callable[[], bool]) -> None:
+        """Wait (holding the condition) until `ready()`, dropping holders whose link went silent."""
+        while not ready():
+            if self._cond.wait(self.CHECK_S) or ready():
+                continue
+            holders = [*self._measuring.items(), *self._working.items()]
+            self._cond.release()
+            try:  # asked outside the lock: a silent link takes seconds to say so
+                silent = [token for token, alive in holders if not alive()]
+            finally:
+                self._cond.acquire()
+            for token in silent:
+                self._measuring.pop(token, None)
+                self._working.pop(token, None)
+
+    def _take(self, slots: dict[int, Callable[[], bool]], alive: Callable[[], bool]) -> int:
+        token = next(self._tokens)
+        slots[token] = alive
+        return token
+
+    def _give_back(self, slots: dict[int, Callable[[], bool]], token: int) -> None:
+        with self._cond:
+            slots.pop(token, None)  # already gone when its link was found silent
+            self._cond.notify_all()
 
     @contextlib.contextmanager
-    def work(self) -> Iterator[None]:
+    def work(self, alive: Callable[[], bool] = lambda: True) -> Iterator[None]:
         with self._cond:
-            self._cond.wait_for(lambda: not self._measuring and not self._waiting)
-            self._working += 1
+            self._wait_for(lambda: not self._measuring and not self._waiting)
+            token = self._take(self._working, alive)
         try:
             yield
         finally:
-            with self._cond:
-                self._working -= 1
-                self._cond.notify_all()
+            self._give_back(self._working, token)
 
     @contextlib.contextmanager
-    def measure(self) -> Iterator[None]:
+    def measure(self, alive: Callable[[], bool] = lambda: True) -> Iterator[None]:
         with self._cond:
             self._waiting += 1
-            self._cond.wait_for(lambda: not self._measuring and not self._working)
-            self._waiting -= 1
-            self._measuring = True
+            try:
+                self._wait_for(lambda: not self._measuring and not self._working)
+            finally:
+                self._waiting -= 1
+            token = self._take(self._measuring, alive)
         try:
             yield
         finally:
-            with self._cond:
-                self._measuring = False
-                self._cond.notify_all()
+            self._give_back(self._measuring, token)
 
 
 class RunControl:
@@ -221,10 +251,15 @@ class BoardSession:
     def lock(self) -> None:
         with self.step("lock"):
             self.lease = Lease(self.transport, self.board.workdir, self.plan.run_id).acquire(
-                self.plan.lock_wait_s, stopped=self.control.is_stopped)
+                self.plan.lock_wait_s, stopped=self.control.is_stopped, waiting=self._waiting_for)
             if self.lease.broke:
                 self.result.lock_note = f"broke a stale lock held by: {self.lease.broke}"
                 self.log(self.result.lock_note)
+
+    def _waiting_for(self, holder: str) -> None:
+        """A busy board: say whom the run waits for, in the log and the live table."""
+        self.log(f"busy: waiting up to {self.plan.lock_wait_s:.0f} s for {holder}")
+        self._progress(self.board.name, f"lock: waiting for {holder}")
 
     def probe(self) -> None:
         with self.step("probe"):
@@ -300,7 +335,9 @@ class BoardSession:
         self.result.facts.update(docs[0].get("facts") or {})
 
     def _measuring(self):
-        return self.control.shared_cpu.measure() if self.board.shares_controller_cpu else contextlib.nullcontext()
+        if not self.board.shares_controller_cpu:
+            return contextlib.nullcontext()
+        return self.control.shared_cpu.measure(self.transport.link_alive)
 
     def _run_agent(self, variant: str, argv: list[str]) -> dict:
         board, plan = self.board, self.plan
@@ -325,9 +362,9 @@ class BoardSession:
     def run(self) -> BoardResult:
         self.result.started = utc_now()
         setup = [name for name in self.plan.steps if name != "measure"]
-        work = self.control.shared_cpu.work if self.board.shares_controller_cpu else contextlib.nullcontext
+        shared = self.board.shares_controller_cpu
         try:
-            with work():
+            with self.control.shared_cpu.work(self.transport.link_alive) if shared else contextlib.nullcontext():
                 for name in setup:
                     getattr(self, name)()
             if "measure" in self.plan.steps:

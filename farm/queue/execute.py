@@ -28,7 +28,7 @@ from farm.util import NAME_RE
 
 FORWARDED = ("variants", "runs", "warmup", "rounds", "deadline", "board", "tag")  # run options a job carries
 RUN_FILES = ("results.json", "junit.xml", "report.html")
-OUTCOMES = {0: "passed", 1: "failed", 2: "bad input", 130: "stopped"}
+OUTCOMES = {0: "passed", 1: "failed", 2: "bad input", 130: "stopped", 143: "stopped"}
 PR_SET_PDEATHSIG = 1
 
 

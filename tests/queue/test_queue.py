@@ -158,7 +158,7 @@ def test_cancel_removes_a_queued_job_and_stops_a_running_one_keeping_what_it_col
     proc = queue.farm("cancel", str(running))
     assert "asked to stop" in proc.stdout, proc.stdout + proc.stderr
     row = queue.wait_done(running, timeout_s=90)
-    assert (row["state"], row["outcome"], row["exit_code"]) == ("aborted", "cancelled", 130), row
+    assert (row["state"], row["outcome"], row["exit_code"]) == ("aborted", "cancelled", 143), row
     kept = json.loads(Path(queue.cwd / "out-west-a" / row["run_id"] / "results.json").read_text())
     assert kept["run_id"] == row["run_id"]
     assert [b["status"] for b in kept["boards"]] == ["cancelled"]  # stopped, and said so

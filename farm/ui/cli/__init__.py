@@ -39,8 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         say(f"farm: {exc}")
         return 1
     except KeyboardInterrupt:
+        from farm.deploy.interrupts import exit_code
+
         say("farm: interrupted; results gathered so far are kept")
-        return 130
+        return exit_code()
     except BrokenPipeError:  # `farm ... | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141

@@ -105,7 +105,8 @@ def cmd_boards_clean(args: argparse.Namespace) -> int:
     for result in group:
         freed = result.facts.get("freed_bytes")
         print(f"{result.name:<14}{result.status.value:<18}" +
-              (f"freed {freed / 1e6:.1f} MB" if result.ok else str(result.error)))
+              (f"freed {freed / 1e6:.1f} MB" if result.ok and freed >= 100_000 else f"freed {freed} bytes"
+               if result.ok else str(result.error)))
     return 0 if not group.failed else 1
 
 

@@ -50,6 +50,7 @@ def run_job(args: argparse.Namespace):
     """Validate everything, then run the suites as one pytest session; (exit code, job)."""
     import pytest
 
+    from farm.deploy import interrupts
     from farm.deploy.job import Job
     from farm.pytestplugin.hooks import PreparedJob
 
@@ -64,7 +65,7 @@ def run_job(args: argparse.Namespace):
     if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.NO_TESTS_COLLECTED):
         return 2, job
     if code == pytest.ExitCode.INTERRUPTED:
-        return 130, job
+        return interrupts.exit_code(), job
     return (0 if code == pytest.ExitCode.OK else 1), job
 
 
