@@ -113,6 +113,11 @@ class Lease:
                                  f"{result.tail() or result.stdout.strip() or 'an unreadable lock file'}",
                                  "permission-denied" if "ermission denied" in result.tail() else "agent-error")
             board_now = int(words[1])
+            if (holder.run, holder.host, holder.pid) == (self.run_id, socket.gethostname(), str(os.getpid())):
+                # this very process's, from a connection that died (a power cycle): taken back
+                self.connection.run(["sh", "-c", _BREAK, "sh", self.workdir, holder.line(), self.run_id],
+                                    deadline_s=30)
+                continue
             if holder.stale(board_now):
                 self.broke = holder.describe(board_now)
                 self.connection.run(["sh", "-c", _BREAK, "sh", self.workdir, holder.line(), self.run_id],

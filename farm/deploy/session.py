@@ -24,14 +24,15 @@ from farm import resources
 from farm.board.agent import AgentFiles, agent_argv, parse_agent_output
 from farm.board.artifacts import Artifact, blob_path, clean, push
 from farm.board.lease import Lease
+from farm.board.power import switch, wait_for_boot
 from farm.board.probe import probe, require_ready
 from farm.board.transport import Transport, open_transport
 from farm.config.inventory import Board
 from farm.config.settings import Measurement
-from farm.errors import AgentError, BoardError, Stopped
+from farm.errors import AgentError, BoardError, PowerError, Stopped
 from farm.judge.stats import latency_summary
 from farm.record.rundir import BoardLog
-from farm.results import PER_VARIANT, BoardResult, BoardStatus, Step, VariantResult
+from farm.results import PER_VARIANT, BoardResult, BoardStatus, Recovery, Step, VariantResult
 from farm.util import utc_now
 
 SETUP_STEPS = ("connect", "lock", "probe", "push")
@@ -39,6 +40,9 @@ CLEAN = ("connect", "lock", "clean")
 PROFILE_RUNS = 20  # runs of an INT8 variant profiled in its accuracy process: what a slow one spends time on
 FULL_RUN = SETUP_STEPS + ("measure",)
 PROBE_ONLY = ("connect", "probe")
+# A board that stops answering (or whose agent hangs) is power-cycled once, when it has power control.
+HANGS = (BoardStatus.UNREACHABLE, BoardStatus.LINK_LOST, BoardStatus.TIMEOUT)
+NO_POWER = "no power control to recover it (power: in the inventory)"
 
 Progress = Callable[[str, str], None]  # (board name, phase)
 
@@ -293,10 +297,10 @@ class BoardSession:
         try:
             self._measure(variant)
         except BoardError as exc:
-            if isinstance(exc, Stopped) or BoardStatus(exc.status) not in PER_VARIANT:
+            if isinstance(exc, Stopped) or BoardStatus(exc.status) not in PER_VARIANT or self._can_recover(exc):
                 raise
             found = self.result.variants.get(variant) or VariantResult(variant)
-            found.status, found.error = exc.status, str(exc)
+            found.status, found.error = exc.status, self._hang_reason(exc)
             self.result.variants[variant] = found
             self.log(f"{variant} stopped ({exc.status}): {exc}; the other variants go on")
 
@@ -358,24 +362,72 @@ class BoardSession:
             raise AgentError(f"{board.name}: agent on {variant} exited {result.exit_code}; stderr tail: {result.tail()}")
         return parse_agent_output(result.stdout, result.stderr)
 
+    # -- recovery -------------------------------------------------------------------------------
+    def _can_recover(self, exc: BoardError) -> bool:
+        return (not isinstance(exc, Stopped) and BoardStatus(exc.status) in HANGS and self.board.power is not None
+                and self.result.recovery is None and "measure" in self.plan.steps)
+
+    def _hang_reason(self, exc: BoardError) -> str:
+        """A hang's reason says when nothing could be done about it."""
+        if BoardStatus(exc.status) in HANGS and self.board.power is None:
+            return f"{exc}; {NO_POWER}"
+        return str(exc)
+
+    def _recover(self, fault: BoardError) -> None:
+        """Power-cycle the board once and wait for it to boot (SSH answering, a new boot id); the fault
+        stays the board's, with what the cycle did, when it does not come back."""
+        board, started = self.board, time.monotonic()
+        self.result.recovery = recovery = Recovery(cause=f"{fault.status}: {fault}")
+        self.log(f"{fault.status}: power-cycling the board ({board.power.describe()})")
+        self._progress(board.name, "power cycle")
+        if self.lease is not None:  # its heartbeat stops; the lock on the board is this run's and is taken back
+            self.lease.abandon()
+            self.lease = None
+        self.transport.close()
+        try:
+            with self.step("power cycle"):
+                switch(board, "cycle")
+                wait_for_boot(board, self.result.facts.get("boot_id"), stopped=self.control.is_stopped)
+        except PowerError as exc:
+            recovery.why = str(exc)
+            raise BoardError(f"{fault}; {recovery.note}", fault.status) from exc
+        recovery.seconds, recovery.recovered = round(time.monotonic() - started, 1), True
+        self.log(recovery.note + "; trying its work again")
+        self.transport = open_transport(board, connect_timeout=self.plan.connect_timeout_s,
+                                        attempts=self.plan.connect_attempts)
+
     # -- the session ----------------------------------------------------------------------------
-    def run(self) -> BoardResult:
-        self.result.started = utc_now()
+    def _work(self) -> None:
+        """Set-up, then each variant not yet measured (after a recovery, the ones measured before stay)."""
         setup = [name for name in self.plan.steps if name != "measure"]
         shared = self.board.shares_controller_cpu
-        try:
-            with self.control.shared_cpu.work(self.transport.link_alive) if shared else contextlib.nullcontext():
-                for name in setup:
-                    getattr(self, name)()
-            if "measure" in self.plan.steps:
-                for variant in self.plan.variants:
+        with self.control.shared_cpu.work(self.transport.link_alive) if shared else contextlib.nullcontext():
+            for name in setup:
+                getattr(self, name)()
+        if "measure" in self.plan.steps:
+            for variant in self.plan.variants:
+                if variant not in self.result.variants or self.result.variants[variant].status != "ok":
                     self.measure(variant)
                     self._save(self.result)
+
+    def run(self) -> BoardResult:
+        self.result.started = utc_now()
+        try:
+            try:
+                self._work()
+            except BoardError as exc:
+                if not self._can_recover(exc):
+                    raise
+                self._recover(exc)
+                try:
+                    self._work()
+                except BoardError as again:  # a second failure is the board's
+                    raise BoardError(f"{again} (again, after {self.result.recovery.note})", again.status) from again
             stopped = [v for v in self.result.variants.values() if v.status != "ok"]
             self.result.status = BoardStatus(stopped[0].status) if stopped else BoardStatus.OK
             self.result.error = "; ".join(f"{v.name}: {v.error}" for v in stopped) or None
         except BoardError as exc:
-            self.result.status, self.result.error = BoardStatus(exc.status), str(exc)
+            self.result.status, self.result.error = BoardStatus(exc.status), self._hang_reason(exc)
         except Exception as exc:  # a bug in farm: said so, with the traceback, never blamed on the board
             self.result.status = BoardStatus.INTERNAL_ERROR
             self.result.error = (f"internal error in farm ({type(exc).__name__}: {exc}); traceback in "

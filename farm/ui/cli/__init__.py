@@ -14,7 +14,7 @@ import farm
 from farm.errors import ConfigError, FarmError
 from farm.board.agent import SCHEMA as AGENT_SCHEMA
 from farm.results import SCHEMA as RUN_SCHEMA
-from farm.ui.cli import init, lab, queue, quantize, records, run, serve
+from farm.ui.cli import init, lab, queue, quantize, records, run, serve, upkeep
 from farm.ui.cli.common import say
 
 
@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"farm {farm.__version__} (results {RUN_SCHEMA}, "
                                                                f"agent protocol {AGENT_SCHEMA})")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (run, quantize, records, lab, queue, serve, init):
+    for group in (run, quantize, records, lab, upkeep, queue, serve, init):
         group.register(sub)
     return parser
 

@@ -36,6 +36,9 @@ def print_summary(result) -> None:
             table.add_row(board.name, "ok" if board.ok else f"[red]{board.status}[/]", name, fmt(stats.get("p50")),
                           fmt(stats.get("p95")), fmt(variant.peak_rss_mb), text)
     Console().print(table)
+    for board in result.boards:
+        if board.recovery:
+            print(f"{board.name}: {board.recovery.cause}; {board.recovery.note}")
 
 
 def resolved(args: argparse.Namespace) -> dict[str, options.Setting]:
