@@ -10,7 +10,9 @@ health check passes or a person restores it (`farm boards restore`).
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Callable
 
 from farm import resources
@@ -45,12 +47,24 @@ def judge(board: BoardResult) -> Verdict:
     return Verdict(board.name, True, f"health check passed: digits reference p50 {p50:.3f} ms, top-1 {top1:.3f}")
 
 
+def due(settings: RunSettings, names: list[str]) -> list[str]:
+    """Of `names`, the boards not checked within MAX_AGE_S (never checked: due)."""
+    if settings.history_url is None:
+        return []
+    rows = History(settings.history_url).health()
+    cutoff = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=MAX_AGE_S)).isoformat()
+    return [name for name in names if name not in rows or (rows[name]["checked"] or "") < cutoff]
+
+
 def check(settings: RunSettings, say: Callable[[str], None] = lambda m: None) -> list[Verdict]:
     """Run the reference job on the selected boards (bad ones too) and record each board's health."""
     if settings.history_url is None:
         raise ConfigError("--history none: board health lives in the history; give one")
+    # Its run is kept in <out>/health/, not in the history's runs: a reference job is no board's baseline,
+    # and <out>/latest stays the last real run.
     reference = replace(settings, model=resources.demo_model(), data=resources.demo_data(), spec=None,
-                        variants_dir=None, variants=["fp32"], measurement=REFERENCE,
+                        variants_dir=None, variants=["fp32"], measurement=REFERENCE, history="none",
+                        out=Path(settings.out) / "health",
                         checklist=resources.checklist("dms"), run_id=f"health-{settings.run_id}")
     job = Job(reference, say=say, health_check=True)
     result = job.run()

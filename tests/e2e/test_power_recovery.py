@@ -147,8 +147,9 @@ exec {real} "$@"
     assert re.fullmatch(r"recovered after power cycle, \d+ s", recovery["note"]), recovery
     assert "recovered after power cycle" in out  # the summary
     assert "recovered after power cycle" in (run_dir / "report.html").read_text()
-    (event,) = History(tmp_path / "results" / "history.sqlite").events("p1")
-    assert event["kind"] == "power cycle" and event["note"].startswith(recovery["note"])
+    events = History(tmp_path / "results" / "history.sqlite").events("p1")  # newest first
+    assert [e["kind"] for e in events] == ["good", "power cycle"], events  # a health check after the recovery
+    assert events[1]["note"].startswith(recovery["note"]) and "health check of p1" in err
     assert "reboot" in daemon_log.read_text() or "off" in daemon_log.read_text()
     assert not processes(marker)  # the hung agent went with the power
     measured = [float(m.group(1)) for m in re.finditer(r"\[\s*([\d.]+) s\] p1: measure fp32", err)]
