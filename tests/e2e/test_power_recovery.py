@@ -156,3 +156,19 @@ exec {real} "$@"
     print(f"hang at {hung_at:.1f} s; measured again at {measured[-1]:.1f} s: {measured[-1] - hung_at:.1f} s from hang "
           f"to measuring; recovery (fault found to board back) {recovery['seconds']} s")
     print((run_dir / "logs" / "p1.log").read_text()[-2500:])
+
+
+def test_farm_power_cycle_waits_for_the_new_boot_and_a_board_without_power_is_one_line(powered, tmp_path):
+    from helpers import farm
+
+    lab, _, _ = powered
+    before = lab.running()["p1"]["pid"]
+    cycled = farm("power", "cycle", "p1", "--inventory", lab.dir / "inventory.yaml", "--wait", cwd=tmp_path,
+                  env={"FARM_LAB_DIR": str(lab.dir)}, timeout=120)
+    assert cycled.returncode == 0 and "p1: answering again after" in cycled.stdout, cycled.stdout + cycled.stderr
+    assert lab.running()["p1"]["pid"] != before
+    path = tmp_path / "plain.yaml"
+    path.write_text("boards:\n  - {name: b1, host: 10.0.0.1}\n")
+    refused = farm("power", "off", "b1", "--inventory", path, cwd=tmp_path)
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert "b1: no power control" in refused.stderr
