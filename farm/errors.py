@@ -17,6 +17,10 @@ class ConfigError(FarmError):
     """Bad usage or configuration: the CLI exits 2."""
 
 
+class PowerError(FarmError):
+    """A board's power could not be switched, or it did not come back after a cycle: says which and why."""
+
+
 class LocatedError(ConfigError):
     """A bad value in a file: names the file, the line, what holds the value, and the fix."""
 

@@ -184,6 +184,31 @@ class Step:
 
 
 @dataclass
+class Recovery:
+    """What farm did when a board stopped answering mid-run: one power cycle, and how it went."""
+
+    cause: str                  # the fault that started it: `link-lost: ...`, `unreachable: ...`, `timeout: ...`
+    action: str = "power cycle"
+    seconds: float | None = None  # from the fault to the board answering with a new boot id
+    recovered: bool = False       # it came back, and its work was tried again
+    why: str | None = None        # when it did not come back: why
+
+    @property
+    def note(self) -> str:
+        """One line for the report, the summary and the history."""
+        if self.recovered:
+            return f"recovered after {self.action}, {self.seconds:.0f} s"
+        return f"{self.action} did not recover it: {self.why}"
+
+    def to_json(self) -> dict:
+        return {**{f.name: getattr(self, f.name) for f in fields(self)}, "note": self.note}
+
+    @classmethod
+    def from_json(cls, doc: dict) -> Recovery:
+        return cls(**_known(cls, doc))
+
+
+@dataclass
 class BoardResult:
     """One board's run, whatever happened: `status` says which, `error` why."""
 
@@ -206,6 +231,7 @@ class BoardResult:
     limits: dict = field(default_factory=dict)  # item -> the settings this board was judged by
     bytes_sent: int = 0
     lock_note: str | None = None
+    recovery: Recovery | None = None  # a power cycle during the run, when there was one
     steps: list = field(default_factory=list)
     variants: dict = field(default_factory=dict)  # variant name -> VariantResult
     started: str | None = None
@@ -223,6 +249,7 @@ class BoardResult:
     def to_json(self) -> dict:
         doc = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("steps", "variants")}
         doc["status"] = self.status.value
+        doc["recovery"] = self.recovery.to_json() if self.recovery else None
         doc["class"] = doc.pop("board_class")
         doc["steps"] = [s.to_json() for s in self.steps]
         doc["variants"] = {name: v.to_json() for name, v in self.variants.items()}
@@ -233,6 +260,7 @@ class BoardResult:
         known = _known(cls, {**doc, "board_class": doc.get("class")})
         known["status"] = BoardStatus(doc["status"])
         known["steps"] = [Step(**s) for s in doc.get("steps") or []]
+        known["recovery"] = Recovery.from_json(doc["recovery"]) if doc.get("recovery") else None
         known["variants"] = {name: VariantResult.from_json({**v, "name": name})
                              for name, v in (doc.get("variants") or {}).items()}
         return cls(**known)

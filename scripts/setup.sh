@@ -25,6 +25,10 @@ if [ "${1:-}" = "--tests" ]; then  # only the tests drive a browser
   { apt_install chromium /usr/bin/chromium "the dashboard tests drive a headless browser" &&
     apt_install chromium-driver /usr/bin/chromedriver "Selenium's driver for it"; } \
     || echo "setup: the dashboard's browser tests will be skipped" >&2
+  # pdudaemon (the power tests' PDU daemon) needs systemd-python, which builds against libsystemd.
+  { apt_install pkg-config /usr/bin/pkg-config "systemd-python's build finds libsystemd with it" &&
+    apt_install libsystemd-dev /usr/include/systemd/sd-journal.h "pdudaemon's systemd-python builds against it"; } \
+    || echo "setup: pdudaemon may not install; the power tests will be skipped" >&2
 fi
 
 if [ ! -x .venv/bin/python ]; then

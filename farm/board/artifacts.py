@@ -23,7 +23,9 @@ from farm.util import file_sha256
 _HASH_PRESENT = ('d=$1; shift; mkdir -p "$d" && cd "$d" || exit 3; rm -f ./*.partial-*; '
                  'for h; do [ -f "$h" ] && sha256sum "$h"; done; exit 0')
 _RECORD_RUN = 'd=$1; run=$2; shift 2; mkdir -p "$d" && printf "%s\\n" "$@" > "$d/$run"'
-_FREE_KB = 'df -Pk "$1" | awk \'NR == 2 {print $4}\''
+# After a failed upload: drop what it left (the run holds the lock: no other push is under way), then say
+# what the board has free, which is what it had before the push.
+_DROP_PARTIAL_FREE_KB = 'rm -f "$1"/*.partial-*; df -Pk "$1" | awk \'NR == 2 {print $4}\''
 # Keep the blobs the `keep` newest runs used; delete other blobs (64 hex digits, nothing else) and older run
 # records. Runs while holding the board's lock, so no push is under way.
 _CLEAN = r'''
@@ -40,7 +42,11 @@ for blob in blobs/*; do
   grep -qx "$name" .keep && continue
   size=$(wc -c < "$blob") && rm -f -- "$blob" && freed=$((freed + size))
 done
-rm -f .keep blobs/*.partial-*
+for partial in blobs/*.partial-*; do  # what an interrupted push left: freed too, and counted
+  [ -f "$partial" ] || continue
+  size=$(wc -c < "$partial") && rm -f -- "$partial" && freed=$((freed + size))
+done
+rm -f .keep
 echo "freed $freed"
 '''
 
@@ -95,12 +101,15 @@ def runs_dir(workdir: str) -> str:
 
 
 def _upload_error(connection: Transport, workdir: str, artifact: Artifact, exc: OSError) -> BoardError:
-    """disk-full with the board's free space, or permission-denied with the path; else push-failed."""
+    """disk-full with the board's free space, or permission-denied with the path; else push-failed.
+
+    The partial blob the upload left is removed first: the board is not left full, and the free space
+    said is what the board had, not what the failed push left."""
     board, target = connection.board.name, blob_path(workdir, artifact)
     if exc.errno in (errno.EACCES, errno.EPERM) or "ermission denied" in str(exc):
         return BoardError(f"{board}: permission denied writing {target}: let {connection.board.user or 'the login user'}"
                           f" write {blob_dir(workdir)}, or choose another workdir", "permission-denied")
-    free = connection.run(["sh", "-c", _FREE_KB, "sh", blob_dir(workdir)], deadline_s=30).stdout.strip()
+    free = connection.run(["sh", "-c", _DROP_PARTIAL_FREE_KB, "sh", blob_dir(workdir)], deadline_s=30).stdout.strip()
     if exc.errno == errno.ENOSPC or (free.isdigit() and int(free) * 1024 < artifact.size):
         shown = f"{int(free) / 1024:.1f} MB free" if free.isdigit() else "no space left"
         return BoardError(f"{board}: disk full: {shown} in {blob_dir(workdir)}, {artifact.path.name} needs "

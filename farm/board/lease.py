@@ -95,9 +95,12 @@ class Lease:
         return ["sh", "-c", script, "sh", self.workdir, self.run_id, socket.gethostname(), str(os.getpid()),
                 getpass.getuser(), str(self.ttl_s)]
 
-    def acquire(self, wait_s: float = 0.0, stopped=lambda: False) -> Lease:
-        """Take the lock (waiting up to `wait_s` for a live holder); `stopped()` ends the wait early."""
+    def acquire(self, wait_s: float = 0.0, stopped=lambda: False, waiting=lambda holder: None) -> Lease:
+        """Take the lock (waiting up to `wait_s` for a live holder); `stopped()` ends the wait early.
+
+        `waiting(who)` hears whom the wait is for: once per holder, as soon as the wait begins."""
         deadline = time.monotonic() + wait_s
+        told = None
         while True:
             result = self.connection.run(self._argv(_TAKE), deadline_s=30)
             words = result.stdout.split()
@@ -110,6 +113,11 @@ class Lease:
                                  f"{result.tail() or result.stdout.strip() or 'an unreadable lock file'}",
                                  "permission-denied" if "ermission denied" in result.tail() else "agent-error")
             board_now = int(words[1])
+            if (holder.run, holder.host, holder.pid) == (self.run_id, socket.gethostname(), str(os.getpid())):
+                # this very process's, from a connection that died (a power cycle): taken back
+                self.connection.run(["sh", "-c", _BREAK, "sh", self.workdir, holder.line(), self.run_id],
+                                    deadline_s=30)
+                continue
             if holder.stale(board_now):
                 self.broke = holder.describe(board_now)
                 self.connection.run(["sh", "-c", _BREAK, "sh", self.workdir, holder.line(), self.run_id],
@@ -118,6 +126,9 @@ class Lease:
             if time.monotonic() >= deadline or stopped():
                 raise BoardBusy(f"{self.connection.board.name}: busy: locked by {holder.describe(board_now)}; "
                                 "use --wait SECONDS to queue")
+            if holder.run != told:
+                told = holder.run
+                waiting(f"run {holder.run} from {holder.host} (pid {holder.pid}, user {holder.user})")
             time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
     def _start_heartbeat(self) -> None:

@@ -14,6 +14,10 @@ from farm.errors import BoardError
 PROBE_SCRIPT = r'''
 import json, os, sys, time
 facts = {"python": "%d.%d.%d" % sys.version_info[:3], "machine": os.uname()[4], "missing": [], "now": int(time.time())}
+try:  # what changes when the board reboots (a stand-in's: when its sshd restarts)
+    facts["boot_id"] = os.environ.get("FARM_BOOT_ID") or open("/proc/sys/kernel/random/boot_id").read().strip()
+except OSError:
+    facts["boot_id"] = None
 workdir = sys.argv[1] if len(sys.argv) > 1 else None
 try:  # one per kernel boot: a board that shares the controller's kernel is the controller
     with open("/proc/sys/kernel/random/boot_id") as handle:
@@ -70,6 +74,16 @@ else:
             pass
 print(json.dumps(facts))
 '''
+
+
+# The same boot id, asked without Python: a board that has just come back may not be ready for more.
+BOOT_ID = ["sh", "-c", 'echo "${FARM_BOOT_ID:-$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)}"']
+
+
+def boot_id(transport: Transport) -> str | None:
+    """What the board says its boot is; None when it does not say."""
+    result = transport.run(BOOT_ID, deadline_s=15)
+    return (result.stdout.strip() or None) if result.ok else None
 
 
 def probe(transport: Transport, workdir: str) -> dict:

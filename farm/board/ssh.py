@@ -162,7 +162,7 @@ class SshTransport(BaseTransport):
         try:
             return self._exec(command, timeout)
         except TimeoutError as exc:
-            if not self._link_alive():
+            if not self.link_alive():
                 raise BoardError(f"{self.board.name}: the link went silent while a command ran (no answer for "
                                  f"{timeout:.0f} s, nor to a new channel)", "link-lost") from exc
             raise CommandTimeout() from exc
@@ -170,8 +170,9 @@ class SshTransport(BaseTransport):
             raise BoardError(f"{self.board.name}: the connection was lost while a command ran ({exc or type(exc).__name__})",
                              "link-lost") from exc
 
-    def _link_alive(self) -> bool:
-        """Does the board still answer: a command outliving its time, or a link that died under it?"""
+    def link_alive(self) -> bool:
+        """Does the board still answer (a new channel within 5 s): a command outliving its time, or a link
+        that died under it? Also asked by boards waiting for the measuring slot this one holds."""
         try:
             self.conn.client.get_transport().open_session(timeout=5).close()
             return True

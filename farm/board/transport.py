@@ -148,6 +148,9 @@ class BaseTransport:
     def host_key(self) -> str | None:
         return None
 
+    def link_alive(self) -> bool:
+        return True
+
     def __enter__(self):
         return self.open()
 
@@ -175,6 +178,9 @@ class Transport(Protocol):
 
     def kill_group(self, pidfile: str) -> None:
         """Stop a command started with `pidfile` (and its children)."""
+
+    def link_alive(self) -> bool:
+        """Does the board still answer, within seconds (asked from another thread than the session's)?"""
 
     def __enter__(self) -> Transport: ...
 

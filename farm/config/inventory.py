@@ -26,6 +26,29 @@ VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 HOST_KEY_POLICIES = ("verify", "accept-new", "off")
 TRANSPORTS = ("ssh", "local")  # local: the board is this machine, commands run without SSH
+# Bounds on what an inventory may hold: benchmarks/inventory_size.py measures load times up to them.
+MAX_INVENTORY_BYTES = 2_000_000  # about 25,000 boards, loaded in seconds
+MAX_TEXT_CHARS = 4096            # PATH_MAX: no host, path, tag or value is longer
+MAX_LIST_ITEMS = 256             # pools, tags, providers of one board
+
+
+@dataclass(frozen=True)
+class Power:
+    """How a board's power is switched: an outlet behind a pdudaemon, or two commands (argument lists)."""
+
+    pdudaemon: str | None = None  # host of the pdudaemon's HTTP listener
+    port: int = 16421             # pdudaemon's default HTTP port
+    pdu: str | None = None        # the PDU's name in pdudaemon's configuration (its `hostname=`)
+    outlet: str | None = None     # the outlet on that PDU (its `port=`)
+    on: tuple[str, ...] = ()
+    off: tuple[str, ...] = ()
+    off_s: float = 5.0            # a cycle keeps the board off this long
+    boot_s: float = 120.0         # after a cycle, how long the board may take to answer SSH again
+
+    def describe(self) -> str:
+        if self.pdudaemon:
+            return f"pdudaemon {self.pdudaemon}:{self.port}, PDU {self.pdu} outlet {self.outlet}"
+        return f"commands {' '.join(self.on)} / {' '.join(self.off)}"
 
 
 @dataclass(frozen=True)
@@ -57,6 +80,7 @@ class Board:
     standin: bool = False
     emulated_cpu: str | None = None  # QEMU CPU model of an emulated Arm stand-in
     from_class: tuple[str, ...] = ()  # the budgets this board has from its class, not from its own entry
+    power: Power | None = None  # None: no power control (a hang is reported, not recovered)
 
     @property
     def address(self) -> str:
@@ -101,6 +125,8 @@ class StandinSpec:
         `reached`: how it is reached once running (host, port, user, keys, workdir, python).
         """
         values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in self.values.items()}
+        if "power" in values:
+            values["power"] = power_of(self.values["power"])
         board_class = values.pop("class", None)
         inherited = class_fields(board_class, standin=True)
         from_class = _budgets_from_class(inherited, values)
@@ -110,6 +136,16 @@ class StandinSpec:
         return Board(name=self.name, **{"host": "127.0.0.1", **reached}, board_class=board_class, cores=self.cores,
                      memory_mb=self.memory_mb, standin=True, emulated_cpu=self.qemu_cpu, from_class=from_class,
                      **values)
+
+
+def power_of(value: dict | str | None) -> Power | None:
+    """A checked `power:` value (see _Reader.power) as a Power; None for none."""
+    if not isinstance(value, dict):
+        return None
+    return Power(pdudaemon=value.get("pdudaemon"), port=value.get("port", 16421), pdu=value.get("pdu"),
+                 outlet=str(value["outlet"]) if "outlet" in value else None,
+                 on=tuple(value.get("on_command", ())), off=tuple(value.get("off_command", ())), off_s=float(value.get("off_s", 5.0)),
+                 boot_s=float(value.get("boot_s", 120.0)))
 
 
 QEMU_CPUS = ("cortex-a53", "cortex-a72", "cortex-a76")  # the Arm CPUs an emulated stand-in can be
@@ -148,10 +184,25 @@ FIELD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     # Written by `farm lab up` into its inventory, so that its stand-ins are judged as stand-ins there too.
     "standin": ((bool,), "true or false (true: a stand-in farm started; its class's budgets, never its hardware)"),
     "emulated_cpu": (_STR, "the QEMU CPU of an emulated stand-in: one of " + ", ".join(QEMU_CPUS)),
+    "power": ((dict, str), "none, {pdudaemon: HOST, port: 16421, pdu: NAME, outlet: N} or "
+               "{on_command: [ARGV], off_command: [ARGV]}"),
 }
+# power: its keys, the accepted YAML types and what each means
+POWER_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
+    "pdudaemon": (_STR, "the pdudaemon host (its HTTP listener)"),
+    "port": (_INT, "pdudaemon's HTTP port (default 16421)"),
+    "pdu": (_STR, "the PDU's name in pdudaemon's configuration"),
+    "outlet": ((str, int), "the PDU outlet (its pdudaemon port)"),
+    # Not `on`/`off`: YAML reads those keys as true and false.
+    "on_command": ((list,), "the command that switches the board on, as an argument list"),
+    "off_command": ((list,), "the command that switches the board off, as an argument list"),
+    "off_s": (_NUM, "seconds a power cycle keeps the board off (default 5)"),
+    "boot_s": (_NUM, "seconds a board may take to answer SSH after a power cycle (default 120)"),
+}
+HOST_RE = re.compile(r"^[A-Za-z0-9.:_\[\]-]+$")  # a host name or an IP address, nothing a URL could be bent by
 CHOICES = {"host_key_policy": HOST_KEY_POLICIES, "transport": TRANSPORTS, "emulated_cpu": QEMU_CPUS}  # closed sets
 STANDIN_FIELDS = ("name", "class", "cpu", "cores", "memory_mb", "providers", "threads", "pools", "tags",
-                  "latency_budget_ms", "memory_budget_mb", "regression_rule", "arch")
+                  "latency_budget_ms", "memory_budget_mb", "regression_rule", "arch", "power")
 ANSIBLE_VARS = {"ansible_host": "host", "ansible_port": "port", "ansible_user": "user",
                 "ansible_ssh_private_key_file": "identity_file", "ansible_python_interpreter": "python"}
 
@@ -216,6 +267,7 @@ class _Reader:
         if key not in allowed:
             raise self.fail(line, "unknown key", board, str(key), did_you_mean(key, allowed, "valid keys: "))
         types, what = FIELD_TYPES.get(key, ((str,), "text"))
+        self.check_size(key, value, line, board)
         if isinstance(value, bool) and bool not in types or not isinstance(value, types):
             raise self.fail(line, f"expected {what}, got {type(value).__name__} {value!r}", board, key)
         if isinstance(value, list) and not all(isinstance(v, str) for v in value):
@@ -245,6 +297,53 @@ class _Reader:
                                     board, key)
         if key in ("port", "cores", "memory_mb") and value <= 0 or key == "threads" and value < 0:
             raise self.fail(line, f"expected a positive number, got {value}", board, key)
+        if key == "power":
+            self.power(value, line, board)
+
+    def power(self, value: Any, line: int, board: str | None) -> Power | None:
+        """The `power:` field, checked whole: one way of switching, every part it needs, nothing else."""
+        fix = "see docs/power-and-health.md"
+        if isinstance(value, str):
+            if value != "none":
+                raise self.fail(line, f"expected none or a mapping, got {value!r}", board, "power", fix)
+            return None
+        for key, item in value.items():
+            if key not in POWER_FIELDS:
+                raise self.fail(line, "unknown key", board, f"power.{key}",
+                                did_you_mean(key, POWER_FIELDS, "valid keys: "))
+            types, what = POWER_FIELDS[key]
+            if isinstance(item, bool) or not isinstance(item, types):
+                raise self.fail(line, f"expected {what}, got {type(item).__name__} {item!r}", board, f"power.{key}")
+            if isinstance(item, list) and (not item or not all(isinstance(a, str) and a for a in item)):
+                raise self.fail(line, f"expected {what}: a non-empty list of text", board, f"power.{key}")
+        if "pdudaemon" in value:
+            if "on_command" in value or "off_command" in value:
+                raise self.fail(line, "both pdudaemon and commands: choose one", board, "power", fix)
+            missing = [k for k in ("pdu", "outlet") if k not in value]
+            if missing:
+                raise self.fail(line, "pdudaemon needs " + " and ".join(missing), board, f"power.{missing[0]}", fix)
+            if not HOST_RE.match(value["pdudaemon"]):
+                raise self.fail(line, f"{value['pdudaemon']!r} is not a host name or address", board, "power.pdudaemon")
+            if not 0 < value.get("port", 16421) < 65536:
+                raise self.fail(line, f"expected a port number, got {value['port']}", board, "power.port")
+        elif not ("on_command" in value and "off_command" in value):
+            raise self.fail(line, "expected pdudaemon (with pdu and outlet) or both on_command and off_command", board,
+                            "power", fix)
+        for key in ("off_s", "boot_s"):
+            if key in value and not 0 <= value[key] <= 3600:
+                raise self.fail(line, f"expected 0 to 3600 seconds, got {value[key]}", board, f"power.{key}")
+        return power_of(value)
+
+    def check_size(self, key: str, value: Any, line: int, board: str | None) -> None:
+        """No value past MAX_TEXT_CHARS, no list past MAX_LIST_ITEMS: a runaway value is an error, never a board."""
+        items = list(value.items()) if isinstance(value, dict) else value if isinstance(value, list) else [value]
+        if isinstance(value, (list, dict)) and len(items) > MAX_LIST_ITEMS:
+            raise self.fail(line, f"{len(items)} entries, over farm's limit of {MAX_LIST_ITEMS}", board, key)
+        for item in items:
+            for text in item if isinstance(item, tuple) else (item,):
+                if isinstance(text, str) and len(text) > MAX_TEXT_CHARS:
+                    raise self.fail(line, f"a value of {len(text)} characters, over farm's limit of "
+                                    f"{MAX_TEXT_CHARS}: is the file damaged?", board, key)
 
     def fields_of(self, raw: dict, board: str | None, allowed: Iterable[str]) -> dict:
         lines = getattr(raw, "lines", {})
@@ -280,6 +379,8 @@ class _Reader:
                 kwargs[key] = tuple(kwargs[key])
         if "env" in kwargs:
             kwargs["env"] = tuple(sorted((str(k), str(v)) for k, v in kwargs["env"].items()))
+        if "power" in kwargs:
+            kwargs["power"] = self.power(kwargs["power"], line, name)
         kwargs["identity_file"] = self.path_field(kwargs.get("identity_file"))
         kwargs["known_hosts"] = self.path_field(kwargs.get("known_hosts"))
         return Board(board_class=board_class, from_class=_budgets_from_class(inherited, values), **kwargs)
@@ -383,7 +484,8 @@ def _load_ansible(reader: _Reader, doc: LineMap) -> Inventory:
 def load_inventory(path: str | Path) -> Inventory:
     """Load a farm or Ansible YAML inventory; InventoryError with file:line otherwise."""
     path = Path(path)
-    doc = load_yaml(path, lambda p, line, message: InventoryError(p, line, message), "inventory file")
+    doc = load_yaml(path, lambda p, line, message: InventoryError(p, line, message), "inventory file",
+                    max_bytes=MAX_INVENTORY_BYTES)
     reader = _Reader(path)
     if not isinstance(doc, LineMap):
         raise reader.fail(None, "expected a mapping with 'boards' (farm) or 'all' (Ansible)")

@@ -66,11 +66,14 @@ class Fanout:
             except Exception:
                 pass  # the board may be gone; its on-board deadline kills the agent anyway
 
-    def _deadline(self, boards: int, workers: int) -> float:
+    def _deadline(self, boards: list[Board], workers: int) -> float:
         if self.run_deadline_s is not None:
             return self.run_deadline_s
         per_board = self.plan.lock_wait_s + self.plan.board_deadline_s + 60
-        return per_board * -(-boards // workers)
+        powered = [b.power for b in boards if b.power is not None]
+        if powered:  # a board may be power-cycled once and its work tried again
+            per_board = 2 * per_board + max(p.off_s + p.boot_s for p in powered)
+        return per_board * -(-len(boards) // workers)
 
     def outcome(self) -> GroupResult:
         """What the boards gave so far (after `run`, even an interrupted one: every board)."""
@@ -103,7 +106,7 @@ class Fanout:
         for index in range(workers):
             threading.Thread(target=worker, daemon=True, name=f"farm-board-{index}").start()
         all_done = lambda: all(r is not None for r in results.values())  # noqa: E731
-        limit_s = self._deadline(len(boards), workers)
+        limit_s = self._deadline(boards, workers)
         stopped: BoardError = Stopped(f"the run's deadline passed ({limit_s:.0f} s)", "timeout")
         try:
             with finished:

@@ -13,6 +13,12 @@ import threading
 from typing import Callable, Iterator
 
 STOPPING = (signal.SIGTERM, signal.SIGHUP)
+_stopped_by: list[int] = []  # the signals that stopped this process, in order
+
+
+def exit_code() -> int:
+    """The shell's code for what stopped the run: 128 + the signal (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP)."""
+    return 128 + (_stopped_by[0] if _stopped_by else signal.SIGINT)
 
 
 def _main_thread() -> bool:
@@ -27,6 +33,7 @@ def stop_signals() -> Iterator[None]:
         return
 
     def handler(signum, frame):
+        _stopped_by.append(signum)
         raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
 
     previous = {number: signal.signal(number, handler) for number in STOPPING}
@@ -47,6 +54,7 @@ def deferred_interrupts(say: Callable[[str], None]) -> Iterator[None]:
 
     def handler(signum, frame):
         caught.append(signum)
+        _stopped_by.append(signum)
         say("stopping: writing what was collected first")
 
     previous = {number: signal.signal(number, handler) for number in (signal.SIGINT, *STOPPING)}

@@ -66,11 +66,13 @@ def git_commit(folder: Path) -> str | None:
 class Job:
     """One run of the checklist over the selected boards."""
 
-    def __init__(self, settings: RunSettings, say: Say = lambda message: None):
+    def __init__(self, settings: RunSettings, say: Say = lambda message: None, health_check: bool = False):
+        """`health_check`: a health check's run, which measures bad boards too (to find them well again)."""
         self.settings = settings
         self.say = say
         check_variants(settings.variants)
-        self.selection = Selection(settings.inventory, *settings.selection, say=say)
+        self.selection = Selection(settings.inventory, *settings.selection, say=say,
+                                   unfit=None if health_check else self._unfit(settings))
         self.checklist: Checklist = load_checklist(settings.checklist)
         self.settings = settings = self._enough_runs(settings)
         self.model, self.data, self.spec = load_model_and_data(settings.model, settings.data, settings.spec, say)
@@ -102,6 +104,17 @@ class Job:
         self.say(f"latency: a {latency['metric']} upper bound at {latency['confidence'] * 100:g} % confidence needs "
                  f"{needed} timed runs per agent process; measuring {needed}, not {settings.measurement.runs}")
         return replace(settings, measurement=replace(settings.measurement, runs=needed))
+
+    def _unfit(self, settings: RunSettings) -> dict[str, dict]:
+        """The boards the history marks bad or retired; none when there is no history to ask."""
+        if settings.history_url is None:
+            return {}
+        try:
+            return {name: row for name, row in History(settings.history_url).health().items()
+                    if row["state"] in ("bad", "retired")}
+        except HistoryError as exc:
+            self.say(f"board health unknown (history unavailable: {exc}); no board is left out")
+            return {}
 
     @property
     def variant_names(self) -> list[str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from farm.config.inventory import Board, load_inventory
-from farm.errors import ConfigError
+from farm.errors import ConfigError, FarmError
 from farm.lab.standins import Lab
 
 Say = Callable[[str], None]
@@ -19,7 +19,8 @@ Say = Callable[[str], None]
 
 class Selection:
     def __init__(self, inventory: Path, pools: list[str] = (), tags: list[str] = (), names: list[str] = (),
-                 say: Say = lambda message: None):
+                 say: Say = lambda message: None, unfit: dict[str, dict] | None = None):
+        """`unfit`: boards the history marks bad or retired (board -> its health row): left out, saying why."""
         self.inventory_path = Path(inventory)
         self.say = say
         inventory_doc = load_inventory(inventory)
@@ -29,6 +30,16 @@ class Selection:
         if not self.names:
             raise ConfigError(f"{inventory}: no board matches the selection (pools {list(pools) or 'any'}, "
                               f"tags {list(tags) or 'any'}, boards {list(names) or 'any'})")
+        left_out = {name: (unfit or {})[name] for name in self.names if name in (unfit or {})}
+        for name, row in left_out.items():
+            say(f"{name}: left out: {row['state']} since {row['since']}: {row['reason']} "
+                f"(`farm health --board {name}` checks it again; `farm boards restore {name}` clears it)")
+        if left_out and len(left_out) == len(self.names):
+            raise FarmError(f"every selected board is bad or retired ({', '.join(left_out)}): nothing to measure; "
+                            "`farm lab status` says why, `farm health` checks them again")
+        self.names = [name for name in self.names if name not in left_out]
+        self.boards = {name: b for name, b in self.boards.items() if name not in left_out}
+        self.standin_specs = [spec for spec in self.standin_specs if spec.name not in left_out]
 
     @contextlib.contextmanager
     def standins_up(self) -> Iterator[list[Board]]:

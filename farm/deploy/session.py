@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import signal
 import threading
 import time
@@ -23,15 +24,16 @@ from farm import resources
 from farm.board.agent import AgentFiles, agent_argv, parse_agent_output
 from farm.board.artifacts import Artifact, blob_path, clean, push
 from farm.board.lease import Lease
+from farm.board.power import switch, wait_for_boot
 from farm.board.probe import probe, require_ready
 from farm.board.transport import Transport, open_transport
 from farm.config import locality
 from farm.config.inventory import Board
 from farm.config.settings import Measurement
-from farm.errors import AgentError, BoardError, Stopped
+from farm.errors import AgentError, BoardError, PowerError, Stopped
 from farm.judge.stats import latency_summary
 from farm.record.rundir import BoardLog
-from farm.results import PER_VARIANT, BoardResult, BoardStatus, Step, VariantResult
+from farm.results import PER_VARIANT, BoardResult, BoardStatus, Recovery, Step, VariantResult
 from farm.util import utc_now
 
 SETUP_STEPS = ("connect", "lock", "probe", "push")
@@ -39,6 +41,9 @@ CLEAN = ("connect", "lock", "clean")
 PROFILE_RUNS = 20  # runs of an INT8 variant profiled in its accuracy process: what a slow one spends time on
 FULL_RUN = SETUP_STEPS + ("measure",)
 PROBE_ONLY = ("connect", "probe")
+# A board that stops answering (or whose agent hangs) is power-cycled once, when it has power control.
+HANGS = (BoardStatus.UNREACHABLE, BoardStatus.LINK_LOST, BoardStatus.TIMEOUT)
+NO_POWER = "no power control to recover it (power: in the inventory)"
 
 Progress = Callable[[str, str], None]  # (board name, phase)
 
@@ -118,40 +123,69 @@ class SharedCpu:
     Connecting, probing and pushing may overlap each other, but none overlaps a
     measurement, or one board's latency would be another board's load (three
     stand-ins measuring at once turned a 0.5 ms p50 into a 21 ms p95). A waiting
-    measurement goes first, so measurements are never starved.
+    measurement goes first, so measurements are never starved. A holder whose
+    link has gone silent gives up its slot: every CHECK_S a waiter asks each
+    holder's link (`alive`), and one that does not answer no longer counts, so a
+    board's fault never stalls the healthy boards until it is declared link-lost.
     """
+
+    CHECK_S = 5.0
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._working = 0
-        self._measuring = False
+        self._working: dict[int, Callable[[], bool]] = {}
+        self._measuring: dict[int, Callable[[], bool]] = {}  # at most one holder
         self._waiting = 0
+        self._tokens = itertools.count()
+
+    def _wait_for(self, ready: Callable[[], bool]) -> None:
+        """Wait (holding the condition) until `ready()`, dropping holders whose link went silent."""
+        while not ready():
+            if self._cond.wait(self.CHECK_S) or ready():
+                continue
+            holders = [*self._measuring.items(), *self._working.items()]
+            self._cond.release()
+            try:  # asked outside the lock: a silent link takes seconds to say so
+                silent = [token for token, alive in holders if not alive()]
+            finally:
+                self._cond.acquire()
+            for token in silent:
+                self._measuring.pop(token, None)
+                self._working.pop(token, None)
+
+    def _take(self, slots: dict[int, Callable[[], bool]], alive: Callable[[], bool]) -> int:
+        token = next(self._tokens)
+        slots[token] = alive
+        return token
+
+    def _give_back(self, slots: dict[int, Callable[[], bool]], token: int) -> None:
+        with self._cond:
+            slots.pop(token, None)  # already gone when its link was found silent
+            self._cond.notify_all()
 
     @contextlib.contextmanager
-    def work(self) -> Iterator[None]:
+    def work(self, alive: Callable[[], bool] = lambda: True) -> Iterator[None]:
         with self._cond:
-            self._cond.wait_for(lambda: not self._measuring and not self._waiting)
-            self._working += 1
+            self._wait_for(lambda: not self._measuring and not self._waiting)
+            token = self._take(self._working, alive)
         try:
             yield
         finally:
-            with self._cond:
-                self._working -= 1
-                self._cond.notify_all()
+            self._give_back(self._working, token)
 
     @contextlib.contextmanager
-    def measure(self) -> Iterator[None]:
+    def measure(self, alive: Callable[[], bool] = lambda: True) -> Iterator[None]:
         with self._cond:
             self._waiting += 1
-            self._cond.wait_for(lambda: not self._measuring and not self._working)
-            self._waiting -= 1
-            self._measuring = True
+            try:
+                self._wait_for(lambda: not self._measuring and not self._working)
+            finally:
+                self._waiting -= 1
+            token = self._take(self._measuring, alive)
         try:
             yield
         finally:
-            with self._cond:
-                self._measuring = False
-                self._cond.notify_all()
+            self._give_back(self._measuring, token)
 
 
 class RunControl:
@@ -222,10 +256,15 @@ class BoardSession:
     def lock(self) -> None:
         with self.step("lock"):
             self.lease = Lease(self.transport, self.board.workdir, self.plan.run_id).acquire(
-                self.plan.lock_wait_s, stopped=self.control.is_stopped)
+                self.plan.lock_wait_s, stopped=self.control.is_stopped, waiting=self._waiting_for)
             if self.lease.broke:
                 self.result.lock_note = f"broke a stale lock held by: {self.lease.broke}"
                 self.log(self.result.lock_note)
+
+    def _waiting_for(self, holder: str) -> None:
+        """A busy board: say whom the run waits for, in the log and the live table."""
+        self.log(f"busy: waiting up to {self.plan.lock_wait_s:.0f} s for {holder}")
+        self._progress(self.board.name, f"lock: waiting for {holder}")
 
     def probe(self) -> None:
         with self.step("probe"):
@@ -262,10 +301,10 @@ class BoardSession:
         try:
             self._measure(variant)
         except BoardError as exc:
-            if isinstance(exc, Stopped) or BoardStatus(exc.status) not in PER_VARIANT:
+            if isinstance(exc, Stopped) or BoardStatus(exc.status) not in PER_VARIANT or self._can_recover(exc):
                 raise
             found = self.result.variants.get(variant) or VariantResult(variant)
-            found.status, found.error = exc.status, str(exc)
+            found.status, found.error = exc.status, self._hang_reason(exc)
             self.result.variants[variant] = found
             self.log(f"{variant} stopped ({exc.status}): {exc}; the other variants go on")
 
@@ -304,7 +343,9 @@ class BoardSession:
         self.result.facts.update(docs[0].get("facts") or {})
 
     def _measuring(self):
-        return self.control.shared_cpu.measure() if self.board.shares_controller_cpu else contextlib.nullcontext()
+        if not self.board.shares_controller_cpu:
+            return contextlib.nullcontext()
+        return self.control.shared_cpu.measure(self.transport.link_alive)
 
     def _run_agent(self, variant: str, argv: list[str]) -> dict:
         board, plan = self.board, self.plan
@@ -325,24 +366,72 @@ class BoardSession:
             raise AgentError(f"{board.name}: agent on {variant} exited {result.exit_code}; stderr tail: {result.tail()}")
         return parse_agent_output(result.stdout, result.stderr)
 
-    # -- the session ----------------------------------------------------------------------------
-    def run(self) -> BoardResult:
-        self.result.started = utc_now()
-        setup = [name for name in self.plan.steps if name != "measure"]
-        work = self.control.shared_cpu.work if self.board.shares_controller_cpu else contextlib.nullcontext
+    # -- recovery -------------------------------------------------------------------------------
+    def _can_recover(self, exc: BoardError) -> bool:
+        return (not isinstance(exc, Stopped) and BoardStatus(exc.status) in HANGS and self.board.power is not None
+                and self.result.recovery is None and "measure" in self.plan.steps)
+
+    def _hang_reason(self, exc: BoardError) -> str:
+        """A hang's reason says when nothing could be done about it."""
+        if BoardStatus(exc.status) in HANGS and self.board.power is None:
+            return f"{exc}; {NO_POWER}"
+        return str(exc)
+
+    def _recover(self, fault: BoardError) -> None:
+        """Power-cycle the board once and wait for it to boot (SSH answering, a new boot id); the fault
+        stays the board's, with what the cycle did, when it does not come back."""
+        board, started = self.board, time.monotonic()
+        self.result.recovery = recovery = Recovery(cause=f"{fault.status}: {fault}")
+        self.log(f"{fault.status}: power-cycling the board ({board.power.describe()})")
+        self._progress(board.name, "power cycle")
+        if self.lease is not None:  # its heartbeat stops; the lock on the board is this run's and is taken back
+            self.lease.abandon()
+            self.lease = None
+        self.transport.close()
         try:
-            with work():
-                for name in setup:
-                    getattr(self, name)()
-            if "measure" in self.plan.steps:
-                for variant in self.plan.variants:
+            with self.step("power cycle"):
+                switch(board, "cycle")
+                wait_for_boot(board, self.result.facts.get("boot_id"), stopped=self.control.is_stopped)
+        except PowerError as exc:
+            recovery.why = str(exc)
+            raise BoardError(f"{fault}; {recovery.note}", fault.status) from exc
+        recovery.seconds, recovery.recovered = round(time.monotonic() - started, 1), True
+        self.log(recovery.note + "; trying its work again")
+        self.transport = open_transport(board, connect_timeout=self.plan.connect_timeout_s,
+                                        attempts=self.plan.connect_attempts)
+
+    # -- the session ----------------------------------------------------------------------------
+    def _work(self) -> None:
+        """Set-up, then each variant not yet measured (after a recovery, the ones measured before stay)."""
+        setup = [name for name in self.plan.steps if name != "measure"]
+        shared = self.board.shares_controller_cpu
+        with self.control.shared_cpu.work(self.transport.link_alive) if shared else contextlib.nullcontext():
+            for name in setup:
+                getattr(self, name)()
+        if "measure" in self.plan.steps:
+            for variant in self.plan.variants:
+                if variant not in self.result.variants or self.result.variants[variant].status != "ok":
                     self.measure(variant)
                     self._save(self.result)
+
+    def run(self) -> BoardResult:
+        self.result.started = utc_now()
+        try:
+            try:
+                self._work()
+            except BoardError as exc:
+                if not self._can_recover(exc):
+                    raise
+                self._recover(exc)
+                try:
+                    self._work()
+                except BoardError as again:  # a second failure is the board's
+                    raise BoardError(f"{again} (again, after {self.result.recovery.note})", again.status) from again
             stopped = [v for v in self.result.variants.values() if v.status != "ok"]
             self.result.status = BoardStatus(stopped[0].status) if stopped else BoardStatus.OK
             self.result.error = "; ".join(f"{v.name}: {v.error}" for v in stopped) or None
         except BoardError as exc:
-            self.result.status, self.result.error = BoardStatus(exc.status), str(exc)
+            self.result.status, self.result.error = BoardStatus(exc.status), self._hang_reason(exc)
         except Exception as exc:  # a bug in farm: said so, with the traceback, never blamed on the board
             self.result.status = BoardStatus.INTERNAL_ERROR
             self.result.error = (f"internal error in farm ({type(exc).__name__}: {exc}); traceback in "

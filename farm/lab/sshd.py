@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from pathlib import Path
 from typing import Callable
 
@@ -88,6 +89,11 @@ def _sshd_settings(state: Path, port: int, user: str, authorized: Path) -> list[
             "ClientAliveInterval 5", "ClientAliveCountMax 3"]
 
 
+def _boot_id_setting() -> str:
+    """A native stand-in's "boot": new each time its sshd starts (farm lab power on), as a board's boot_id is."""
+    return f"SetEnv FARM_BOOT_ID={uuid.uuid4()}"
+
+
 # A stand-in shares the controller's CPU. Its sshd, and so every agent it starts (nice is inherited,
 # UsePAM no), runs at a higher priority than the controller: benchmarks/standin_noise.py, 8 agent
 # processes per setting, half of them beside a busy controller: p50 CV between processes 0.21
@@ -111,7 +117,7 @@ def _argv(spec: StandinSpec, state: Path, port: int, user: str, authorized: Path
         config.write_text("\n".join(settings + emulation.sshd_settings(qemu_cpu)) + "\n")
         argv = emulation.chrooted_sshd(rootfs, SSHD, config)
     else:
-        config.write_text("\n".join(settings) + "\n")
+        config.write_text("\n".join([*settings, _boot_id_setting()]) + "\n")
         argv = [SSHD, "-D", "-e", "-f", str(config)]
         if spec.memory_mb:  # QEMU reserves the guest's whole address space: no cap on emulated boards
             argv = ["prlimit", f"--as={spec.memory_mb * 1024 * 1024}", "--", *argv]
@@ -148,7 +154,7 @@ def start(spec: StandinSpec, state: Path, user: str, client_key: Path, progress:
         process.wait(10)
         raise
     host_key = (state / "host_key.pub").read_text().split()
-    return {"name": spec.name, "port": port, "pid": process.pid, "start": process_start(process.pid),
+    return {"name": spec.name, "port": port, "pid": process.pid, "start": process_start(process.pid), "argv": argv,
             "host_key": f"{host_key[0]} {host_key[1]}", "cores": spec.cores, "memory_mb": spec.memory_mb,
             "qemu_cpu": spec.qemu_cpu, "full_system": spec.full_system, "fields": dict(spec.fields)}
 
@@ -164,3 +170,61 @@ def stop(entry: dict, state: Path) -> None:
     deadline = time.monotonic() + 5
     while not (_reaped(pid) and not pid_alive(entry, state)) and time.monotonic() < deadline:
         time.sleep(0.02)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid` (sshd's sessions and the agents they run), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _signal_all(pids: list[int], number: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, number)
+        except ProcessLookupError:
+            pass
+
+
+def power_off(entry: dict, state: Path) -> None:
+    """What pulling a board's power does to its network: its sshd and everything under it freeze (SIGSTOP).
+    Connections stay open and silent; a new one is accepted by the kernel and never greeted."""
+    if pid_alive(entry, state):
+        _signal_all([entry["pid"], *_descendants(entry["pid"])], signal.SIGSTOP)
+
+
+def power_on(entry: dict, state: Path) -> dict:
+    """A cold start: whatever ran is gone (SIGKILL), and a fresh sshd starts on the same port, with the same
+    host key and a new boot id. Returns the updated lab record entry."""
+    if pid_alive(entry, state):
+        tree = [entry["pid"], *_descendants(entry["pid"])]
+        _signal_all(tree, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while pid_alive(entry, state) and not _reaped(entry["pid"]) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    config = config_path(state, False)  # the lab's own file, never a path the record names
+    lines = [line for line in config.read_text().splitlines() if not line.startswith("SetEnv FARM_BOOT_ID=")]
+    config.write_text("\n".join([*lines, _boot_id_setting()]) + "\n")
+    log = state / "sshd.log"
+    with open(log, "ab") as handle:
+        process = subprocess.Popen(entry["argv"], stdout=handle, stderr=handle, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
+    try:
+        _wait_for_banner(entry["port"], process, log, READY_TIMEOUT_S)
+    except BaseException:
+        process.kill()
+        process.wait(10)
+        raise
+    return {**entry, "pid": process.pid, "start": process_start(process.pid)}

@@ -187,6 +187,21 @@ class Lab:
         self._store(record)
         return stopped
 
+    def power(self, name: str, action: str) -> None:
+        """What a PDU outlet does to a stand-in: `off` freezes its sshd (the board hangs), `on` cold-starts it
+        (a new sshd, the same port and host key, a new boot id). pdudaemon's localcmdline driver calls this."""
+        record = self._load()
+        entry = record["boards"].get(name)
+        if entry is None:
+            raise ConfigError(f"no stand-in {name!r} in {self.dir} (running: {', '.join(record['boards']) or 'none'})")
+        if entry.get("qemu_cpu") or entry.get("full_system") or "argv" not in entry:
+            raise ConfigError(f"stand-in {name!r}: only a native stand-in started by this farm has a power switch")
+        if action == "off":
+            sshd.power_off(entry, self.dir / name)
+            return
+        record["boards"][name] = sshd.power_on(entry, self.dir / name)
+        self._store(record)
+
     def write_inventory(self, record: dict) -> Path:
         """An ordinary farm inventory of the running stand-ins, for any farm command.
 

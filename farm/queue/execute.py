@@ -33,7 +33,7 @@ from farm.record.storeurl import split_password
 from farm.util import NAME_RE
 
 RUN_FILES = ("results.json", "junit.xml", "report.html")
-OUTCOMES = {0: "passed", 1: "failed", 2: "bad input", 130: "stopped"}
+OUTCOMES = {0: "passed", 1: "failed", 2: "bad input", 130: "stopped", 143: "stopped"}
 PR_SET_PDEATHSIG = 1
 
 

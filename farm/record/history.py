@@ -40,6 +40,11 @@ CREATE INDEX IF NOT EXISTS board_runs_lookup ON board_runs (board, started);
 CREATE TABLE IF NOT EXISTS pins (
     board TEXT, model_name TEXT, variant TEXT, run_id TEXT, pinned_at TEXT,
     PRIMARY KEY (board, model_name, variant));
+CREATE TABLE IF NOT EXISTS board_health (
+    board TEXT PRIMARY KEY, state TEXT, reason TEXT, since TEXT, checked TEXT, run_id TEXT);
+CREATE TABLE IF NOT EXISTS board_events (
+    board TEXT, at TEXT, kind TEXT, note TEXT, run_id TEXT);
+CREATE INDEX IF NOT EXISTS board_events_lookup ON board_events (board, at);
 CREATE TABLE IF NOT EXISTS signoffs (
     run_id TEXT, signed_at TEXT, principal TEXT, signer_key TEXT, model_name TEXT, model_sha256 TEXT,
     checklist TEXT, note TEXT, record {blob}, signature TEXT, PRIMARY KEY (run_id, signed_at, principal));
@@ -179,6 +184,12 @@ class History:
                 store.execute("INSERT INTO board_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                               (result.run_id, board.name, board.started or result.started, board.status.value,
                                board.board_class, ",".join(board.pools), int(board.standin), board.error))
+            store.execute("DELETE FROM board_events WHERE run_id = ? AND kind = 'power cycle'", (result.run_id,))
+            for board in result.boards:
+                if board.recovery is not None:
+                    store.execute("INSERT INTO board_events VALUES (?, ?, ?, ?, ?)",
+                                  (board.name, board.finished or result.finished, "power cycle",
+                                   f"{board.recovery.note} ({board.recovery.cause})", result.run_id))
             store.execute("DELETE FROM runs WHERE run_id = ?", (result.run_id,))
             store.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                           (result.run_id, result.started, result.finished, model.name, model.sha256,
@@ -229,6 +240,26 @@ class History:
             run["boards"] = ",".join(r["board"] for r in rows)
             run["pools"] = ",".join(sorted({p for r in rows for p in (r["pools"] or "").split(",") if p}))
         return runs
+
+    # -- board health: `bad` boards are left out of selection until a health check passes -----------
+    def set_health(self, board: str, state: str, reason: str, run_id: str | None = None) -> None:
+        """A board's health after a check (`good` / `bad`) or a person's mark (`retired` / `good`), and its event."""
+        now = utc_now()
+        with self._store() as store, store.transaction():
+            store.execute("DELETE FROM board_health WHERE board = ?", (board,))
+            store.execute("INSERT INTO board_health VALUES (?, ?, ?, ?, ?, ?)", (board, state, reason, now, now, run_id))
+            store.execute("INSERT INTO board_events VALUES (?, ?, ?, ?, ?)", (board, now, state, reason, run_id))
+
+    def health(self) -> dict[str, dict]:
+        """Every board's last health state: board -> {state, reason, since, checked, run_id}."""
+        with self._store() as store:
+            return {row["board"]: row for row in store.execute("SELECT * FROM board_health")}
+
+    def events(self, board: str | None = None, limit: int = 50) -> list[dict]:
+        """Power cycles and health changes, newest first."""
+        clause, params = ("WHERE board = ? ", (board,)) if board else ("", ())
+        with self._store() as store:
+            return store.execute(f"SELECT * FROM board_events {clause}ORDER BY at DESC LIMIT ?", (*params, limit))
 
     def board_runs(self, last: int = 20) -> list[dict]:
         """Each board's status in its `last` runs, newest first: the lab's health (LAVA's idea)."""

@@ -68,6 +68,8 @@ def row_properties(board: BoardResult, variant: str, check: Check | None, spec_o
         properties["item"] = item
     if board.lock_note:  # in JUnit too: a broken lock is news wherever the board's figures are read
         properties["lock"] = board.lock_note
+    if board.recovery:  # so is a power cycle: these figures were measured after it
+        properties["recovery"] = board.recovery.note
     return properties
 
 
@@ -250,8 +252,9 @@ def explanation_section(result: RunResult) -> str | None:
 
 
 def notes(result: RunResult) -> str | None:
-    """What happened to boards that a verdict does not show: broken locks, variants stopped on their own."""
+    """What happened to boards that a verdict does not show: broken locks, power cycles, variants stopped alone."""
     lines = [f"{b.name}: {b.lock_note}" for b in result.boards if b.lock_note]
+    lines += [f"{b.name}: {b.recovery.cause}; {b.recovery.note}" for b in result.boards if b.recovery]
     lines += [f"{b.name} {v.name}: {v.status}: {v.error}" for b in result.boards for v in b.variants.values()
               if v.status != "ok"]
     lines += [f"{b.name}: {b.status}: {b.error}" for b in result.boards if not b.ok and not b.variants]

@@ -68,7 +68,8 @@ def test_sigterm_mid_measure_stops_in_seconds_and_keeps_everything_collected(slo
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)  # what a CI cancel sends
     out, err = proc.communicate(timeout=60)
-    assert time.monotonic() - started < 20 and proc.returncode == 130, out[-2000:] + err[-2000:]
+    took = time.monotonic() - started
+    assert took < 20 and proc.returncode == 143, (took, proc.returncode, out[-1000:] + err[-1000:])
     assert wait_for_processes(marker, 10, present=False), f"agent left running: {processes(marker)}"
     run_dir = (tmp_path / "results" / "latest").resolve()
     results = json.loads((run_dir / "results.json").read_text())

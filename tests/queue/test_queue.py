@@ -174,7 +174,7 @@ def test_cancel_removes_a_queued_job_and_stops_a_running_one_keeping_what_it_col
     proc = queue.farm("cancel", str(running))
     assert "asked to stop" in proc.stdout, proc.stdout + proc.stderr
     row = queue.wait_done(running, timeout_s=90)
-    assert (row["state"], row["outcome"], row["exit_code"]) == ("aborted", "cancelled", 130), row
+    assert (row["state"], row["outcome"], row["exit_code"]) == ("aborted", "cancelled", 143), row
     kept = json.loads(Path(queue.cwd / "out-west-a" / row["run_id"] / "results.json").read_text())
     assert kept["run_id"] == row["run_id"]
     assert [b["status"] for b in kept["boards"]] == ["cancelled"]  # stopped, and said so
@@ -223,3 +223,24 @@ def test_a_due_schedule_is_queued_once_per_minute_and_not_otherwise(queue):
     assert row["request"]["kind"] == "nightly" and row["request"]["pool"] == "idle"
     assert row["submitted_by"] == "schedule nightly-idle (postgres), queued by postgres"  # the sessions' users
     queue.farm("cancel", str(queued[0]))
+
+
+def test_a_bad_board_gets_no_queued_job_and_a_pool_all_bad_fails_its_job_at_once_with_the_reason(queue):
+    history = History(queue.url)  # the workers' history: every controller and worker reads board health there
+    history.set_health("east-1", "bad", "health check: unreachable")
+    history.set_health("west-1", "bad", "health check: agent-error")
+    try:
+        east, west = queue.submit("east", *FAST), queue.submit("west", *FAST)
+        done = queue.wait_done(east)
+        assert done["state"] == "succeeded", done
+        assert [b.name for b in history.load_run(done["run_id"]).boards] == ["east-2"]
+        east_log = next((queue.cwd / f"out-{done['worker']}" / ".queue" / f"job-{east}").glob("attempt-*.log"))
+        assert "east-1: left out: bad since" in east_log.read_text()
+        failed = queue.wait_done(west)
+        assert failed["outcome"] == "failed" and failed["exit_code"] == 1, failed
+        log = next((queue.cwd / "out-west-a" / ".queue" / f"job-{west}").glob("attempt-*.log")).read_text()
+        assert "every selected board is bad or retired (west-1)" in log, log[-1500:]
+        assert (failed["finished_at"] - failed["started_at"]).total_seconds() < 60  # at once, not at a timeout
+    finally:
+        history.set_health("east-1", "good", "restored by the test")
+        history.set_health("west-1", "good", "restored by the test")

@@ -395,3 +395,32 @@ def test_a_sign_off_is_verified_once_per_record_and_again_when_the_signers_chang
         assert all(not row["verified"] and any("not allowed to sign" in p for p in row["problems"]) for row in revoked)
     finally:
         served.stop()
+
+
+def test_metrics_name_each_bad_or_retired_board_with_its_reason(tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from farm.ui.web import data, metrics
+
+    history = History(tmp_path / "history.sqlite")
+    history.record(history_run("run-1", "rpi-01", 1.0))
+    history.set_health("rpi-01", "bad", "health check: unreachable")
+    history.set_health("rpi-02", "retired", "retired by ana: fan noise")
+    history.set_health("rpi-03", "good", "health check passed")
+    body, _ = metrics.exposition(data.Sources(history, tmp_path))
+    families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    bad = {s.labels["board"]: (s.labels["state"], s.labels["reason"]) for s in families["farm_board_bad"].samples}
+    assert bad == {"rpi-01": ("bad", "health check: unreachable"), "rpi-02": ("retired", "retired by ana: fan noise")}
+
+
+def test_the_lab_page_shows_a_bad_board_s_health_and_why(tmp_path):
+    from farm.ui.web import data
+    from farm.ui.web.app import PAGES, templates
+
+    history = History(tmp_path / "history.sqlite")
+    history.record(history_run("run-1", "rpi-01", 1.0))
+    history.set_health("rpi-01", "bad", "health check: unreachable")
+    lab = data.lab(data.Sources(history, tmp_path))
+    assert lab["boards"][0]["health"]["state"] == "bad"
+    page = templates.get_template("lab.html").render(pages=PAGES, current="lab", **lab)
+    assert "bad: health check: unreachable" in page

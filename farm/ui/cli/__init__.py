@@ -14,7 +14,7 @@ import farm
 from farm.board.agent import SCHEMA as AGENT_SCHEMA
 from farm.errors import ConfigError, FarmError
 from farm.results import SCHEMA as RUN_SCHEMA
-from farm.ui.cli import init, lab, quantize, queue, records, run, serve
+from farm.ui.cli import init, lab, quantize, queue, records, run, serve, upkeep
 from farm.ui.cli.common import say
 
 
@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"farm {farm.__version__} (results {RUN_SCHEMA}, "
                                                                f"agent protocol {AGENT_SCHEMA})")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (run, quantize, records, lab, queue, serve, init):
+    for group in (run, quantize, records, lab, upkeep, queue, serve, init):
         group.register(sub)
     return parser
 
@@ -39,8 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         say(f"farm: {exc}")
         return 1
     except KeyboardInterrupt:
+        from farm.deploy.interrupts import exit_code
+
         say("farm: interrupted; results gathered so far are kept")
-        return 130
+        return exit_code()
     except BrokenPipeError:  # `farm ... | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141

@@ -55,6 +55,32 @@ def cmd_lab_status(args: argparse.Namespace) -> int:
         print(f"{name:<12} 127.0.0.1:{entry['port']}  pid {entry['pid']}  cores {entry.get('cores') or '-'}  "
               f"memory {entry.get('memory_mb') or '-'} MB  {'locked by ' + holder if holder else 'free'}")
     print(f"{len(running)} stand-in(s) up; inventory: {lab.dir / 'inventory.yaml'}")
+    for name, row in _unfit_boards().items():
+        print(f"{name:<12} {row['state']} since {row['since']}: {row['reason']}")
+    return 0
+
+
+def _unfit_boards() -> dict[str, dict]:
+    """Bad and retired boards, from the default history (results/history.sqlite) when there is one."""
+    from pathlib import Path
+
+    from farm.errors import HistoryError
+    from farm.record.history import History
+
+    path = Path("results") / "history.sqlite"
+    if not path.is_file():
+        return {}
+    try:
+        return {n: r for n, r in History(path).health().items() if r["state"] in ("bad", "retired")}
+    except HistoryError as exc:
+        say(f"board health unknown: {exc}")
+        return {}
+
+
+def cmd_lab_power(args: argparse.Namespace) -> int:
+    """A stand-in's power outlet, for a pdudaemon's localcmdline driver: off hangs it, on cold-starts it."""
+    _lab().power(args.name, args.action)
+    print(f"{args.name}: power {args.action}")
     return 0
 
 
@@ -105,7 +131,8 @@ def cmd_boards_clean(args: argparse.Namespace) -> int:
     for result in group:
         freed = result.facts.get("freed_bytes")
         print(f"{result.name:<14}{result.status.value:<18}" +
-              (f"freed {freed / 1e6:.1f} MB" if result.ok else str(result.error)))
+              (f"freed {freed / 1e6:.1f} MB" if result.ok and freed >= 100_000 else f"freed {freed} bytes"
+               if result.ok else str(result.error)))
     return 0 if not group.failed else 1
 
 
@@ -135,6 +162,11 @@ def register(sub) -> None:
     down.add_argument("names", nargs="*", help="only these (default: all)")
     down.set_defaults(func=cmd_lab_down)
     lab.add_parser("status", help="list running stand-ins and who holds each").set_defaults(func=cmd_lab_status)
+    lab_power = lab.add_parser("power", help="a stand-in's power outlet: off freezes its sshd (the board hangs), "
+                                             "on starts it afresh (a new boot id)")
+    lab_power.add_argument("action", choices=("on", "off"))
+    lab_power.add_argument("name")
+    lab_power.set_defaults(func=cmd_lab_power)
     lab_clean = lab.add_parser("clean", help="stop stand-ins a dead run left, free the running ones' old blobs")
     lab_clean.add_argument("--keep-runs", type=int, default=3, help="keep the blobs of this many newest runs")
     lab_clean.set_defaults(func=cmd_lab_clean, pool=None, tag=None, board=None, out=None)
@@ -144,6 +176,9 @@ def register(sub) -> None:
     add_to_argparse(boards_clean, SELECTION + (OUT,))
     boards_clean.add_argument("--keep-runs", type=int, default=3, help="keep the blobs of this many newest runs")
     boards_clean.set_defaults(func=cmd_boards_clean, inventory_file=None)
+    from farm.ui.cli.upkeep import register_marks
+
+    register_marks(boards)
 
     inventory = sub.add_parser("inventory", help="check or list an inventory").add_subparsers(dest="inv", required=True)
     check = inventory.add_parser("check", help="validate (exit 0 / 2)")

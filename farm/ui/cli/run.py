@@ -41,6 +41,9 @@ def print_summary(result) -> None:
                           fmt(stats.get("p50")),
                           fmt(stats.get("p95")), fmt(variant.peak_rss_mb), text)
     Console().print(table)
+    for board in result.boards:
+        if board.recovery:
+            print(f"{board.name}: {board.recovery.cause}; {board.recovery.note}")
 
 
 def resolved(args: argparse.Namespace) -> dict[str, options.Setting]:
@@ -55,10 +58,16 @@ def run_job(args: argparse.Namespace):
     """Validate everything, then run the suites as one pytest session; (exit code, job)."""
     import pytest
 
+    from farm.deploy import health, interrupts
     from farm.deploy.job import Job
+    from farm.deploy.selection import Selection
     from farm.pytestplugin.hooks import PreparedJob
 
-    job = Job(options.run_settings(resolved(args)), say=lambda m: say(f"farm: {m}"))
+    settings = options.run_settings(resolved(args))
+    if args.command == "nightly":  # boards not checked recently are checked first: a bad one is left out
+        _health_check(settings, health.due(settings, Selection(settings.inventory, *settings.selection).names),
+                      "not checked in the last 24 h")
+    job = Job(settings, say=lambda m: say(f"farm: {m}"))
     run_dir = job.run_dir
     code = pytest.main([*(args.suites or [str(resources.default_suite())]), f"--html={run_dir.report}",
                         "--self-contained-html", f"--junitxml={run_dir.junit}", "-p", "no:cacheprovider", "-q", "-rfE",
@@ -66,11 +75,26 @@ def run_job(args: argparse.Namespace):
     if run_dir.results.exists():
         print_summary(job.result)
         print(f"report: {run_dir.report}")
+        _health_check(settings, [b.name for b in job.result.boards if b.recovery and b.recovery.recovered],
+                      "power-cycled during the run")
     if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.NO_TESTS_COLLECTED):
         return 2, job
     if code == pytest.ExitCode.INTERRUPTED:
-        return 130, job
+        return interrupts.exit_code(), job
     return (0 if code == pytest.ExitCode.OK else 1), job
+
+
+def _health_check(settings, names: list[str], why: str) -> None:
+    """A health check of these boards (LAVA's: before a nightly, after a recovery); their verdicts printed."""
+    from dataclasses import replace
+
+    from farm.deploy import health
+
+    if not names or settings.history_url is None:
+        return
+    say(f"farm: health check of {', '.join(names)}: {why}")
+    for verdict in health.check(replace(settings, boards=names, pools=[], tags=[]), say=lambda m: say(f"farm: {m}")):
+        say(f"farm: {verdict.board}: {'good' if verdict.healthy else 'bad'}: {verdict.reason}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -67,8 +67,9 @@ def lab(sources: Sources, last_runs: int = 20) -> dict:
         board["infrastructure_failures"] += row["status"] in INFRASTRUCTURE
         if board["last_seen"] is None and row["status"] not in INFRASTRUCTURE:
             board["last_seen"] = row["started"]
-    held = _holders(sources)
+    held, health = _holders(sources), sources.history.health()
     for board in boards.values():
+        board["health"] = health.get(board["name"])  # state, reason, since: bad and retired boards are left out
         board["failure_rate"] = board["infrastructure_failures"] / board["runs"]
         board["last_seen_age"] = _age(board["last_seen"])
         board["held_by"] = next((h for pool, h in held.items() if pool in board["pools"]), None)

@@ -42,6 +42,11 @@ class LabCollector:
         for board in lab["boards"]:
             board_up.add_metric([board["name"], board["class"] or ""], float(board["last_status"] == "ok"))
             health.add_metric([board["name"]], board["failure_rate"])
+        bad = GaugeMetricFamily("farm_board_bad", "1 while the board is bad (failed its health check) or retired: "
+                                "left out of selection", labels=["board", "state", "reason"])
+        for name, row in sorted(self.sources.history.health().items()):
+            if row["state"] in ("bad", "retired"):
+                bad.add_metric([name, row["state"], row["reason"] or ""], 1.0)
         runs = GaugeMetricFamily("farm_runs", f"the last {LAST_RUNS * 5} runs by outcome", labels=["status"])
         checks = GaugeMetricFamily("farm_checks", f"checks of the last {LAST_RUNS} runs by status", labels=["status"])
         duration = GaugeMetricFamily("farm_last_run_duration_seconds", "wall time of the newest run")
@@ -54,7 +59,7 @@ class LabCollector:
             seconds = (dt.datetime.fromisoformat(table[0]["finished"]) -
                        dt.datetime.fromisoformat(table[0]["started"])).total_seconds()
             duration.add_metric([], seconds)
-        yield from (states, board_up, health, runs, checks, duration)
+        yield from (states, board_up, health, bad, runs, checks, duration)
 
 
 def exposition(sources: data.Sources) -> tuple[bytes, str]:
