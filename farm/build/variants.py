@@ -33,7 +33,8 @@ from farm.board.agent import AgentFiles, library, run_agent_here
 from farm.build.datafile import DataSet
 from farm.build.modelfile import LAYOUT_OPS, ModelInfo, default_opset, graphs, quantization_census
 from farm.build.spec import ModelSpec
-from farm.config.settings import CALIBRATION_METHODS, VARIANTS, Measurement
+from farm.build.toolchains import builder
+from farm.config.settings import ALL_VARIANTS, CALIBRATION_METHODS, VARIANTS, Measurement
 from farm.errors import AgentError, ModelError
 from farm.judge.accuracy import output_loss, passes
 from farm.results import ModelResult, VariantBuild
@@ -71,7 +72,8 @@ class Recipe:
                     "per_channel": self.per_channel, "calibration_method": self.calibration_method,
                     "calibration_samples": self.calibration_samples,
                     "exclude_op_types": list(self.exclude_op_types), "exclude_nodes": list(self.exclude_nodes)}
-        return {}
+        found = builder(variant)
+        return found.recipe(variant) if found else {}
 
 
 def op_counts(path: Path) -> dict[str, int]:
@@ -230,14 +232,16 @@ def _build_variant(info: ModelInfo, data: DataSet, spec: ModelSpec, variant: str
     """Build (or reuse) one variant; a failure is recorded, never raised."""
     entry: dict = {"status": "ok", "reason": None, "recipe": recipe.for_variant(variant), "notes": []}
     fp32 = out_dir / f"{info.name}.fp32.onnx"
+    toolchain = builder(variant)
     if not fp32.exists() or file_sha256(fp32) != info.sha256:
         shutil.copy(info.path, fp32)
     if variant == "fp32":
         target = fp32
         entry["cached"] = False
     else:
+        calibrated = variant == "int8_static" or toolchain is not None and variant in toolchain.calibrated
         depends = (info.sha256, variant, recipe.for_variant(variant), ort.__version__,
-                   (data.sha256, spec.to_json(), calibration_count) if variant == "int8_static" else None)
+                   (data.sha256, spec.to_json(), calibration_count) if calibrated else None)
         target = out_dir / f"{info.name}.{variant}.{_key(*depends)}.onnx"
         entry["cached"] = target.exists()
         if not target.exists():
@@ -245,6 +249,9 @@ def _build_variant(info: ModelInfo, data: DataSet, spec: ModelSpec, variant: str
             try:
                 if variant == "int8_dynamic":
                     _build_dynamic(info, recipe, partial, entry["notes"])
+                elif toolchain is not None:
+                    reader = _Calibration(fp32, spec.to_json(), data.calibration, calibration_count) if calibrated else None
+                    toolchain.build(variant, info, data, spec, calibration_count, partial, entry["notes"], reader)
                 else:
                     _build_static(info, data, spec.to_json(), recipe, calibration_count, fp32, partial, entry["notes"])
                 ort.InferenceSession(str(partial), providers=["CPUExecutionProvider"])
@@ -252,6 +259,8 @@ def _build_variant(info: ModelInfo, data: DataSet, spec: ModelSpec, variant: str
                 partial.unlink(missing_ok=True)
                 return {**entry, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
             partial.replace(target)
+    if toolchain is not None:
+        entry["toolchain"] = toolchain.name  # measured on its boards only
     quantized, left = quantization_census(target)
     entry.update(file=target.name, sha256=file_sha256(target), size_bytes=target.stat().st_size,
                  opset=default_opset(onnx.load(str(target), load_external_data=False)),
@@ -365,9 +374,9 @@ def _search_recipes(info: ModelInfo, data: DataSet, spec: ModelSpec, base: Recip
 
 def check_variants(variants: Iterable[str]) -> list[str]:
     variants = list(variants)
-    unknown = [v for v in variants if v not in VARIANTS]
+    unknown = [v for v in variants if v not in VARIANTS and builder(v) is None]
     if unknown:
-        raise ModelError(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+        raise ModelError(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(ALL_VARIANTS)}")
     return variants
 
 
@@ -383,7 +392,7 @@ def build_variants(info: ModelInfo, data: DataSet, spec: ModelSpec, out_dir: str
     recipe = replace(recipe, exclude_op_types=tuple({*recipe.exclude_op_types, *spec.exclude_op_types}),
                      exclude_nodes=tuple({*recipe.exclude_nodes, *spec.exclude_nodes}))
     calibration_count = None
-    if "int8_static" in variants:
+    if any(v == "int8_static" or v in (getattr(builder(v), "calibrated", ())) for v in variants):
         if not data.calibration:
             raise ModelError(f"{data.path}: static INT8 needs a 'calibration' set of real samples")
         calibration_count = _check_calibration(data, recipe, allow_calibration_count)
@@ -398,7 +407,7 @@ def build_variants(info: ModelInfo, data: DataSet, spec: ModelSpec, out_dir: str
         "files": files, "onnxruntime": ort.__version__, "variants": {},
     }
     fp32_accuracy = None
-    for variant in sorted(variants, key=VARIANTS.index):
+    for variant in sorted(variants, key=ALL_VARIANTS.index):
         variant_recipe = recipe
         if variant == "int8_static" and target_loss is not None:
             chosen, manifest["recipe_search"] = _search_recipes(info, data, spec, recipe, calibration_count,
@@ -411,7 +420,7 @@ def build_variants(info: ModelInfo, data: DataSet, spec: ModelSpec, out_dir: str
             variant_recipe = chosen
         progress(f"building {variant}")
         entry = _build_variant(info, data, spec, variant, variant_recipe, calibration_count, out_dir)
-        if variant == "int8_static":
+        if variant == "int8_static" or builder(variant) is not None:
             entry["recipe"]["calibration_samples"] = calibration_count
         if entry["status"] in ("ok", "no-op") and host_figures:
             entry["host"] = _host_figures(out_dir / entry["file"], out_dir, files)
