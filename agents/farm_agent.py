@@ -886,10 +886,8 @@ class Runtime(object):
 
 def model_nodes(path):
     """(name, op type) of every node of the model's main graph, without the onnx package."""
-    with open(path, "rb") as handle:
-        buf = memoryview(handle.read())
     nodes = []
-    for number, wire, graph in proto_fields(buf):
+    for number, wire, graph in model_fields(path):
         if number == 7 and wire == 2:
             for field, kind, node in proto_fields(graph):
                 if field == 1 and kind == 2:
@@ -975,12 +973,16 @@ def proto_fields(buf):
         yield number, wire, value
 
 
+def model_fields(path):
+    """The top-level fields of a model file (ModelProto)."""
+    with open(path, "rb") as handle:
+        return list(proto_fields(memoryview(handle.read())))
+
+
 def model_opset(path):
     """The default-domain opset from ModelProto.opset_import (field 8), without the onnx package."""
-    with open(path, "rb") as handle:
-        buf = memoryview(handle.read())
     versions = []
-    for number, wire, value in proto_fields(buf):
+    for number, wire, value in model_fields(path):
         if number == 8 and wire == 2:
             fields = {n: v for n, _, v in proto_fields(value)}
             domain = bytes(fields.get(1, b"")).decode()

@@ -33,8 +33,8 @@ from farm.board.agent import AgentFiles, library, run_agent_here
 from farm.build.datafile import DataSet
 from farm.build.modelfile import LAYOUT_OPS, ModelInfo, default_opset, graphs, quantization_census
 from farm.build.spec import ModelSpec
-from farm.build.toolchains import builder
-from farm.config.settings import ALL_VARIANTS, CALIBRATION_METHODS, VARIANTS, Measurement
+from farm.build.toolchains import builder, built_for
+from farm.config.settings import ALL_VARIANTS, CALIBRATION_METHODS, FLOAT_VARIANTS, VARIANTS, Measurement
 from farm.errors import AgentError, ModelError
 from farm.judge.accuracy import output_loss, passes
 from farm.results import ModelResult, VariantBuild
@@ -260,12 +260,12 @@ def _build_variant(info: ModelInfo, data: DataSet, spec: ModelSpec, variant: str
                 return {**entry, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
             partial.replace(target)
     if toolchain is not None:
-        entry["toolchain"] = toolchain.name  # measured on its boards only
+        entry["toolchains"] = built_for(variant)  # measured on their boards only
     quantized, left = quantization_census(target)
     entry.update(file=target.name, sha256=file_sha256(target), size_bytes=target.stat().st_size,
                  opset=default_opset(onnx.load(str(target), load_external_data=False)),
                  float_op_types=left, quantized_op_types=quantized)
-    if variant != "fp32" and not entry["quantized_op_types"]:
+    if variant not in FLOAT_VARIANTS and not entry["quantized_op_types"]:
         entry.update(status="no-op", reason=_no_op_reason(variant, recipe, info.path))
     return entry
 
@@ -392,7 +392,7 @@ def build_variants(info: ModelInfo, data: DataSet, spec: ModelSpec, out_dir: str
     recipe = replace(recipe, exclude_op_types=tuple({*recipe.exclude_op_types, *spec.exclude_op_types}),
                      exclude_nodes=tuple({*recipe.exclude_nodes, *spec.exclude_nodes}))
     calibration_count = None
-    if any(v == "int8_static" or v in (getattr(builder(v), "calibrated", ())) for v in variants):
+    if any(v == "int8_static" or v in getattr(builder(v), "calibrated", ()) for v in variants):
         if not data.calibration:
             raise ModelError(f"{data.path}: static INT8 needs a 'calibration' set of real samples")
         calibration_count = _check_calibration(data, recipe, allow_calibration_count)
@@ -420,7 +420,7 @@ def build_variants(info: ModelInfo, data: DataSet, spec: ModelSpec, out_dir: str
             variant_recipe = chosen
         progress(f"building {variant}")
         entry = _build_variant(info, data, spec, variant, variant_recipe, calibration_count, out_dir)
-        if variant == "int8_static" or builder(variant) is not None:
+        if variant == "int8_static" or variant in getattr(builder(variant), "calibrated", ()):
             entry["recipe"]["calibration_samples"] = calibration_count
         if entry["status"] in ("ok", "no-op") and host_figures:
             entry["host"] = _host_figures(out_dir / entry["file"], out_dir, files)

@@ -18,7 +18,7 @@ from typing import Callable
 
 import farm
 from farm.build.loading import load_model_and_data
-from farm.build.toolchains import toolchain_for
+from farm.build.toolchains import built_for, toolchain_for
 from farm.build.variants import build_variants, check_variants, model_result, reuse_variants
 from farm.config.checklist import ITEMS, Checklist, load_checklist
 from farm.config.inventory import Board
@@ -91,11 +91,20 @@ class Job:
         return self.selection.names
 
     @property
+    def declared(self) -> dict[str, Board]:
+        """The selected boards as the inventory declares them (stand-ins before they run)."""
+        return {**{spec.name: spec.board() for spec in self.selection.standin_specs}, **self.selection.boards}
+
+    @property
     def variants(self) -> list[str]:
         """The variants asked for, and those the selected boards' toolchains build for themselves."""
-        boards = [*self.selection.boards.values(), *(spec.board() for spec in self.selection.standin_specs)]
-        own = [v for board in boards for v in toolchain_for(board).builds]
+        own = [v for board in self.declared.values() for v in toolchain_for(board).builds]
         return list(dict.fromkeys([*self.settings.variants, *own]))
+
+    def variants_of(self, board: str) -> list[str]:
+        """The variants one board measures (its toolchain's own among them)."""
+        toolchain = toolchain_for(self.declared[board])
+        return [v for v in self.variants if toolchain.measures(v, built_for(v))]
 
     # -- steps ------------------------------------------------------------------------------
     def build(self) -> None:

@@ -61,7 +61,7 @@ class DeployPlan:
     connect_attempts: int = 3
     steps: tuple[str, ...] = FULL_RUN
     keep_runs: int = 3  # CLEAN: the blobs of this many newest runs stay
-    variant_toolchains: dict[str, str | None] = dataclasses.field(default_factory=dict)  # built for one toolchain
+    variant_toolchains: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # built for these toolchains
     board_files: dict[str, dict[str, list[BoardFile]]] = dataclasses.field(default_factory=dict)  # board > variant
 
     @classmethod
@@ -74,7 +74,7 @@ class DeployPlan:
                    variants={v: artifact(e) for v, e in manifest["variants"].items() if e["status"] in ("ok", "no-op")},
                    spec=artifact(files.get("spec")), feed=artifact(files.get("feed")), data=artifact(files.get("data")),
                    reference=artifact(files.get("reference")), measurement=measurement,
-                   variant_toolchains={v: e.get("toolchain") for v, e in manifest["variants"].items()}, **options)
+                   variant_toolchains={v: e.get("toolchains") for v, e in manifest["variants"].items()}, **options)
 
     @classmethod
     def probe(cls, run_id: str) -> "DeployPlan":

@@ -85,8 +85,10 @@ def _opset(variant: VariantResult, limits: dict, **_) -> Check:
 
 
 def _calibration(variant: VariantResult, limits: dict, model: ModelResult, **_) -> Check:
-    if variant.name != "int8_static":
-        return Check("calibration", SKIP, why="applies to static INT8 only")
+    build = model.variants.get(variant.name)
+    calibrated = variant.name == "int8_static" or build is not None and "calibration_samples" in build.recipe
+    if not calibrated:  # static INT8, and the toolchains' calibrated variants (int8_qnn...) record their count
+        return Check("calibration", SKIP, why="applies to statically calibrated INT8 only")
     count = model.calibration_samples
     limit = f"{limits['min']}-{limits['max']}"
     if count is None:

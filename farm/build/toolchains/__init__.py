@@ -21,7 +21,7 @@ from farm.config.inventory import Board
 TOOLCHAINS: dict[str, Toolchain] = {t.name: t for t in (CpuToolchain(), QnnToolchain(), TensorrtToolchain(),
                                                          TidlToolchain())}
 assert tuple(TOOLCHAINS) == NAMES, "farm.config.boardclasses.TOOLCHAINS names these modules"
-assert tuple(v for t in TOOLCHAINS.values() for v in t.builds) == TOOLCHAIN_VARIANTS, "settings names their variants"
+assert {v for t in TOOLCHAINS.values() for v in t.builds} == set(TOOLCHAIN_VARIANTS), "settings names their variants"
 
 
 def toolchain_for(board: Board) -> Toolchain:
@@ -33,4 +33,9 @@ def builder(variant: str) -> Toolchain | None:
     return next((t for t in TOOLCHAINS.values() if variant in t.builds), None)
 
 
-__all__ = ["TOOLCHAINS", "BoardFile", "Toolchain", "builder", "toolchain_for"]
+def built_for(variant: str) -> list[str]:
+    """The toolchains whose boards measure a variant built for accelerators (fp16: QNN's and TensorRT's)."""
+    return [t.name for t in TOOLCHAINS.values() if variant in t.builds]
+
+
+__all__ = ["TOOLCHAINS", "BoardFile", "Toolchain", "builder", "built_for", "toolchain_for"]

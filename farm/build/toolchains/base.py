@@ -28,16 +28,19 @@ class Toolchain:
     calibrated: tuple[str, ...] = ()  # of those, the ones calibrated on the data file's calibration set
     measures_generic = True           # its boards also measure fp32 / int8_dynamic / int8_static
 
-    def measures(self, variant: str, variant_toolchain: str | None) -> bool:
-        """Whether a board of this toolchain measures a variant (one built for another toolchain: never)."""
-        return variant_toolchain == self.name or variant_toolchain is None and self.measures_generic
+    def measures(self, variant: str, built_for: list[str] | None) -> bool:
+        """Whether a board of this toolchain measures a variant (one built for other toolchains: never)."""
+        return self.name in built_for if built_for else self.measures_generic
 
     def recipe(self, variant: str) -> dict:
-        return {}
+        return {"format": "float16", "converter": "onnxconverter_common.float16", "keep_io_types": True}
 
     def build(self, variant: str, info: ModelInfo, data: DataSet, spec: ModelSpec, count: int | None,
-              target: Path, notes: list[str]) -> None:
-        raise NotImplementedError(f"{self.name} builds no {variant}")
+              target: Path, notes: list[str], calibration=None) -> None:
+        """The variants every accelerator toolchain builds alike (fp16); the others are the toolchain's own."""
+        from farm.build.toolchains.fp16 import build_fp16
+
+        build_fp16(info, spec, target, notes)
 
     def board_files(self, board: Board, variant: str, entry: dict, folder: Path) -> list[BoardFile]:
         """Files built on the controller for this board's options, beside the variant `entry` of the manifest."""

@@ -65,15 +65,19 @@ def htp_devices(ort):
 class QnnToolchain(Toolchain):
     name = "qnn"
     provider = PROVIDER
-    builds = ("int8_qnn", "a16w8_qnn")
-    calibrated = builds
+    builds = ("int8_qnn", "a16w8_qnn", "fp16")
+    calibrated = ("int8_qnn", "a16w8_qnn")
 
     def recipe(self, variant: str) -> dict:
+        if variant not in ACTIVATIONS:
+            return super().recipe(variant)
         return {"format": "QDQ", "recipe": "onnxruntime.quantization.execution_providers.qnn",
                 "activation_type": ACTIVATIONS[variant], "weight_type": "QUInt8", "static_shapes": True}
 
     def build(self, variant: str, info: ModelInfo, data: DataSet, spec: ModelSpec, count: int | None,
               target: Path, notes: list[str], calibration=None) -> None:
+        if variant not in ACTIVATIONS:
+            return super().build(variant, info, data, spec, count, target, notes)
         from onnxruntime.quantization import QuantType, quantize
         from onnxruntime.quantization.execution_providers.qnn import get_qnn_qdq_config, qnn_preprocess_model
 
@@ -90,7 +94,7 @@ class QnnToolchain(Toolchain):
             quantize(str(source), str(target), config)
 
     def board_files(self, board: Board, variant: str, entry: dict, folder: Path) -> list[BoardFile]:
-        if variant not in self.builds or entry.get("status") != "ok":
+        if entry.get("status") != "ok" or variant not in self.builds:
             return []
         found = context_binary(folder / entry["file"], entry["sha256"], options(board), folder)
         return [found] if found else []

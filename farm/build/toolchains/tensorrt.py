@@ -26,15 +26,19 @@ ENGINE_CACHE = "trt-engines"  # under the board's workdir
 class TensorrtToolchain(Toolchain):
     name = "tensorrt"
     provider = PROVIDER
-    builds = ("int8_trt",)
-    calibrated = builds
+    builds = ("int8_trt", "fp16")
+    calibrated = ("int8_trt",)
 
     def recipe(self, variant: str) -> dict:
+        if variant != "int8_trt":
+            return super().recipe(variant)
         return {"format": "QDQ", "activation_type": "QInt8", "weight_type": "QInt8", "symmetric": True,
                 "per_channel": True}
 
     def build(self, variant: str, info: ModelInfo, data: DataSet, spec: ModelSpec, count: int | None,
               target: Path, notes: list[str], calibration=None) -> None:
+        if variant != "int8_trt":
+            return super().build(variant, info, data, spec, count, target, notes)
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
         quantize_static(str(info.path), str(target), calibration, quant_format=QuantFormat.QDQ, per_channel=True,

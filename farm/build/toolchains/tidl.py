@@ -103,7 +103,7 @@ class TidlToolchain(Toolchain):
         archive = pack(compiled(board, folder / entry["file"], entry["sha256"], folder), folder)
         return [BoardFile("artifacts", archive, file_sha256(archive), f"TIDL artifacts for {entry['file']}")]
 
-    def measures(self, variant: str, variant_toolchain: str | None) -> bool:
+    def measures(self, variant: str, built_for: list[str] | None) -> bool:
         return variant == "fp32"  # TIDL runs what it compiled from the float model
 
     def agent_args(self, board: Board, files: dict[str, str], workdir: str) -> list[str]:
