@@ -97,7 +97,10 @@ class Job:
 
     @property
     def variants(self) -> list[str]:
-        """The variants asked for, and those the selected boards' toolchains build for themselves."""
+        """The variants asked for, and those the selected boards' toolchains build for themselves (unless
+        --variants-dir gives what was built)."""
+        if self.settings.variants_dir:
+            return list(self.settings.variants)
         own = [v for board in self.declared.values() for v in toolchain_for(board).builds]
         return list(dict.fromkeys([*self.settings.variants, *own]))
 
