@@ -783,8 +783,10 @@ def unpack_artifacts(archive, model):
         partial = folder + ".partial-%d" % os.getpid()
         with tarfile.open(archive) as tar:
             for member in tar.getmembers():
-                if not (member.isfile() or member.isdir()) or member.name.startswith("/") or ".." in member.name.split("/"):
-                    raise ValueError("artifacts archive %s holds %r: only plain files inside it" % (archive, member.name))
+                outside = member.name.startswith("/") or ".." in member.name.split("/")
+                if outside or not (member.isfile() or member.isdir()):
+                    raise ValueError("artifacts archive %s holds %r: only plain files inside it"
+                                     % (archive, member.name))
             tar.extractall(partial)
         os.rename(partial, folder)
     try:
@@ -847,7 +849,8 @@ class Runtime(object):
         backend = self.provider_options.get("backend_path", "")
         if module_name == "onnxruntime_qnn" and backend.endswith("libQnnHtp.so") and \
                 platform.machine() in ("x86_64", "AMD64"):
-            self.simulated = "HTP simulated on %s" % platform.machine()  # the x86_64 backend runs the graph in a simulator
+            # the x86_64 backend runs the Hexagon graph in a simulator: its arithmetic, not its timing
+            self.simulated = "HTP simulated on %s" % platform.machine()
         self.report.doc["facts"]["plugin_ep"] = {"name": name, "module": module_name,
                                                  "version": getattr(module, "__version__", None)}
 

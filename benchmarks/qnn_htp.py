@@ -62,7 +62,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="farm-bench-qnn-") as tmp:
         manifest = build(resources.demo_model(), resources.demo_data(), tmp, variants=["fp32", "int8_qnn", "a16w8_qnn"],
                          host_figures=False)
-        print(f"{'variant':<10} {'max abs diff':>12} {'argmax agree':>12} {'load ms (no ctx)':>17} {'load ms (ctx)':>14}")
+        print(f"{'variant':<10} {'max abs diff':>12} {'argmax agree':>12} {'load ms (no ctx)':>17} "
+              f"{'load ms (ctx)':>14}")
         for variant in ("int8_qnn", "a16w8_qnn"):
             entry = manifest["variants"][variant]
             model = Path(tmp) / entry["file"]

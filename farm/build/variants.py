@@ -250,7 +250,8 @@ def _build_variant(info: ModelInfo, data: DataSet, spec: ModelSpec, variant: str
                 if variant == "int8_dynamic":
                     _build_dynamic(info, recipe, partial, entry["notes"])
                 elif toolchain is not None:
-                    reader = _Calibration(fp32, spec.to_json(), data.calibration, calibration_count) if calibrated else None
+                    reader = _Calibration(fp32, spec.to_json(), data.calibration, calibration_count) if calibrated \
+                        else None
                     toolchain.build(variant, info, data, spec, calibration_count, partial, entry["notes"], reader)
                 else:
                     _build_static(info, data, spec.to_json(), recipe, calibration_count, fp32, partial, entry["notes"])

@@ -89,7 +89,8 @@ class QnnToolchain(Toolchain):
             fixed, prepared = Path(tmp) / "fixed.onnx", Path(tmp) / "prepared.onnx"
             onnx.save(model, str(fixed))
             source = prepared if qnn_preprocess_model(str(fixed), str(prepared)) else fixed
-            config = get_qnn_qdq_config(str(source), calibration, activation_type=getattr(QuantType, ACTIVATIONS[variant]),
+            activations = getattr(QuantType, ACTIVATIONS[variant])
+            config = get_qnn_qdq_config(str(source), calibration, activation_type=activations,
                                         weight_type=QuantType.QUInt8)
             quantize(str(source), str(target), config)
 

@@ -63,7 +63,8 @@ def compiled(board: Board, model: Path, sha256: str, folder: Path) -> Path:
             try:
                 proc = subprocess.run(command, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
             except (OSError, subprocess.TimeoutExpired) as exc:
-                raise ModelError(f"board {board.name}: the TIDL compile command {command[0]} failed to run: {exc}") from exc
+                raise ModelError(f"board {board.name}: the TIDL compile command {command[0]} failed to run: "
+                                 f"{exc}") from exc
             if proc.returncode != 0:
                 raise ModelError(f"board {board.name}: the TIDL compile command exited {proc.returncode}: "
                                  f"{proc.stderr.strip()[-300:] or '(no stderr)'}")
