@@ -933,28 +933,254 @@ def measure_latency(session, feeds, carry, rules, report):
     report.doc["latency_ms"] = summarize(samples)
 
 
-def profile_op_shares(ort, model, options, providers, feeds, runs):
-    """Share of run time per op type from onnxruntime's own profile (what a slow INT8 variant spends on)."""
-    import tempfile
-    options.enable_profiling = True
-    options.profile_file_prefix = os.path.join(tempfile.gettempdir(), "farm-profile-%d" % os.getpid())
-    session = ort.InferenceSession(model, options, providers=providers)
-    for _ in range(runs):
-        session.run(None, feeds)
+def read_profile(session):
+    """The kernel events of a session's profile (then the file is removed)."""
     path = session.end_profiling()
     try:
         with open(path) as handle:
             events = json.load(handle)
     finally:
         os.remove(path)
+    return [e for e in events if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")]
+
+
+def profile_prefix():
+    import tempfile
+    return os.path.join(tempfile.gettempdir(), "farm-profile-%d" % os.getpid())
+
+
+def profile_op_shares(runtime, model, feeds, runs):
+    """Share of run time per op type from onnxruntime's own profile (what a slow INT8 variant spends on)."""
+    session = runtime.open(model, runtime.options(profile=True))
+    for _ in range(runs):
+        session.run(None, feeds)
     totals = {}
-    for event in events:
+    for event in read_profile(session):
         op = (event.get("args") or {}).get("op_name")
-        if event.get("cat") == "Node" and op and event.get("name", "").endswith("_kernel_time"):
+        if op:
             totals[op] = totals.get(op, 0) + event.get("dur", 0)
     whole = float(sum(totals.values())) or 1.0
     return {"runs": runs, "op_share_pct": {op: round(100.0 * t / whole, 2)
                                            for op, t in sorted(totals.items(), key=lambda kv: -kv[1])}}
+
+
+# -- accelerators: the provider a board's toolchain asks for, and how much of the model it takes --------
+CPU = "CPUExecutionProvider"
+FALLBACK_KEY = "session.disable_cpu_ep_fallback"
+OPTION_GETTER = "@get_"  # an option value `@get_qnn_htp_path`: that function of the plugin module, on the board
+
+
+def parse_pairs(pairs):
+    """KEY=VALUE arguments as a mapping (values stay text: onnxruntime reads provider options as text)."""
+    found = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError("expected KEY=VALUE, got %r" % pair)
+        found[key] = value
+    return found
+
+
+def plugin_options(module, options):
+    """Provider options with `@get_...` values resolved by the plugin module (paths of its own libraries)."""
+    resolved = {}
+    for key, value in options.items():
+        if value.startswith(OPTION_GETTER):
+            getter = getattr(module, value[1:], None)
+            if not callable(getter):
+                raise ValueError("%s has no %s() for provider option %s" % (module.__name__, value[1:], key))
+            value = getter()
+        resolved[key] = value
+    return resolved
+
+
+def engine_cache_key(model_sha256, tensorrt_version, gpu):
+    """A TensorRT engine is valid for one model, one TensorRT and one GPU: its cache folder names all three,
+    so a stale engine (another model, an upgraded TensorRT, another GPU) is never reused."""
+    clean = lambda text: "".join(c if c.isalnum() or c in ".-" else "_" for c in str(text or "unknown"))  # noqa: E731
+    return "%s-trt%s-%s" % (model_sha256[:16], clean(tensorrt_version), clean(gpu))
+
+
+def gpu_name():
+    """The board's GPU as its driver names it (Jetson: the nvgpu's; elsewhere the first NVIDIA GPU)."""
+    import glob
+    for path in sorted(glob.glob("/proc/driver/nvidia/gpus/*/information")):
+        try:
+            with open(path) as handle:
+                for line in handle:
+                    if line.startswith("Model:"):
+                        return line.split(":", 1)[1].strip()
+        except OSError:
+            continue
+    for path in ("/proc/device-tree/model", "/sys/firmware/devicetree/base/model"):
+        try:
+            with open(path, "rb") as handle:
+                return handle.read().rstrip(b"\0").decode(errors="replace").strip()
+        except OSError:
+            continue
+    return None
+
+
+def tensorrt_version():
+    try:
+        import tensorrt
+        return tensorrt.__version__
+    except Exception:
+        return None
+
+
+ARTIFACTS_MARK = "farm-model.sha256"  # written by farm beside compiled artifacts: the model they were built from
+
+
+def unpack_artifacts(archive, model):
+    """A compiled-artifacts archive (pushed by its sha256) unpacked once beside the blobs; ValueError when
+    the artifacts were compiled from another model than the one measured."""
+    import tarfile
+    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(archive))), "artifacts",
+                          os.path.basename(archive))
+    if not os.path.isdir(folder):
+        partial = folder + ".partial-%d" % os.getpid()
+        with tarfile.open(archive) as tar:
+            for member in tar.getmembers():
+                outside = member.name.startswith("/") or ".." in member.name.split("/")
+                if outside or not (member.isfile() or member.isdir()):
+                    raise ValueError("artifacts archive %s holds %r: only plain files inside it"
+                                     % (archive, member.name))
+            tar.extractall(partial)
+        os.rename(partial, folder)
+    try:
+        with open(os.path.join(folder, ARTIFACTS_MARK)) as handle:
+            built_from = handle.read().strip()
+    except OSError:
+        built_from = None
+    digest = sha256_of(model)
+    if built_from != digest:
+        raise ValueError("the compiled artifacts are for model sha256 %s, not this model's %s: compile them again "
+                         "from this model" % ((built_from or "unknown")[:12], digest[:12]))
+    return folder
+
+
+class Runtime(object):
+    """How sessions are opened on this board: the providers asked for, a plugin provider registered,
+    the provider options and session settings of the board's toolchain."""
+
+    def __init__(self, ort, args, report):
+        self.ort, self.args, self.report = ort, args, report
+        self.provider_options = parse_pairs(args.provider_option)
+        self.session_config = parse_pairs(args.session_config)
+        self.devices = None
+        self.simulated = None
+        self.unavailable = None  # why the accelerator cannot be used here
+        accelerator = self.accelerator
+        if args.plugin_ep:
+            self._register(args.plugin_ep)
+        if args.engine_cache_root and accelerator == "TensorrtExecutionProvider":
+            self._engine_cache(args.engine_cache_root)
+        if args.artifacts_archive:
+            self.provider_options["artifacts_folder"] = unpack_artifacts(args.artifacts_archive, args.model)
+        self.providers = choose_providers(ort, args.providers, report, plugin=bool(self.devices))
+        if accelerator and not self.devices and accelerator not in self.providers:
+            self.unavailable = self.unavailable or "%s is not available on this board" % accelerator
+
+    @property
+    def accelerator(self):
+        first = (self.args.providers or [CPU])[0]
+        return None if first == CPU else first
+
+    def _register(self, module_name):
+        ort, name = self.ort, self.accelerator
+        try:
+            import importlib
+            module = importlib.import_module(module_name)
+            ort.register_execution_provider_library(name, module.get_library_path())
+            self.devices = [d for d in ort.get_ep_devices() if d.ep_name == name]
+            self.provider_options = plugin_options(module, self.provider_options)
+        except Exception as exc:
+            self.unavailable = "cannot register the plugin provider %s from %s: %s" % (name, module_name, exc)
+            self.report.warn(self.unavailable)
+            self.devices = None
+            return
+        if not self.devices:
+            self.unavailable = "%s registered no device on this board" % name
+            self.report.warn(self.unavailable)
+            self.devices = None
+            return
+        backend = self.provider_options.get("backend_path", "")
+        if module_name == "onnxruntime_qnn" and backend.endswith("libQnnHtp.so") and \
+                platform.machine() in ("x86_64", "AMD64"):
+            # the x86_64 backend runs the Hexagon graph in a simulator: its arithmetic, not its timing
+            self.simulated = "HTP simulated on %s" % platform.machine()
+        self.report.doc["facts"]["plugin_ep"] = {"name": name, "module": module_name,
+                                                 "version": getattr(module, "__version__", None)}
+
+    def _engine_cache(self, root):
+        key = engine_cache_key(sha256_of(self.args.model), tensorrt_version(), gpu_name())
+        path = os.path.join(root, key)
+        self.provider_options.update(trt_engine_cache_enable="1", trt_engine_cache_path=path,
+                                     trt_timing_cache_enable="1", trt_timing_cache_path=path)
+        self.report.doc["facts"]["engine_cache"] = {"key": key, "path": path, "warm": os.path.isdir(path)}
+
+    def options(self, fallback=True, profile=False, optimize=True):
+        ort = self.ort
+        options = ort.SessionOptions()
+        if self.args.threads:
+            options.intra_op_num_threads = self.args.threads
+        for key, value in self.session_config.items():
+            options.add_session_config_entry(key, value)
+        if not fallback:
+            options.add_session_config_entry(FALLBACK_KEY, "1")
+        if not optimize:  # node placement: every node of the model kept, none fused away
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        if profile:
+            options.enable_profiling = True
+            options.profile_file_prefix = profile_prefix()
+        if self.devices:
+            options.add_provider_for_devices(self.devices, self.provider_options)
+        return options
+
+    def open(self, path, options):
+        if self.devices:
+            return self.ort.InferenceSession(path, options)
+        providers = [(p, self.provider_options) if p == self.accelerator and self.provider_options else p
+                     for p in self.providers]
+        return self.ort.InferenceSession(path, options, providers=providers)
+
+
+def model_nodes(path):
+    """(name, op type) of every node of the model's main graph, without the onnx package."""
+    nodes = []
+    for number, wire, graph in model_fields(path):
+        if number == 7 and wire == 2:
+            for field, kind, node in proto_fields(graph):
+                if field == 1 and kind == 2:
+                    values = {n: v for n, _, v in proto_fields(node) if n in (3, 4)}
+                    nodes.append((bytes(values.get(3, b"")).decode(), bytes(values.get(4, b"")).decode()))
+    return nodes
+
+
+def placement(runtime, model, feeds):
+    """Which nodes the accelerator took, from a profile with fallback allowed and no fusion: each node left
+    to the CPU runs as itself, named; the accelerator's share of the kernel time beside it."""
+    nodes = model_nodes(model)
+    session = runtime.open(model, runtime.options(profile=True, optimize=False))
+    session.run(None, feeds)
+    events = read_profile(session)
+    on_cpu, time_by = {}, {}
+    for event in events:
+        args = event.get("args") or {}
+        provider = args.get("provider")
+        time_by[provider] = time_by.get(provider, 0) + event.get("dur", 0)
+        if provider != runtime.accelerator:
+            on_cpu[event["name"][:-len("_kernel_time")]] = args.get("op_name")
+    fallen = {}
+    for op in on_cpu.values():
+        fallen[op] = fallen.get(op, 0) + 1
+    total = len(nodes) or 1
+    whole = float(sum(time_by.values())) or 1.0
+    return {"nodes": len(nodes), "on_accelerator": max(0, len(nodes) - len(on_cpu)),
+            "node_pct": round(100.0 * max(0, len(nodes) - len(on_cpu)) / total, 2),
+            "time_pct": round(100.0 * time_by.get(runtime.accelerator, 0) / whole, 2),
+            "fallen_back": dict(sorted(fallen.items()))}
 
 
 def synthetic_inputs(np, inputs):
@@ -966,8 +1192,9 @@ def synthetic_inputs(np, inputs):
     return feeds
 
 
-def choose_providers(ort, requested, report):
-    available = ort.get_available_providers()
+def choose_providers(ort, requested, report, plugin=False):
+    """The requested providers this onnxruntime has (a registered plugin provider counts as available)."""
+    available = ort.get_available_providers() + (requested[:1] if plugin else [])
     kept = [p for p in requested if p in available]
     missing = [p for p in requested if p not in available]
     if missing:
@@ -1008,12 +1235,16 @@ def proto_fields(buf):
         yield number, wire, value
 
 
+def model_fields(path):
+    """The top-level fields of a model file (ModelProto)."""
+    with open(path, "rb") as handle:
+        return list(proto_fields(memoryview(handle.read())))
+
+
 def model_opset(path):
     """The default-domain opset from ModelProto.opset_import (field 8), without the onnx package."""
-    with open(path, "rb") as handle:
-        buf = memoryview(handle.read())
     versions = []
-    for number, wire, value in proto_fields(buf):
+    for number, wire, value in model_fields(path):
         if number == 8 and wire == 2:
             fields = {n: v for n, _, v in proto_fields(value)}
             domain = bytes(fields.get(1, b"")).decode()
@@ -1027,8 +1258,16 @@ def load_spec(path):
         return json.load(handle)
 
 
+def first_line(exc):
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def open_session(args, ort, report):
-    """Check the model's hash, load it with the requested providers; None when it cannot run."""
+    """Check the model's hash, load it as the board's toolchain says; (None, None) when it cannot run.
+
+    With --offload the accelerator gets the model with CPU fallback disabled: a load that succeeds
+    proves every node is on it. One that fails says why, and the model is loaded again with fallback
+    (its figures then are partly the CPU's: the offload item says so, with the ops that fell back)."""
     doc = report.doc
     digest = sha256_of(args.model)
     doc["model"]["sha256"] = digest
@@ -1036,23 +1275,44 @@ def open_session(args, ort, report):
     if args.expect_sha256 and digest != args.expect_sha256:
         report.error("integrity", "model sha256 %s does not match the expected %s: nothing measured"
                      % (digest, args.expect_sha256))
-        return None, None, None
+        return None, None
+    if args.context_model and args.context_sha256 and sha256_of(args.context_model) != args.context_sha256:
+        report.error("integrity", "context binary %s does not match the expected sha256 %s: nothing measured"
+                     % (args.context_model, args.context_sha256))
+        return None, None
     doc["memory_mb"]["rss_before_load"] = read_proc_status("VmRSS")
-    options = ort.SessionOptions()
-    if args.threads:
-        options.intra_op_num_threads = args.threads
-    providers = choose_providers(ort, args.providers, report)
+    try:
+        runtime = Runtime(ort, args, report)
+    except ValueError as exc:  # bad provider options, artifacts compiled from another model
+        report.error("load", str(exc))
+        return None, None
+    if runtime.simulated:
+        doc["model"]["simulated"] = runtime.simulated
+    if args.context_model and args.mode == "accuracy":
+        # The model compiled on the board, first in this process as the context binary is in the latency one.
+        start = time.perf_counter_ns()
+        try:
+            runtime.open(args.model, runtime.options(fallback=not args.offload))
+            doc["load_ms_without_context"] = round((time.perf_counter_ns() - start) / 1e6, 3)
+        except Exception as exc:
+            report.warn("the model without its context binary did not load: %s" % first_line(exc))
+    path = args.context_model or args.model
     start = time.perf_counter_ns()
     try:
-        session = ort.InferenceSession(args.model, options, providers=providers)
+        session, refused = load_offloaded(runtime, path, args.offload, report)
     except Exception as exc:  # onnxruntime raises several unrelated types for a bad model
-        report.error("load", "onnxruntime cannot load the model: %s" % exc)
-        return None, None, None
+        report.error("load", "onnxruntime cannot load the model: %s" % first_line(exc))
+        return None, None
     doc["load_ms"] = round((time.perf_counter_ns() - start) / 1e6, 3)
+    if args.context_model:
+        doc["model"]["context_binary"] = {"sha256": args.context_sha256, "size_bytes": os.path.getsize(path)}
     doc["memory_mb"]["rss_after_load"] = read_proc_status("VmRSS")
     used = session.get_providers()
     doc["model"]["provider_used"] = used[0]
     doc["model"]["providers_used"] = used
+    if args.offload:
+        doc["offload"] = {"provider": runtime.accelerator, "fallback_disabled": refused is None,
+                          "refused": refused or runtime.unavailable}
     if args.providers and used[0] != args.providers[0]:
         report.warn("asked for %s, ran on %s" % (args.providers[0], used[0]))
     try:
@@ -1060,7 +1320,47 @@ def open_session(args, ort, report):
     except Exception as exc:
         report.warn("cannot read the opset: %s" % exc)
     doc["model"]["inputs"] = [{"name": i.name, "shape": i.shape, "type": i.type} for i in session.get_inputs()]
-    return session, options, providers
+    return session, runtime
+
+
+def load_offloaded(runtime, path, offload, report):
+    """(session, why the accelerator refused it with fallback disabled, or None)."""
+    if not offload or runtime.unavailable:
+        return runtime.open(path, runtime.options()), runtime.unavailable if offload else None
+    try:
+        return runtime.open(path, runtime.options(fallback=False)), None
+    except Exception as exc:
+        refused = first_line(exc)
+    report.warn("%s refused the model with CPU fallback disabled (%s): measured with fallback"
+                % (runtime.accelerator, refused))
+    return runtime.open(path, runtime.options()), refused
+
+
+def offloaded(runtime, model, feeds, report):
+    """The offload figures: every node when the accelerator took the model with fallback disabled, else
+    where each node ran (a profile with fallback allowed)."""
+    offload = report.doc["offload"]
+    if offload["fallback_disabled"]:
+        count = len(model_nodes(model))
+        offload.update(nodes=count, on_accelerator=count, node_pct=100.0, time_pct=100.0, fallen_back={})
+        return
+    if runtime.unavailable:
+        nodes = model_nodes(model)
+        fallen = {}
+        for _, op in nodes:
+            fallen[op] = fallen.get(op, 0) + 1
+        offload.update(nodes=len(nodes), on_accelerator=0, node_pct=0.0, time_pct=0.0, fallen_back=fallen)
+        return
+    try:
+        offload.update(placement(runtime, model, feeds))
+    except Exception as exc:
+        report.warn("cannot tell where the nodes ran: %s" % first_line(exc))
+    free = ["%s %s" % (i["name"], i["shape"]) for i in report.doc["model"].get("inputs", [])
+            if any(not isinstance(d, int) for d in i["shape"])]
+    if free:
+        offload["free_dims"] = free  # an accelerator compiling static graphs refuses these ("Cannot get shape")
+    if not offload.get("on_accelerator"):
+        report.doc["model"]["provider_used"] = CPU  # listed first by onnxruntime, yet it ran no node
 
 
 def load_feed(np, args, session, spec, report):
@@ -1090,13 +1390,15 @@ def measure(args, report):
         return
     doc["facts"]["onnxruntime"] = ort.__version__
     doc["facts"]["providers_available"] = ort.get_available_providers()
-    session, options, providers = open_session(args, ort, report)
+    session, runtime = open_session(args, ort, report)
     if session is None:
         return
     spec = load_spec(args.spec) if args.spec else None
     if args.mode == "latency":
         try:
             feeds, carry = load_feed(np, args, session, spec, report)
+            if args.offload:
+                offloaded(runtime, args.model, feeds, report)
             before = board_state()
             measure_latency(session, feeds, carry, args, report)
             after = board_state()
@@ -1126,7 +1428,7 @@ def measure(args, report):
     if args.profile_runs and args.feed:
         try:
             feeds, _ = load_feed(np, args, session, spec, report)
-            doc["profile"] = profile_op_shares(ort, args.model, options, providers, feeds, args.profile_runs)
+            doc["profile"] = profile_op_shares(runtime, args.context_model or args.model, feeds, args.profile_runs)
         except Exception as exc:
             report.warn("no profile: %s" % exc)
 
@@ -1152,6 +1454,17 @@ def parse_args(argv):
                         help="accuracy mode: also profile this many runs of the feed (time per op type)")
     parser.add_argument("--providers", default="CPUExecutionProvider",
                         type=lambda s: [p for p in s.split(",") if p], help="comma-separated, in order")
+    parser.add_argument("--provider-option", action="append", default=[],
+                        help="KEY=VALUE for the first provider (a value @get_x: the plugin module's get_x())")
+    parser.add_argument("--session-config", action="append", default=[], help="KEY=VALUE session config entry")
+    parser.add_argument("--plugin-ep", help="module of a plugin execution provider (onnxruntime_qnn) to register")
+    parser.add_argument("--offload", action="store_true",
+                        help="load with CPU fallback disabled first; report the share of nodes on the accelerator")
+    parser.add_argument("--context-model", help="precompiled context model to measure (QNN EPContext)")
+    parser.add_argument("--context-sha256", help="refuse a context model with another hash")
+    parser.add_argument("--engine-cache-root", help="TensorRT: engine caches live here, one folder per "
+                        "model sha256 + TensorRT version + GPU")
+    parser.add_argument("--artifacts-archive", help="TIDL: the compiled artifacts for the model (a tar blob)")
     parser.add_argument("--watch-stdin", action="store_true",
                         help="stop when stdin closes: the controller holds it open while it waits for this run")
     args = parser.parse_args(argv)

@@ -124,6 +124,11 @@ class VariantResult:
     accuracy: dict | None = None  # {"n", "outputs": {output: the figures of its metric}}
     accuracy_peak_rss_mb: float | None = None  # the accuracy pass's own process: never the model's memory
     profile: dict | None = None  # onnxruntime's profile of the accuracy process: time share per op type
+    toolchain: str | None = None  # the board's (farm.build.toolchains)
+    offload: dict | None = None  # the agent's: nodes and time on the accelerator, fallback disabled, ops that fell back
+    simulated: str | None = None  # "HTP simulated on x86_64": the accelerator's arithmetic, a simulator's timing
+    load_ms_without_context: float | None = None  # QNN: the board compiling the model itself (no context binary)
+    context_binary: dict | None = None  # the precompiled context model measured instead: sha256, size
     warnings: list = field(default_factory=list)
     errors: list = field(default_factory=list)  # the agent's {stage, message}
     baseline: dict | None = None  # {run_id, pinned}: the run the regression item compared with
@@ -137,7 +142,8 @@ class VariantResult:
                    opset=model.get("opset"), latency_ms=doc.get("latency_ms"), samples_ms=doc.get("samples_ms") or [],
                    peak_rss_mb=doc.get("peak_rss_mb"), memory_mb=doc.get("memory_mb") or {},
                    load_ms=doc.get("load_ms"), cold_run_ms=doc.get("cold_run_ms"), run_rules=doc.get("run_rules"),
-                   board_state=doc.get("board_state"),
+                   board_state=doc.get("board_state"), offload=doc.get("offload"), simulated=model.get("simulated"),
+                   context_binary=model.get("context_binary"),
                    warnings=list(doc.get("warnings") or []), errors=list(doc.get("errors") or []))
 
     def add_accuracy(self, doc: dict) -> None:
@@ -145,6 +151,7 @@ class VariantResult:
         self.accuracy = doc.get("accuracy")
         self.accuracy_peak_rss_mb = doc.get("accuracy_peak_rss_mb")
         self.profile = doc.get("profile")
+        self.load_ms_without_context = doc.get("load_ms_without_context")
         self.warnings += [w for w in doc.get("warnings") or [] if w not in self.warnings]
         self.errors += list(doc.get("errors") or [])
 

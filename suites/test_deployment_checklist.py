@@ -43,6 +43,12 @@ def test_speedup(verdict, board, variant):
     judged(verdict, board, variant)
 
 
+@pytest.mark.farm_item("offload")
+def test_offload(verdict, board, variant):
+    """Every node on the board's accelerator (skipped where the toolchain has none)."""
+    judged(verdict, board, variant)
+
+
 @pytest.mark.farm_item("regression")
 def test_regression(verdict, board, variant):
     """Against the board's baseline run (last all-passed run, or the pinned one) in the history."""

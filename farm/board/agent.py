@@ -35,10 +35,11 @@ class AgentFiles:
 
 
 def agent_argv(python: str, agent: str, files: AgentFiles, measurement: Measurement, mode: str,
-               profile_runs: int = 0, watch_stdin: bool = False) -> list[str]:
+               profile_runs: int = 0, watch_stdin: bool = False, extra: tuple[str, ...] | list[str] = ()) -> list[str]:
     """The agent's argument list for one process (mode latency or accuracy); quote it with shlex.join.
 
-    `watch_stdin`: the agent stops when its stdin closes (on a board: the controller is gone)."""
+    `watch_stdin`: the agent stops when its stdin closes (on a board: the controller is gone); `extra`: the
+    board's toolchain's arguments (provider options, offload, precompiled files)."""
     argv = [python, agent, "--mode", mode, "--model", files.model, "--warmup", str(measurement.warmup),
             "--min-runs", str(measurement.runs), "--threads", str(measurement.threads),
             "--providers", ",".join(measurement.providers)]
@@ -57,7 +58,7 @@ def agent_argv(python: str, agent: str, files: AgentFiles, measurement: Measurem
             argv += ["--profile-runs", str(profile_runs)]
     if watch_stdin:
         argv.append("--watch-stdin")
-    return argv
+    return argv + list(extra)
 
 
 def parse_agent_output(stdout: str, stderr: str = "") -> dict:

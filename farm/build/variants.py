@@ -33,9 +33,17 @@ from farm.board.agent import AgentFiles, library, run_agent_here
 from farm.build.datafile import DataSet
 from farm.build.modelfile import LAYOUT_OPS, ModelInfo, default_opset, graphs, quantization_census
 from farm.build.spec import ModelSpec
+from farm.build.toolchains import builder, built_for
 from farm.build.uservariants import check_user_variants, user_variant_entry
 from farm.config.checklist import ITEMS
-from farm.config.settings import CALIBRATION_METHODS, DEFAULT_VARIANTS, VARIANTS, Measurement
+from farm.config.settings import (
+    ALL_VARIANTS,
+    CALIBRATION_METHODS,
+    DEFAULT_VARIANTS,
+    FLOAT_VARIANTS,
+    VARIANTS,
+    Measurement,
+)
 from farm.errors import AgentError, ModelError
 from farm.judge.accuracy import output_rows
 from farm.results import ModelResult, Sensitivity, VariantBuild
@@ -74,7 +82,8 @@ class Recipe:
                     "per_channel": self.per_channel, "calibration_method": self.calibration_method,
                     "calibration_samples": self.calibration_samples,
                     "exclude_op_types": list(self.exclude_op_types), "exclude_nodes": list(self.exclude_nodes)}
-        return {}
+        found = builder(variant)
+        return found.recipe(variant) if found else {}
 
 
 def op_counts(path: Path) -> dict[str, int]:
@@ -233,14 +242,16 @@ def _build_variant(info: ModelInfo, data: DataSet, spec: ModelSpec, variant: str
     """Build (or reuse) one variant; a failure is recorded, never raised."""
     entry: dict = {"status": "ok", "reason": None, "recipe": recipe.for_variant(variant), "notes": []}
     fp32 = out_dir / f"{info.name}.fp32.onnx"
+    toolchain = builder(variant)
     if not fp32.exists() or file_sha256(fp32) != info.sha256:
         shutil.copy(info.path, fp32)
     if variant == "fp32":
         target = fp32
         entry["cached"] = False
     else:
+        calibrated = variant in STATIC_VARIANTS or toolchain is not None and variant in toolchain.calibrated
         depends = (info.sha256, variant, recipe.for_variant(variant), ort.__version__,
-                   (data.sha256, spec.to_json(), calibration_count) if variant in STATIC_VARIANTS else None)
+                   (data.sha256, spec.to_json(), calibration_count) if calibrated else None)
         target = out_dir / f"{info.name}.{variant}.{_key(*depends)}.onnx"
         entry["cached"] = target.exists()
         if not target.exists():
@@ -248,6 +259,10 @@ def _build_variant(info: ModelInfo, data: DataSet, spec: ModelSpec, variant: str
             try:
                 if variant == "int8_dynamic":
                     _build_dynamic(info, recipe, partial, entry["notes"])
+                elif toolchain is not None:
+                    reader = _Calibration(fp32, spec.to_json(), data.calibration, calibration_count) if calibrated \
+                        else None
+                    toolchain.build(variant, info, data, spec, calibration_count, partial, entry["notes"], reader)
                 else:
                     _build_static(info, data, spec.to_json(), recipe, calibration_count, fp32, partial, entry["notes"])
                 ort.InferenceSession(str(partial), providers=["CPUExecutionProvider"])
@@ -255,11 +270,13 @@ def _build_variant(info: ModelInfo, data: DataSet, spec: ModelSpec, variant: str
                 partial.unlink(missing_ok=True)
                 return {**entry, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
             partial.replace(target)
+    if toolchain is not None:
+        entry["toolchains"] = built_for(variant)  # measured on their boards only
     census = quantization_census(target)
     entry.update(file=target.name, sha256=file_sha256(target), size_bytes=target.stat().st_size,
                  opset=default_opset(onnx.load(str(target), load_external_data=False)),
                  float_op_types=census.left, quantized_op_types=census.quantized, float_between_qdq=census.between_qdq)
-    if variant != "fp32" and not entry["quantized_op_types"]:
+    if variant not in FLOAT_VARIANTS and not entry["quantized_op_types"]:
         entry.update(status="no-op", reason=_no_op_reason(variant, recipe, info.path))
     return entry
 
@@ -381,9 +398,9 @@ def _search_recipes(info: ModelInfo, data: DataSet, spec: ModelSpec, base: Recip
 
 def check_variants(variants: Iterable[str]) -> list[str]:
     variants = list(variants)
-    unknown = [v for v in variants if v not in VARIANTS]
+    unknown = [v for v in variants if v not in VARIANTS and builder(v) is None]
     if unknown:
-        raise ModelError(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+        raise ModelError(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(ALL_VARIANTS)}")
     return variants
 
 
@@ -403,7 +420,7 @@ def build_variants(info: ModelInfo, data: DataSet, spec: ModelSpec, out_dir: str
     recipe = replace(recipe, exclude_op_types=tuple({*recipe.exclude_op_types, *spec.exclude_op_types}),
                      exclude_nodes=tuple({*recipe.exclude_nodes, *spec.exclude_nodes}))
     calibration_count = None
-    if set(STATIC_VARIANTS) & set(variants):
+    if any(v in STATIC_VARIANTS or v in getattr(builder(v), "calibrated", ()) for v in variants):
         calibration_count = check_calibration(data, recipe, allow_calibration_count)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -416,7 +433,7 @@ def build_variants(info: ModelInfo, data: DataSet, spec: ModelSpec, out_dir: str
         "files": files, "onnxruntime": ort.__version__, "variants": {},
     }
     fp32_accuracy = None
-    for variant in sorted(variants, key=VARIANTS.index):
+    for variant in sorted(variants, key=ALL_VARIANTS.index):
         variant_recipe = recipe
         if variant == "int8_static" and target_loss is not None:
             chosen, manifest["recipe_search"] = _search_recipes(info, data, spec, recipe, calibration_count,
@@ -435,7 +452,7 @@ def build_variants(info: ModelInfo, data: DataSet, spec: ModelSpec, out_dir: str
                                                          files, fp32_accuracy, progress)
         else:
             entry = _build_variant(info, data, spec, variant, variant_recipe, calibration_count, out_dir)
-        if variant in STATIC_VARIANTS:
+        if variant in STATIC_VARIANTS or variant in getattr(builder(variant), "calibrated", ()):
             entry["recipe"]["calibration_samples"] = calibration_count
         if entry["status"] in ("ok", "no-op") and host_figures:
             entry["host"] = _host_figures(out_dir / entry["file"], out_dir, files)

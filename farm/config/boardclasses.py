@@ -7,7 +7,12 @@ agent's provider warning says so: it never pretends to be the accelerator.
 
 from __future__ import annotations
 
+import json
+
 _CPU = ("CPUExecutionProvider",)
+# How a class's variants are built and run (farm.build.toolchains: one module each). A board's inventory
+# entry may name another (`toolchain:`) and add options (`toolchain_options:`: soc_model, htp_arch...).
+TOOLCHAINS = ("cpu", "qnn", "tensorrt", "tidl")
 
 BOARD_CLASSES: dict[str, dict] = {
     "cortex-a53": {"cpu": "cortex-a53", "cores": 4, "memory_mb": 1024, "providers": _CPU,
@@ -18,13 +23,13 @@ BOARD_CLASSES: dict[str, dict] = {
                    "threads": 4, "latency_budget_ms": 50.0},
     "jetson-orin": {"cpu": "cortex-a78ae", "cores": 8, "memory_mb": 16384,
                     "providers": ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
-                    "threads": 4, "latency_budget_ms": 10.0},
+                    "threads": 4, "latency_budget_ms": 10.0, "toolchain": "tensorrt"},
     "qcs8255": {"cpu": "kryo", "cores": 8, "memory_mb": 8192,
                 "providers": ("QNNExecutionProvider", "CPUExecutionProvider"), "threads": 4,
-                "latency_budget_ms": 20.0},
+                "latency_budget_ms": 20.0, "toolchain": "qnn", "toolchain_options": {"htp_performance_mode": "burst"}},
     "tda4vm": {"cpu": "cortex-a72", "cores": 2, "memory_mb": 4096,
                "providers": ("TIDLExecutionProvider", "CPUExecutionProvider"), "threads": 2,
-               "latency_budget_ms": 30.0},
+               "latency_budget_ms": 30.0, "toolchain": "tidl"},
 }
 
 # A stand-in's CPU is this machine's: it keeps its class's budgets and providers, but not the
@@ -39,3 +44,13 @@ def class_fields(board_class: str | None, *, standin: bool = False) -> dict:
         for key in _HARDWARE:
             inherited.pop(key, None)
     return inherited
+
+
+def toolchain_fields(inherited: dict, own: dict) -> dict:
+    """A board's toolchain and its options: the class's options, then its entry's; a board that names
+    another toolchain than its class's keeps none of the class's options (they were for another one)."""
+    toolchain = own.get("toolchain") or inherited.get("toolchain") or "cpu"
+    options = dict(inherited.get("toolchain_options") or {}) if toolchain == inherited.get("toolchain") else {}
+    options.update(own.get("toolchain_options") or {})
+    text = lambda v: json.dumps(v) if isinstance(v, (list, dict)) else str(v)  # noqa: E731  (a list stays a list)
+    return {"toolchain": toolchain, "toolchain_options": tuple(sorted((str(k), text(v)) for k, v in options.items()))}

@@ -37,6 +37,8 @@ ITEMS: dict[str, dict] = {  # item -> its settings and their defaults
     "memory": {"max_mb": 500.0, "limits": "precedence"},
     # speedup's `board_state`: a ratio of two timings is only as fit as the worse of the two boards' states
     "speedup": {"min_ratio": 1.0, "tolerance_pct": 10.0, "board_state": "error"},
+    # the share of the model's nodes on the board's accelerator (judged where its toolchain has one)
+    "offload": {"min_node_pct": 100.0},
     # `changes`: also fail on a lasting slowdown that began since the baseline (judge.changes.recent_change)
     "regression": {"rule": "p95:10%", "alpha": 0.01, "max_accuracy_drop_points": 0.5,
                    "max_memory_increase_pct": 10.0, "changes": True, "change_alpha": 0.02, "change_min_pct": 10.0},

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable
 
-from farm.config.boardclasses import BOARD_CLASSES, class_fields
+from farm.config.boardclasses import BOARD_CLASSES, TOOLCHAINS, class_fields, toolchain_fields
 from farm.config.checklist import parse_rule
 from farm.config.yamlfile import LineMap, load_yaml
 from farm.errors import ConfigError, InventoryError
@@ -81,6 +81,8 @@ class Board:
     emulated_cpu: str | None = None  # QEMU CPU model of an emulated Arm stand-in
     from_class: tuple[str, ...] = ()  # the budgets this board has from its class, not from its own entry
     power: Power | None = None  # None: no power control (a hang is reported, not recovered)
+    toolchain: str = "cpu"  # how its variants are built and run: farm.build.toolchains
+    toolchain_options: tuple[tuple[str, str], ...] = ()  # the class's, then the entry's (soc_model, htp_arch...)
 
     @property
     def address(self) -> str:
@@ -130,7 +132,7 @@ class StandinSpec:
         board_class = values.pop("class", None)
         inherited = class_fields(board_class, standin=True)
         from_class = _budgets_from_class(inherited, values)
-        values = {**inherited, **values}
+        values = {**inherited, **values, **toolchain_fields(inherited, values)}
         if self.cores:  # onnxruntime would size its pool by the host's cores, not the taskset
             values.setdefault("threads", self.cores)
         return Board(name=self.name, **{"host": "127.0.0.1", **reached}, board_class=board_class, cores=self.cores,
@@ -186,6 +188,8 @@ FIELD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "emulated_cpu": (_STR, "the QEMU CPU of an emulated stand-in: one of " + ", ".join(QEMU_CPUS)),
     "power": ((dict, str), "none, {pdudaemon: HOST, port: 16421, pdu: NAME, outlet: N} or "
                "{on_command: [ARGV], off_command: [ARGV]}"),
+    "toolchain": (_STR, "one of " + ", ".join(TOOLCHAINS)),
+    "toolchain_options": ((dict,), "a mapping of the toolchain's options (docs/accelerators.md)"),
 }
 # power: its keys, the accepted YAML types and what each means
 POWER_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
@@ -200,9 +204,11 @@ POWER_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "boot_s": (_NUM, "seconds a board may take to answer SSH after a power cycle (default 120)"),
 }
 HOST_RE = re.compile(r"^[A-Za-z0-9.:_\[\]-]+$")  # a host name or an IP address, nothing a URL could be bent by
-CHOICES = {"host_key_policy": HOST_KEY_POLICIES, "transport": TRANSPORTS, "emulated_cpu": QEMU_CPUS}  # closed sets
+CHOICES = {"host_key_policy": HOST_KEY_POLICIES, "transport": TRANSPORTS, "emulated_cpu": QEMU_CPUS,
+           "toolchain": TOOLCHAINS}  # closed sets
 STANDIN_FIELDS = ("name", "class", "cpu", "cores", "memory_mb", "providers", "threads", "pools", "tags",
-                  "latency_budget_ms", "memory_budget_mb", "regression_rule", "arch", "power")
+                  "latency_budget_ms", "memory_budget_mb", "regression_rule", "arch", "power", "toolchain",
+                  "toolchain_options")
 ANSIBLE_VARS = {"ansible_host": "host", "ansible_port": "port", "ansible_user": "user",
                 "ansible_ssh_private_key_file": "identity_file", "ansible_python_interpreter": "python"}
 
@@ -372,7 +378,7 @@ class _Reader:
                             "add standin: true, or remove emulated_cpu")
         board_class = values.get("class")
         inherited = class_fields(board_class, standin=bool(values.get("standin")))
-        merged = {**inherited, **values}
+        merged = {**inherited, **values, **toolchain_fields(inherited, values)}
         kwargs = {k: v for k, v in merged.items() if k in {f.name for f in fields(Board)}}
         for key in ("providers", "pools", "tags"):
             if key in kwargs:

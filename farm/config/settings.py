@@ -11,6 +11,10 @@ from farm.util import new_run_id
 VARIANTS = ("fp32", "int8_dynamic", "int8_static", "int8_mixed")
 # built unless --variants says otherwise: int8_mixed costs a per-layer sensitivity analysis
 DEFAULT_VARIANTS = VARIANTS[:3]
+# Built for the boards of one toolchain only (farm.build.toolchains), added to a run that has such boards.
+TOOLCHAIN_VARIANTS = ("fp16", "int8_qnn", "a16w8_qnn", "int8_trt")
+ALL_VARIANTS = VARIANTS + TOOLCHAIN_VARIANTS
+FLOAT_VARIANTS = ("fp32", "fp16")  # not quantized: never a no-op for quantizing nothing
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 

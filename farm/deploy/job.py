@@ -18,6 +18,7 @@ from typing import Callable
 
 import farm
 from farm.build.loading import load_model_and_data
+from farm.build.toolchains import built_for, toolchain_for
 from farm.build.uservariants import check_user_variants
 from farm.build.variants import (
     RUN_FIX,
@@ -117,13 +118,27 @@ class Job:
             return {}
 
     @property
-    def variant_names(self) -> list[str]:
-        """farm's variants, then the team's own: what every board measures."""
-        return [*self.settings.variants, *self.user_variants]
-
-    @property
     def board_names(self) -> list[str]:
         return self.selection.names
+
+    @property
+    def declared(self) -> dict[str, Board]:
+        """The selected boards as the inventory declares them (stand-ins before they run)."""
+        return {**{spec.name: spec.board() for spec in self.selection.standin_specs}, **self.selection.boards}
+
+    @property
+    def variants(self) -> list[str]:
+        """The variants asked for, and those the selected boards' toolchains build for themselves (unless
+        --variants-dir gives what was built)."""
+        if self.settings.variants_dir:
+            return list(self.settings.variants)
+        own = [v for board in self.declared.values() for v in toolchain_for(board).builds]
+        return list(dict.fromkeys([*self.settings.variants, *own]))
+
+    def variants_of(self, board: str) -> list[str]:
+        """The variants one board measures (its toolchain's own among them)."""
+        toolchain = toolchain_for(self.declared[board])
+        return [v for v in [*self.variants, *self.user_variants] if toolchain.measures(v, built_for(v))]
 
     # -- steps ------------------------------------------------------------------------------
     def build(self) -> None:
@@ -131,17 +146,27 @@ class Job:
             self.say(f"build: reusing {len(self.manifest['variants'])} variant(s) from {self.settings.variants_dir}")
         else:
             self.manifest = build_variants(self.model, self.data, self.spec, self.cache_dir,
-                                           variants=self.settings.variants, user_variants=self.user_variants,
+                                           variants=self.variants, user_variants=self.user_variants,
                                            progress=lambda m: self.say(f"build: {m}"))
         self.run_dir.save_manifest(self.manifest)
 
-    def plan(self) -> DeployPlan:
-        return DeployPlan.from_manifest(self.manifest, self.cache_dir, self.settings.run_id, self.settings.measurement,
+    def plan(self, boards: list[Board] = ()) -> DeployPlan:
+        """The run's plan; each board's toolchain builds its precompiled files here, once per set of options."""
+        plan = DeployPlan.from_manifest(self.manifest, self.cache_dir, self.settings.run_id, self.settings.measurement,
                                         variant_deadline_s=self.settings.variant_deadline_s,
                                         lock_wait_s=self.settings.lock_wait_s)
+        for board in boards:
+            toolchain = toolchain_for(board)
+            found = {v: toolchain.board_files(board, v, entry, self.cache_dir)
+                     for v, entry in self.manifest["variants"].items() if v in plan.variants_for(board)}
+            plan.board_files[board.name] = {v: files for v, files in found.items() if files}
+            for variant, files in plan.board_files[board.name].items():
+                for file in files:
+                    self.say(f"build: {board.name} {variant}: {file.note} ({file.path.name})")
+        return plan
 
     def deploy(self, boards: list[Board], progress: Progress) -> None:
-        self._fanout = Fanout(self.plan(), self.run_dir, progress)
+        self._fanout = Fanout(self.plan(boards), self.run_dir, progress)
         self.group = self._fanout.run(boards)
         for result in self.group:
             if result.lock_note:

@@ -27,6 +27,7 @@ from farm.board.lease import Lease
 from farm.board.power import switch, wait_for_boot
 from farm.board.probe import probe, require_ready
 from farm.board.transport import Transport, open_transport
+from farm.build.toolchains import BoardFile, toolchain_for
 from farm.config import locality
 from farm.config.inventory import Board
 from farm.config.settings import Measurement
@@ -66,6 +67,8 @@ class DeployPlan:
     connect_attempts: int = 3
     steps: tuple[str, ...] = FULL_RUN
     keep_runs: int = 3  # CLEAN: the blobs of this many newest runs stay
+    variant_toolchains: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # built for these toolchains
+    board_files: dict[str, dict[str, list[BoardFile]]] = dataclasses.field(default_factory=dict)  # board > variant
 
     @classmethod
     def from_manifest(cls, manifest: dict, folder: Path, run_id: str, measurement: Measurement,
@@ -76,7 +79,8 @@ class DeployPlan:
         return cls(run_id=run_id, agent=Artifact.of(resources.agent()),
                    variants={v: artifact(e) for v, e in manifest["variants"].items() if e["status"] in ("ok", "no-op")},
                    spec=artifact(files.get("spec")), feed=artifact(files.get("feed")), data=artifact(files.get("data")),
-                   reference=artifact(files.get("reference")), measurement=measurement, **options)
+                   reference=artifact(files.get("reference")), measurement=measurement,
+                   variant_toolchains={v: e.get("toolchains") for v, e in manifest["variants"].items()}, **options)
 
     @classmethod
     def probe(cls, run_id: str) -> DeployPlan:
@@ -91,6 +95,17 @@ class DeployPlan:
     @property
     def artifacts(self) -> list[Artifact]:
         return [self.agent, *self.variants.values(), *(a for a in (self.spec, self.feed, self.data, self.reference) if a)]
+
+    def variants_for(self, board: Board) -> list[str]:
+        """The variants a board measures: the generic ones its toolchain takes and those built for it."""
+        toolchain = toolchain_for(board)
+        return [v for v in self.variants if toolchain.measures(v, self.variant_toolchains.get(v))]
+
+    def artifacts_for(self, board: Board) -> list[Artifact]:
+        """What one board gets: the agent, its variants, the shared files, its toolchain's precompiled files."""
+        extra = [Artifact(f.path, f.sha256) for files in self.board_files.get(board.name, {}).values() for f in files]
+        return [self.agent, *(self.variants[v] for v in self.variants_for(board)),
+                *(a for a in (self.spec, self.feed, self.data, self.reference) if a), *extra]
 
     @property
     def board_deadline_s(self) -> float:
@@ -277,7 +292,7 @@ class BoardSession:
 
     def push(self) -> None:
         with self.step("push"):
-            report = push(self.transport, self.board.workdir, self.plan.artifacts, self.plan.run_id,
+            report = push(self.transport, self.board.workdir, self.plan.artifacts_for(self.board), self.plan.run_id,
                           stopped=self.control.is_stopped)
             self.result.bytes_sent = report.bytes_sent
             self.log(f"pushed {len(report.uploaded)} blob(s), {report.bytes_sent} bytes; "
@@ -313,18 +328,25 @@ class BoardSession:
         a process of its own: the evaluation set never weighs on the model's memory or timing."""
         board, plan = self.board, self.plan
         files, agent = self._files(variant), blob_path(board.workdir, plan.agent)
+        toolchain = toolchain_for(board)
         measurement = dataclasses.replace(plan.measurement, threads=board.threads or plan.measurement.threads,
-                                          providers=board.providers)
+                                          providers=toolchain.providers(board))
+        board_files = {}
+        for found in plan.board_files.get(board.name, {}).get(variant, []):
+            board_files[found.role] = blob_path(board.workdir, Artifact(found.path, found.sha256))
+            board_files[f"{found.role}_sha256"] = found.sha256
+        extra = toolchain.agent_args(board, board_files, board.workdir)
         rounds = max(1, measurement.rounds)
         docs = []
         for index in range(rounds):
-            argv = agent_argv(board.python, agent, files, measurement, "latency", watch_stdin=True)
+            argv = agent_argv(board.python, agent, files, measurement, "latency", watch_stdin=True, extra=extra)
             with self._measuring(), self.step(f"measure {variant}" + (f" ({index + 1}/{rounds})" if rounds > 1 else "")):
                 docs.append(self._run_agent(variant, argv))
         failed = next((e for d in docs for e in d["errors"] if e["stage"] in ("load", "latency")), None)
         if failed:
             raise BoardError(f"{board.name}: {variant}: {failed['message']}", "model-error")
         result = VariantResult.from_agent(variant, docs[0])
+        result.toolchain = toolchain.name
         if len(docs) > 1 and all(d.get("latency_ms") for d in docs):
             result.rounds = [d["latency_ms"] for d in docs]
             result.samples_ms = [s for d in docs for s in d["samples_ms"]]
@@ -336,7 +358,7 @@ class BoardSession:
                                             for flag in state.get("flags") or []]}
         if plan.data is not None:
             argv = agent_argv(board.python, agent, files, measurement, "accuracy",
-                              profile_runs=PROFILE_RUNS if variant != "fp32" else 0, watch_stdin=True)
+                              profile_runs=PROFILE_RUNS if variant != "fp32" else 0, watch_stdin=True, extra=extra)
             with self._measuring(), self.step(f"accuracy {variant}"):
                 result.add_accuracy(self._run_agent(variant, argv))
         self.result.variants[variant] = result
@@ -409,7 +431,7 @@ class BoardSession:
             for name in setup:
                 getattr(self, name)()
         if "measure" in self.plan.steps:
-            for variant in self.plan.variants:
+            for variant in self.plan.variants_for(self.board):
                 if variant not in self.result.variants or self.result.variants[variant].status != "ok":
                     self.measure(variant)
                     self._save(self.result)

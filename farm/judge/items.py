@@ -85,8 +85,10 @@ def _opset(variant: VariantResult, limits: dict, **_) -> Check:
 
 
 def _calibration(variant: VariantResult, limits: dict, model: ModelResult, **_) -> Check:
-    if variant.name not in ("int8_static", "int8_mixed"):
-        return Check("calibration", SKIP, why="applies to static INT8 only")
+    build = model.variants.get(variant.name)
+    calibrated = variant.name in ("int8_static", "int8_mixed") or build is not None and "calibration_samples" in build.recipe
+    if not calibrated:  # static INT8, and the toolchains' calibrated variants (int8_qnn...) record their count
+        return Check("calibration", SKIP, why="applies to statically calibrated INT8 only")
     count = model.calibration_samples
     limit = f"{limits['min']}-{limits['max']}"
     if count is None:
@@ -232,6 +234,25 @@ def slow_int8_advice(variant: VariantResult, model: ModelResult) -> str:
     return "latency not reduced: " + "; ".join(parts)
 
 
+def _offload(variant: VariantResult, limits: dict, **_) -> Check:
+    """The share of nodes on the accelerator; a load with CPU fallback disabled is its proof."""
+    limit, found = limits["min_node_pct"], variant.offload
+    if found is None:
+        return Check("offload", SKIP, why=f"no accelerator: the {variant.toolchain or 'cpu'} toolchain runs on the CPU")
+    if found.get("node_pct") is None:
+        return Check("offload", ERROR, None, limit, "%", found.get("refused") or variant.errors_text())
+    share = f"{found['on_accelerator']}/{found['nodes']} nodes on {found['provider']}"
+    timed = f", {found['time_pct']:g} % of the profiled time" if found.get("time_pct") is not None else ""
+    if found["node_pct"] >= limit and found.get("fallback_disabled"):
+        return Check("offload", PASS, found["node_pct"], limit, "%", f"{share}{timed} (loaded with CPU fallback disabled)")
+    ops = ", ".join(f"{op} x{n}" for op, n in (found.get("fallen_back") or {}).items()) or "none named"
+    free = f"; free dimensions: {', '.join(found['free_dims'])}" if found.get("free_dims") else ""
+    refused = f"; with CPU fallback disabled: {found['refused']}" if found.get("refused") else ""
+    ok = found["node_pct"] >= limit
+    return Check("offload", PASS if ok else FAIL, found["node_pct"], limit, "%",
+                 f"{share}{timed}; fell back to the CPU: {ops}{free}{refused}")
+
+
 def _describe(d: dict) -> str:
     p_value = f", p={d['p_value']:.2g}" if "p_value" in d else ""
     name = f"{d['metric']} level since run {d['began']}" if "began" in d else d["figure"]
@@ -313,15 +334,15 @@ def _changes_since(baseline: Baseline, variant: VariantResult, limits: dict) -> 
 
 EVALUATORS: dict[str, Callable[..., Check]] = {
     "opset": _opset, "calibration": _calibration, "accuracy": _accuracy, "latency": _latency, "memory": _memory,
-    "speedup": _speedup, "regression": _regression}
+    "speedup": _speedup, "regression": _regression, "offload": _offload}
 
 
-def _informational(check: Check, qemu_cpu: str) -> Check:
-    """Emulated timing is not silicon timing: keep the figure, judge nothing."""
+def _informational(check: Check, emulation: str) -> Check:
+    """Emulated or simulated timing is not silicon timing: keep the figure, judge nothing."""
     if check.item not in TIMING_ITEMS or check.status not in (PASS, FAIL):
         return check
     return replace(check, status=SKIP,
-                   why=f"informational: emulated board (QEMU {qemu_cpu}), not silicon timing; "
+                   why=f"informational: {emulation}, not silicon timing; "
                        f"measured {check.value} {check.unit} against {check.limit} {check.unit}")
 
 
@@ -336,8 +357,10 @@ def judge(limits: dict[str, dict], emulated_cpu: str | None, variants: dict[str,
                                       baseline=(baselines or {}).get(name))
                      for item, settings in limits.items()]
               for name, variant in variants.items()}
-    if emulated_cpu:
-        checks = {v: [_informational(c, emulated_cpu) for c in found] for v, found in checks.items()}
+    for name, found in checks.items():  # an emulated CPU times nothing; a simulated accelerator times its variant
+        emulation = f"emulated board (QEMU {emulated_cpu})" if emulated_cpu else variants[name].simulated
+        if emulation:
+            checks[name] = [_informational(c, emulation) for c in found]
     return checks
 
 

@@ -16,6 +16,9 @@ from farm.errors import ConfigError, FarmError
 LOGIN_USER = "farm-standin"
 # The stand-ins' Python (numpy + onnxruntime), built once per machine, readable by the login user.
 BOARD_PYTHON_DIR = Path("/var/tmp/farm-board-python")
+# A toolchain whose stand-ins run its real runtime gets a board Python of its own (the shared one stays as is):
+# QNN's HTP backend, simulated on x86_64, comes with onnxruntime-qnn.
+TOOLCHAIN_PYTHONS = {"qnn": (Path("/var/tmp/farm-board-python-qnn"), "onnxruntime-qnn", "2.7.0")}
 
 Progress = Callable[[str], None]
 
@@ -96,22 +99,35 @@ def login_user(progress: Progress) -> str:
     return LOGIN_USER
 
 
-def board_python(progress: Progress) -> str:
-    """A Python with numpy and onnxruntime that the login user can run."""
+def board_python(progress: Progress, toolchain: str = "cpu") -> str:
+    """A Python with numpy and onnxruntime (and the toolchain's runtime, if it has one) that the login user
+    can run. Not as root: this Python, which has what the controller has (`pip install farm[qnn]`)."""
     if os.geteuid() != 0:
         return sys.executable
-    python = BOARD_PYTHON_DIR / "bin" / "python"  # one per machine, shared by every lab, run as root by `lab up`
-    own_dir(BOARD_PYTHON_DIR)
+    folder, package, version = TOOLCHAIN_PYTHONS.get(toolchain, (BOARD_PYTHON_DIR, None, None))
+    python = folder / "bin" / "python"  # one per machine and toolchain, shared by every lab
+    own_dir(folder)
     if not python.exists():
         import numpy
         import onnxruntime
 
+        wanted = [f"numpy=={numpy.__version__}", f"onnxruntime=={onnxruntime.__version__}"]
+        if package:
+            wanted.append(f"{package}=={_installed(package) or version}")
         base = shutil.which("python3", path="/usr/bin:/usr/local/bin") or sys.executable
-        progress(f"creating the stand-ins' Python ({base} + numpy + onnxruntime), once")
-        run_checked([base, "-m", "venv", str(BOARD_PYTHON_DIR)], "creating the board Python")
-        run_checked([str(python), "-m", "pip", "install", "-q", f"numpy=={numpy.__version__}",
-                     f"onnxruntime=={onnxruntime.__version__}"], "installing numpy and onnxruntime for the stand-ins")
+        progress(f"creating the stand-ins' Python ({base} + {' + '.join(wanted)}) in {folder}, once")
+        run_checked([base, "-m", "venv", str(folder)], "creating the board Python")
+        run_checked([str(python), "-m", "pip", "install", "-q", *wanted], f"installing {', '.join(wanted)} for the stand-ins")
     return str(python)
+
+
+def _installed(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
 
 def client_key(lab_dir: Path) -> Path:

@@ -116,9 +116,10 @@ class Lab:
                            "arm64" if entry.get("qemu_cpu") else "native", bool(entry.get("full_system")),
                            tuple((entry.get("fields") or {}).items()))
         emulated = bool(entry.get("qemu_cpu"))
+        python = record.get("pythons", {}).get(spec.board().toolchain, record["python"])
         return spec.board(port=entry["port"], user=record["user"], identity_file=record["client_key"],
                           known_hosts=record["known_hosts"], workdir=self.workdir(entry["name"], emulated),
-                          python="/usr/bin/python3" if emulated else record["python"])
+                          python="/usr/bin/python3" if emulated else python)
 
     def running(self) -> dict[str, dict]:
         record = self._load()
@@ -147,6 +148,8 @@ class Lab:
         record["user"] = host.login_user(self.progress)
         self._check_reachable(record["user"])
         record["python"] = host.board_python(self.progress)
+        record["pythons"] = {t: host.board_python(self.progress, t) for t in host.TOOLCHAIN_PYTHONS
+                             if any(s.board().toolchain == t and s.arch == "native" for s in specs)}
         record["client_key"] = str(host.client_key(self.dir))
         started = []
         for spec in specs:

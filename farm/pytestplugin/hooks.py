@@ -94,7 +94,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return  # a foreign `board` fixture (one that does not use farm_run) is not ours
     job = session_job(metafunc.config)
     if "variant" in metafunc.fixturenames:
-        pairs = [(name, variant) for name in job.board_names for variant in job.variant_names]
+        pairs = [(name, variant) for name in job.board_names for variant in job.variants_of(name)]
         metafunc.parametrize(["board", "variant"], pairs, ids=[f"{b}-{v}" for b, v in pairs],
                              indirect=["board"], scope="session")
     else:

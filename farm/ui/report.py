@@ -16,8 +16,8 @@ from farm.judge.accuracy import summary as accuracy_summary
 from farm.judge.items import speedup_floor, speedup_ratio
 from farm.results import BoardResult, Check, RunResult, VariantResult
 
-COLUMNS = ("board", "cpu", "variant", "provider", "p50 ms", "p95 ms", "p99 ms", "peak MB", "accuracy",
-           "value vs limit")
+COLUMNS = ("board", "cpu", "variant", "toolchain", "provider", "offload", "p50 ms", "p95 ms", "p99 ms", "peak MB",
+           "accuracy", "value vs limit")
 STATUS_COLOURS = {"pass": "#2e7d32", "fail": "#c62828", "error": "#ef6c00", "skip": "#757575"}
 LETTERS = {"pass": "P", "fail": "F", "error": "E", "skip": "-"}
 
@@ -48,6 +48,23 @@ def provider_text(board: BoardResult, variant: VariantResult) -> str:
     return used
 
 
+def offload_text(variant: VariantResult) -> str:
+    """The accelerator's share of the nodes and time, and the ops that fell back to the CPU."""
+    found = variant.offload
+    if not found:
+        return "-"
+    if found.get("node_pct") is None:
+        return f"unknown: {found.get('refused') or 'not measured'}"
+    text = f"{found['node_pct']:g} % of nodes, {found.get('time_pct', 0):g} % of time"
+    fallen = ", ".join(f"{op} x{n}" for op, n in (found.get("fallen_back") or {}).items())
+    return text + (f"; fell back: {fallen}" if fallen else "; fallback disabled" if found.get("fallback_disabled") else "")
+
+
+def timing_text(variant: VariantResult, value) -> str:
+    """A timing figure, marked where the accelerator was simulated (reported, never judged)."""
+    return _fmt(value) + (" (simulated)" if variant.simulated and value is not None else "")
+
+
 def row_properties(board: BoardResult, variant: str, check: Check | None, spec_outputs: list[dict],
                    item: str | None = None) -> dict:
     """The figures of one test row, kept as user_properties (they reach the JUnit file too, where
@@ -60,9 +77,10 @@ def row_properties(board: BoardResult, variant: str, check: Check | None, spec_o
     cpu = board.facts.get("cpu") or board.board_class or "-"
     if board.emulated:
         cpu = f"{board.qemu_cpu} (QEMU, emulated)"
-    properties = {"board": board.name, "cpu": cpu, "variant": variant, "provider": provider_text(board, entry),
-                  "p50 ms": _fmt(stats.get("p50")), "p95 ms": _fmt(stats.get("p95")),
-                  "p99 ms": _fmt(stats.get("p99")), "peak MB": _fmt(entry.peak_rss_mb, 1),
+    properties = {"board": board.name, "cpu": cpu, "variant": variant, "toolchain": entry.toolchain or "-",
+                  "provider": provider_text(board, entry), "offload": offload_text(entry),
+                  "p50 ms": timing_text(entry, stats.get("p50")), "p95 ms": timing_text(entry, stats.get("p95")),
+                  "p99 ms": timing_text(entry, stats.get("p99")), "peak MB": _fmt(entry.peak_rss_mb, 1),
                   "accuracy": accuracy_summary(spec_outputs, entry.accuracy), "value vs limit": value}
     if item:
         properties["item"] = item

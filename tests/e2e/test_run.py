@@ -15,7 +15,7 @@ import pytest
 from helpers import farm
 
 REPO = Path(__file__).resolve().parents[2]
-ITEMS = ("opset", "calibration", "accuracy", "latency", "memory", "speedup")  # dms.yaml
+ITEMS = ("opset", "calibration", "accuracy", "latency", "memory", "speedup", "offload")  # dms.yaml
 TESTS_PER_VARIANT = len(ITEMS) + 1  # the suite's regression test skips under dms.yaml
 
 

@@ -17,6 +17,7 @@ from farm.judge.changes import series_changes
 from farm.queue.store import SHOWN_STATES, pool_counts
 from farm.record.history import History
 from farm.results import BoardStatus
+from farm.ui.report import offload_text, provider_text
 
 # LAVA's health idea: a board that often cannot be reached or prepared is unhealthy, whatever the model does.
 INFRASTRUCTURE = (BoardStatus.UNREACHABLE.value, BoardStatus.LINK_LOST.value, BoardStatus.NOT_READY.value)
@@ -76,6 +77,9 @@ def lab(sources: Sources, last_runs: int = 20) -> dict:
         run = sources.history.load_run(board["last_run"]).board(board["name"])
         board["facts"] = {k: run.facts[k] for k in ("python", "onnxruntime", "numpy", "machine", "cpu", "cores")
                           if run is not None and k in run.facts}
+        board["accelerator"] = [{"variant": name, "toolchain": v.toolchain or "-", "provider": provider_text(run, v),
+                                 "offload": offload_text(v), "simulated": v.simulated}
+                                for name, v in (run.variants.items() if run is not None else ()) if v.toolchain]
     pools = sorted({p for b in boards.values() for p in b["pools"]})
     return {"last_runs": last_runs, "pools": pools, "boards": sorted(boards.values(), key=lambda b: b["name"])}
 
