@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pwd
 import shutil
@@ -107,17 +108,26 @@ def board_python(progress: Progress, toolchain: str = "cpu") -> str:
     folder, package, version = TOOLCHAIN_PYTHONS.get(toolchain, (BOARD_PYTHON_DIR, None, None))
     python = folder / "bin" / "python"  # one per machine and toolchain, shared by every lab
     own_dir(folder)
-    if not python.exists():
-        import numpy
-        import onnxruntime
+    ready = folder / ".farm-ready"  # written last: bin/python exists long before numpy and onnxruntime do
+    if ready.exists():
+        return str(python)
+    with open(folder / ".farm-lock", "w") as lock:
+        # Two `lab up`s at once (two test sessions, two users' runs): one builds, the other waits for it.
+        # Without the lock the second found bin/python and ran agents that could not import numpy.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not ready.exists():
+            import numpy
+            import onnxruntime
 
-        wanted = [f"numpy=={numpy.__version__}", f"onnxruntime=={onnxruntime.__version__}"]
-        if package:
-            wanted.append(f"{package}=={_installed(package) or version}")
-        base = shutil.which("python3", path="/usr/bin:/usr/local/bin") or sys.executable
-        progress(f"creating the stand-ins' Python ({base} + {' + '.join(wanted)}) in {folder}, once")
-        run_checked([base, "-m", "venv", str(folder)], "creating the board Python")
-        run_checked([str(python), "-m", "pip", "install", "-q", *wanted], f"installing {', '.join(wanted)} for the stand-ins")
+            wanted = [f"numpy=={numpy.__version__}", f"onnxruntime=={onnxruntime.__version__}"]
+            if package:
+                wanted.append(f"{package}=={_installed(package) or version}")
+            base = shutil.which("python3", path="/usr/bin:/usr/local/bin") or sys.executable
+            progress(f"creating the stand-ins' Python ({base} + {' + '.join(wanted)}) in {folder}, once")
+            run_checked([base, "-m", "venv", str(folder)], "creating the board Python")
+            run_checked([str(python), "-m", "pip", "install", "-q", *wanted],
+                        f"installing {', '.join(wanted)} for the stand-ins")
+            ready.write_text(" ".join(wanted) + "\n")
     return str(python)
 
 
