@@ -93,7 +93,8 @@ def test_unreachable_history_errors_only_the_regression_item(lab, tmp_path):
     results = json.loads((tmp_path / "results" / "latest" / "results.json").read_text())
     checks = {c["item"]: c for c in results["boards"][0]["variants"]["fp32"]["checks"]}
     assert checks["regression"]["status"] == "error" and "history unavailable" in checks["regression"]["why"]
-    assert checks["latency"]["status"] == "pass" and checks["accuracy"]["status"] == "pass"
+    # Every other item judged: latency on its figures (a loaded machine may miss the budget), accuracy passes.
+    assert checks["latency"]["status"] in ("pass", "fail") and checks["accuracy"]["status"] == "pass"
     assert "could not record the run in the history" in proc.stdout + proc.stderr
     report = (tmp_path / "results" / "latest" / "report.html").read_text()  # the report does not need the store
     assert "farm-matrix" in report and "t3" in report
