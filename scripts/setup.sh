@@ -35,11 +35,14 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"
   python3 -m venv .venv
 fi
+# The tests also run Qualcomm's HTP backend in simulation (the qcs-sim stand-in): the `qnn` extra, 98 MB.
+extras=test
+if [ "${1:-}" = "--tests" ]; then extras=test,qnn; fi
 stamp=.venv/.farm-installed
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want="$(sha256sum pyproject.toml | cut -d' ' -f1) $extras"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "setup: installing farm and its dependencies into .venv"
+  echo "setup: installing farm and its dependencies ($extras) into .venv"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[test]'
+  .venv/bin/python -m pip install -q -e ".[$extras]"
   echo "$want" > "$stamp"
 fi

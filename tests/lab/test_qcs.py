@@ -13,7 +13,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.helpers import farm
+from helpers import farm
 
 pytest.importorskip("onnxruntime_qnn")
 pytestmark = pytest.mark.slow  # the simulator takes about 0.5 s an inference on this machine
