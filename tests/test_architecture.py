@@ -16,7 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 KNOWN_DEFERRED_CYCLES = [{"farm.board.local", "farm.board.ssh", "farm.board.transport"},
                          {"farm.queue.app", "farm.queue.execute", "farm.queue.request"},
                          {"farm.pytestplugin.hooks", "farm.pytestplugin.html"},
-                         {"farm.build.mixed", "farm.build.sensitivity", "farm.build.variants"}]
+                         {"farm.build.mixed", "farm.build.sensitivity", "farm.build.variants"},
+                         {"farm.build.toolchains.base", "farm.build.toolchains.fp16", "farm.build.toolchains.qnn"}]
 
 
 @pytest.mark.real  # lint-imports in a process of its own

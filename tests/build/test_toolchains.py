@@ -109,6 +109,7 @@ def tidl_board(tmp_path, options: dict):
     return inventory(tmp_path, f"boards:\n  - {json.dumps(row)}\n")["t"]
 
 
+@pytest.mark.real  # starts a process
 def test_tidl_runs_the_inventory_compile_command_once_and_the_agent_gets_the_artifacts_folder(tmp_path):
     script = tmp_path / "compile.py"
     script.write_text(FAKE_COMPILE)
@@ -142,6 +143,7 @@ def test_tidl_runs_the_inventory_compile_command_once_and_the_agent_gets_the_art
         agent.Runtime(FakeOrt(), args, agent.Report("latency"))
 
 
+@pytest.mark.real  # starts a process
 def test_tidl_artifacts_of_another_model_are_refused_in_one_line_before_any_board(tmp_path):
     given = tmp_path / "artifacts"
     given.mkdir()

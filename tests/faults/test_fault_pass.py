@@ -153,6 +153,7 @@ def test_boards_clean_counts_what_an_interrupted_push_left(lab, tmp_path, tiny_d
 
 
 # -- inventory bounds ------------------------------------------------------------------------------
+@pytest.mark.real  # starts a process
 def test_an_inventory_over_the_size_bound_is_refused_at_once_in_one_line(tmp_path):
     path = tmp_path / "huge.yaml"
     path.write_text("boards:\n  - {name: b1, host: 10.0.0.1}\n" + "#" * 2_100_000 + "\n")
@@ -163,6 +164,7 @@ def test_an_inventory_over_the_size_bound_is_refused_at_once_in_one_line(tmp_pat
 
 @pytest.mark.parametrize("field, value", [("tags", ["x" * 20_000]), ("host", "h" * 5000),
                                           ("pools", [f"p{i}" for i in range(300)])])
+@pytest.mark.real  # starts a process
 def test_a_runaway_field_value_is_refused_naming_the_board_and_field(tmp_path, field, value):
     import yaml
 

@@ -6,7 +6,7 @@ from farm import resources
 from farm.build.variants import model_result
 from farm.config.checklist import load_checklist
 from farm.config.inventory import Board
-from farm.judge.items import evaluate
+from farm.judge.items import judge, limits_for
 from farm.results import VariantResult
 
 TOP1 = {"outputs": [{"name": "logits", "metric": "top1", "labels": True, "max_loss_pct": None}]}
@@ -30,8 +30,9 @@ def measured(name: str, offload: dict | None, simulated: str | None = None, p50:
 
 
 def checks(variants: dict[str, VariantResult]) -> dict[str, dict]:
-    found = evaluate(load_checklist(resources.checklist("dms")), Board(name="q", host="h"), variants,
-                     model_result(MANIFEST))
+    board = Board(name="q", host="h")
+    found = judge(limits_for(load_checklist(resources.checklist("dms")), board), board.emulated_cpu, variants,
+                  model_result(MANIFEST))
     return {v: {c.item: c for c in cs} for v, cs in found.items()}
 
 
