@@ -273,9 +273,16 @@ def _build_variant(info: ModelInfo, data: DataSet, spec: ModelSpec, variant: str
     if toolchain is not None:
         entry["toolchains"] = built_for(variant)  # measured on their boards only
     census = quantization_census(target)
+    quantized, left, between = census.quantized, census.left, census.between_qdq
+    if toolchain is not None and variant not in FLOAT_VARIANTS:
+        # An accelerator runs the QDQ groups itself: what sits between a pair is its integer work, whatever the
+        # CPU provider would fuse (it has no 16-bit kernels: a16w8_qnn read as quantizing nothing).
+        quantized = {op: quantized.get(op, 0) + between.get(op, 0) for op in sorted({*quantized, *between})}
+        left = {op: n - between.get(op, 0) for op, n in left.items() if n > between.get(op, 0)}
+        between = {}
     entry.update(file=target.name, sha256=file_sha256(target), size_bytes=target.stat().st_size,
                  opset=default_opset(onnx.load(str(target), load_external_data=False)),
-                 float_op_types=census.left, quantized_op_types=census.quantized, float_between_qdq=census.between_qdq)
+                 float_op_types=left, quantized_op_types=quantized, float_between_qdq=between)
     if variant not in FLOAT_VARIANTS and not entry["quantized_op_types"]:
         entry.update(status="no-op", reason=_no_op_reason(variant, recipe, info.path))
     return entry
