@@ -139,8 +139,10 @@ def worst_ratio(losses: list[dict], spec: ModelSpec) -> float:
     for row in losses:
         if row["loss"] is None:
             return math.inf
-        limit = limits[row["output"]]
-        ratios.append(limit / row["loss"] if metric[row["output"]] == "snr_db" else row["loss"] / limit)
+        # a labelled output has two rows (its loss and its agreement with FP32), each with its own limit
+        limit = row.get("limit") or limits[row["output"]]
+        kind = row.get("metric") or metric[row["output"]]
+        ratios.append(limit / row["loss"] if kind == "snr_db" else row["loss"] / limit)
     return max(ratios, default=0.0)
 
 

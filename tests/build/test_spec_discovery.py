@@ -25,7 +25,7 @@ def test_the_spec_beside_a_model_is_its_name_with_farm_yaml(tmp_path):
 
 
 @pytest.mark.parametrize(("name", "metrics"), [("vad", {"speech": "binary"}),
-                                               ("blazeface", {"classificators": "iou", "regressors": "mae"})])
+                                               ("blazeface", {"classificators": "detection"})])
 @pytest.mark.real  # starts a process
 def test_a_demo_with_no_spec_given_is_judged_by_the_spec_beside_it_and_says_so(name, metrics):
     said: list[str] = []
@@ -54,7 +54,7 @@ def test_a_model_with_no_spec_beside_it_is_inferred_and_its_state_input_named(tm
 
 
 @pytest.mark.real  # `farm quantize` as a process
-@pytest.mark.parametrize(("name", "metrics"), [("vad", ["binary"]), ("blazeface", ["iou", "mae"])])
+@pytest.mark.parametrize(("name", "metrics"), [("vad", ["binary"]), ("blazeface", ["detection"])])
 def test_farm_quantize_of_a_demo_needs_no_spec_option(tmp_path, name, metrics):
     folder = MODELS / name
     proc = farm("quantize", folder / f"{name}.onnx", "--data", folder / f"{name}.npz", "--variants", "fp32",

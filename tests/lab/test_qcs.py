@@ -12,7 +12,6 @@ import json
 
 import numpy as np
 import pytest
-
 from helpers import farm
 
 pytest.importorskip("onnxruntime_qnn")
