@@ -42,7 +42,7 @@ from farm.errors import HistoryError
 from farm.judge.explain import explain
 from farm.judge.items import judge, limits_for, unavailable
 from farm.judge.stats import percentile_intervals, percentile_of, runs_needed
-from farm.record.history import History
+from farm.record.history import History, sqlite_path
 from farm.record.rundir import RunDir
 from farm.results import Baseline, BoardResult, RunResult
 from farm.util import utc_now
@@ -110,6 +110,9 @@ class Job:
         """The boards the history marks bad or retired; none when there is no history to ask."""
         if settings.history_url is None:
             return {}
+        path = sqlite_path(settings.history_url)
+        if path is not None and not path.exists():
+            return {}  # no history yet: no board marked, and no results folder made before the configuration is checked
         try:
             return {name: row for name, row in History(settings.history_url).health().items()
                     if row["state"] in ("bad", "retired")}
