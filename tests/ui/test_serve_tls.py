@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.client
-import os
 import socket
 import ssl
 import subprocess
@@ -12,25 +11,25 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import closed_port, start_farm
+
+from farm.record.history import History
 
 TOKEN = "tls-token-5d1e"
 
 
 def _serve(cwd: Path, *args: str) -> tuple[subprocess.Popen, int]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
-    process = subprocess.Popen([sys.executable, "-m", "farm", "serve", "--port", str(port), "--out", "results", *args],
-                               cwd=cwd, env={**clean, "FARM_SERVE_TOKEN": TOKEN}, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT)
+    History(cwd / "results" / "history.sqlite")  # the dashboard reads a history and makes none
+    port = closed_port()
+    process = start_farm("serve", "--port", str(port), "--out", "results", *args, cwd=cwd,
+                         env={"FARM_SERVE_TOKEN": TOKEN}, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return process, port
         except OSError:
-            assert process.poll() is None, process.stdout.read().decode()
+            assert process.poll() is None, process.stdout.read()
             time.sleep(0.2)
     raise AssertionError("farm serve did not start")
 
