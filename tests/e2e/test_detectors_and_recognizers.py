@@ -12,6 +12,8 @@ import pytest
 from detmodels import ctc_features, ctc_recognizer, detector_images, face_images, packed_detector, two_output_detector
 from helpers import farm
 
+pytestmark = pytest.mark.slow  # a minute or more of real stand-ins: the default run skips it, CI runs it (-m slow locally)
+
 
 def run(lab, cwd: Path, model: Path, data: Path, spec: str) -> tuple:
     lab_obj, _ = lab

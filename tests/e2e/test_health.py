@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import uuid
 
+import pytest
 from helpers import farm, fresh_workdir, write_inventory
 
 from farm.record.history import History
+
+pytestmark = pytest.mark.slow  # a minute or more of real stand-ins: the default run skips it, CI runs it (-m slow locally)
 
 
 def _results(cwd) -> dict:

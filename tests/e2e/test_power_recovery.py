@@ -29,7 +29,8 @@ from farm.lab.standins import Lab
 from farm.record.history import History
 
 PDUDAEMON = shutil.which("pdudaemon", path=str(Path(sys.executable).parent))
-pytestmark = pytest.mark.skipif(PDUDAEMON is None, reason="pdudaemon is not installed (the test extra)")
+pytestmark = [pytest.mark.skipif(PDUDAEMON is None, reason="pdudaemon is not installed (the test extra)"),
+              pytest.mark.slow]  # a minute or more of real stand-ins: the default run skips it, CI runs it (-m slow locally)
 
 
 def _free_port() -> int:

@@ -72,6 +72,7 @@ def user_run(tmp_path_factory, shared_dir):
     return proc, results, pruned
 
 
+@pytest.mark.slow  # a minute or more of real stand-ins: the default run skips it, CI runs it (-m slow locally)
 def test_a_teams_pruned_variant_is_measured_and_judged_against_fp32_beside_farms(user_run):
     proc, results, pruned = user_run
     board = results["boards"][0]

@@ -25,6 +25,8 @@ from farm.queue.app import ensure_schema, opened
 from farm.record.history import History
 from farm.util import utc_now
 
+pytestmark = pytest.mark.slow  # a minute or more of real PostgreSQL, workers and stand-ins: CI runs it (-m slow locally)
+
 SECRET = "w0rker-Secret-7f3a"  # the workers' database password: never on a command line or in a log
 
 
