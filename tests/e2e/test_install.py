@@ -44,6 +44,16 @@ def test_every_install_line_names_farm_s_own_distribution_not_the_pypi_project_c
     assert lines and all(re.match(r"'?farm(-hil|_hil-\*\.whl)", target) for target in lines), lines
 
 
+
+def test_the_wheel_lists_every_package_of_farm():
+    """pyproject.toml names the packages one by one: a new folder left out is missing from every wheel
+    (farm/build/toolchains once was, and an installed farm could not import its own job)."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "farm").rglob("__init__.py")}
+    assert found <= listed, sorted(found - listed)
+
 @pytest.mark.slow
 def test_a_wheel_in_a_clean_venv_runs_init_then_run_from_an_empty_folder(tmp_path, shared_dir):
     dist = tmp_path / "dist"
