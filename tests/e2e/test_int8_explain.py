@@ -41,7 +41,7 @@ def test_the_failing_static_accuracy_names_the_most_sensitive_layers_beside_the_
     assert convs and all(0 < x["board_share_pct"] <= profile["QLinearConv"] + profile.get("Conv", 0) + 0.01
                          for x in convs)  # the board's time in its (quantized) convolutions
     for x in layers:
-        assert {r["output"] for r in x["alone_losses"]} == {"classificators", "regressors"}
+        assert {r["output"] for r in x["alone_losses"]} == {"classificators"}  # the spec judges the faces found
     sensitivity = results["model"]["sensitivity"]
     assert sensitivity["seconds"] > 0 and sensitivity["peak_rss_mb"] > 0
     assert [x["layer"] for x in sensitivity["layers"][:5]] == [x["layer"] for x in layers]
