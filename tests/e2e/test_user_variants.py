@@ -80,7 +80,9 @@ def test_a_teams_pruned_variant_is_measured_and_judged_against_fp32_beside_farms
     assert list(board["variants"]) == ["fp32", "int8_static", "pruned"]
     checks = {c["item"]: c for c in board["variants"]["pruned"]["checks"]}
     assert checks["accuracy"]["status"] in ("pass", "fail") and checks["accuracy"]["value"] is not None
-    assert checks["speedup"]["status"] in ("pass", "fail") and checks["speedup"]["value"] is not None
+    flagged = any(board["variants"][v]["board_state"]["flags"] for v in ("fp32", "pruned"))
+    timed = ("pass", "fail", "error") if flagged else ("pass", "fail")  # a loaded board's ratio is not judged
+    assert checks["speedup"]["status"] in timed and checks["speedup"]["value"] is not None
     assert checks["calibration"]["status"] == "skip"  # the team's own: farm did not calibrate it
     # pruning half the weights changes decisions: the accuracy figure is the pruned model's own, not FP32's
     assert board["variants"]["pruned"]["accuracy"] != board["variants"]["fp32"]["accuracy"]
