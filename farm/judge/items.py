@@ -353,14 +353,15 @@ def judge(limits: dict[str, dict], emulated_cpu: str | None, variants: dict[str,
     What the run did, and what a sign-off does again from the recorded figures.
     """
     fp32 = variants.get("fp32")
-    checks = {name: [EVALUATORS[item](variant, settings, model=model, fp32=fp32,
-                                      baseline=(baselines or {}).get(name))
-                     for item, settings in limits.items()]
-              for name, variant in variants.items()}
-    for name, found in checks.items():  # an emulated CPU times nothing; a simulated accelerator times its variant
-        emulation = f"emulated board (QEMU {emulated_cpu})" if emulated_cpu else variants[name].simulated
-        if emulation:
-            checks[name] = [_informational(c, emulation) for c in found]
+    checks = {}
+    for name, variant in variants.items():  # an emulated CPU times nothing; a simulated accelerator times its variant
+        emulation = f"emulated board (QEMU {emulated_cpu})" if emulated_cpu else variant.simulated
+        # timing that is not judged is not judged under its board's state either (an emulated speedup was an error)
+        settings_of = {item: {**settings, "board_state": "ignore"} if emulation and item in TIMING_ITEMS else settings
+                       for item, settings in limits.items()}
+        found = [EVALUATORS[item](variant, settings, model=model, fp32=fp32, baseline=(baselines or {}).get(name))
+                 for item, settings in settings_of.items()]
+        checks[name] = [_informational(c, emulation) for c in found] if emulation else found
     return checks
 
 

@@ -85,6 +85,18 @@ def test_speedup_under_foreign_load_on_either_latency_run_is_an_error_with_the_r
     assert speedup().status == "fail"
 
 
+
+def test_an_emulated_boards_speedup_under_foreign_load_is_informational_not_an_error():
+    checklist = load_checklist(resources.checklist("dms"))
+    manifest = {"model": {}, "spec": TOP1, "data": {"evaluation_samples": 10, "calibration_samples": 300},
+                "variants": {"fp32": {}, "int8_static": {"float_op_types": {}}}}
+    variants = {"fp32": agent_doc("fp32", 1.0), "int8_static": agent_doc("int8_static", 1.2)}
+    variants["fp32"].board_state = {"flags": ["foreign load after: 5 other runnable tasks for 2 usable cores"]}
+    board = Board(name="b", host="h", emulated_cpu="cortex-a72")
+    check = next(c for c in evaluate(checklist, board, variants, model_result(manifest))["int8_static"]
+                 if c.item == "speedup")
+    assert check.status == "skip" and "emulated board (QEMU cortex-a72)" in check.why and check.value == 0.833
+
 def test_fp32_losing_against_itself_on_the_host_makes_every_accuracy_check_an_error():
     checklist = load_checklist(resources.checklist("dms"))
     losses = [{"output": "logits", "metric": "top1", "loss": 39.9, "unit": "%", "limit": 1.0, "ok": False}]
