@@ -62,6 +62,12 @@ STATIC_VARIANTS = ("int8_static", "int8_mixed")  # calibrated QDQ; int8_mixed ke
 Progress = Callable[[str], None]
 
 
+def calibrated(variant: str) -> bool:
+    """Built from the data file's calibration set: farm's static INT8 variants and the toolchains' own
+    (int8_qnn, int8_trt...). What needs a calibration count in range, and what its cache key depends on."""
+    return variant in STATIC_VARIANTS or variant in getattr(builder(variant), "calibrated", ())
+
+
 @dataclass(frozen=True)
 class Recipe:
     """How the INT8 variants are built; recorded in full in the manifest."""
@@ -249,9 +255,8 @@ def _build_variant(info: ModelInfo, data: DataSet, spec: ModelSpec, variant: str
         target = fp32
         entry["cached"] = False
     else:
-        calibrated = variant in STATIC_VARIANTS or toolchain is not None and variant in toolchain.calibrated
         depends = (info.sha256, variant, recipe.for_variant(variant), ort.__version__,
-                   (data.sha256, spec.to_json(), calibration_count) if calibrated else None)
+                   (data.sha256, spec.to_json(), calibration_count) if calibrated(variant) else None)
         target = out_dir / f"{info.name}.{variant}.{_key(*depends)}.onnx"
         entry["cached"] = target.exists()
         if not target.exists():
@@ -260,8 +265,8 @@ def _build_variant(info: ModelInfo, data: DataSet, spec: ModelSpec, variant: str
                 if variant == "int8_dynamic":
                     _build_dynamic(info, recipe, partial, entry["notes"])
                 elif toolchain is not None:
-                    reader = _Calibration(fp32, spec.to_json(), data.calibration, calibration_count) if calibrated \
-                        else None
+                    reader = (_Calibration(fp32, spec.to_json(), data.calibration, calibration_count)
+                              if calibrated(variant) else None)
                     toolchain.build(variant, info, data, spec, calibration_count, partial, entry["notes"], reader)
                 else:
                     _build_static(info, data, spec.to_json(), recipe, calibration_count, fp32, partial, entry["notes"])
@@ -427,7 +432,7 @@ def build_variants(info: ModelInfo, data: DataSet, spec: ModelSpec, out_dir: str
     recipe = replace(recipe, exclude_op_types=tuple({*recipe.exclude_op_types, *spec.exclude_op_types}),
                      exclude_nodes=tuple({*recipe.exclude_nodes, *spec.exclude_nodes}))
     calibration_count = None
-    if any(v in STATIC_VARIANTS or v in getattr(builder(v), "calibrated", ()) for v in variants):
+    if any(calibrated(v) for v in variants):
         calibration_count = check_calibration(data, recipe, allow_calibration_count)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -459,7 +464,7 @@ def build_variants(info: ModelInfo, data: DataSet, spec: ModelSpec, out_dir: str
                                                          files, fp32_accuracy, progress)
         else:
             entry = _build_variant(info, data, spec, variant, variant_recipe, calibration_count, out_dir)
-        if variant in STATIC_VARIANTS or variant in getattr(builder(variant), "calibrated", ()):
+        if calibrated(variant):
             entry["recipe"]["calibration_samples"] = calibration_count
         if entry["status"] in ("ok", "no-op") and host_figures:
             entry["host"] = _host_figures(out_dir / entry["file"], out_dir, files)

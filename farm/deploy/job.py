@@ -22,9 +22,9 @@ from farm.build.toolchains import built_for, toolchain_for
 from farm.build.uservariants import check_user_variants
 from farm.build.variants import (
     RUN_FIX,
-    STATIC_VARIANTS,
     Recipe,
     build_variants,
+    calibrated,
     check_calibration,
     check_variants,
     model_result,
@@ -86,7 +86,7 @@ class Job:
         if settings.variants_dir:  # checked now, like the rest of the configuration: before any board
             self.manifest = reuse_variants(settings.variants_dir, self.model, self.data, self.spec,
                                            [*settings.variants, *self.user_variants])
-        elif set(STATIC_VARIANTS) & set(settings.variants):  # refused here, in one line, not inside the suite's session
+        elif any(calibrated(v) for v in settings.variants):  # refused here, in one line, not inside the suite's session
             check_calibration(self.data, Recipe(), allow=False, fix=RUN_FIX)
         self.group = GroupResult({})
         self.trends: dict[str, dict[str, list[tuple]]] = {}
