@@ -146,7 +146,7 @@ class Graph:
 
 def real_size_detector(path: Path, side: int = 640) -> Path:
     """A DB text detector's architecture (MobileNetV3 backbone, FPN neck, ConvTranspose head; the text
-    detector the README's memory figures were first seen on), seeded weights: its activations at 640x640
+    detector the memory figures of docs/quantization.md were first seen on), seeded weights: its activations at 640x640
     are what calibration holds, whatever the weights."""
     import onnx
     from onnx import TensorProto, helper

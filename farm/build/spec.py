@@ -276,7 +276,7 @@ def _resolve_inputs(resolver: _Resolver, doc: dict, batch: int, samples: dict[st
         if source == "data" and tensor.name not in samples:
             raise resolver.fail(_line(doc, tensor.name), "the data file has no samples for this input; a constant or "
                                 "state input needs `value:` or `from_output:` in the model spec", where, None,
-                                "--spec SPEC.yaml; see the README's model spec")
+                                "--spec SPEC.yaml; see docs/model-spec.md")
         shape = entry.get("shape") or _deployment_shape(tensor, batch_axis, batch, samples.get(tensor.name))
         if shape is None:
             raise resolver.fail(_line(entry, "shape") or _line(doc, tensor.name),
@@ -491,5 +491,5 @@ def load_spec_file(path: str | Path) -> tuple[dict, Path]:
     path = Path(path)
     doc = load_yaml(path, lambda p, line, message: SpecError(p, line, message), "model spec")
     if not isinstance(doc, LineMap):
-        raise SpecError(str(path), None, "expected a mapping with inputs and outputs (see the README's model spec)")
+        raise SpecError(str(path), None, "expected a mapping with inputs and outputs (see docs/model-spec.md)")
     return doc, path.parent

@@ -39,8 +39,8 @@ def test_every_install_line_names_farm_s_own_distribution_not_the_pypi_project_c
     ci = (tmp_path / "ci" / "farm-nightly.yml").read_text()
     installs = [line for line in ci.splitlines() if "pip install" in line and not line.lstrip().startswith("#")]
     assert installs and all(line.rstrip().endswith("pip install farm-hil") for line in installs), installs
-    readme = (REPO / "README.md").read_text()
-    lines = re.findall(r"^(?:\$ )?pip install ('?farm[^\s']*'?)", readme, re.MULTILINE)  # the lines a user types
+    docs = "\n".join(p.read_text() for p in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))])
+    lines = re.findall(r"^(?:\$ )?pip install ('?farm[^\s']*'?)", docs, re.MULTILINE)  # the lines a user types
     assert lines and all(re.match(r"'?farm(-hil|_hil-\*\.whl)", target) for target in lines), lines
 
 

@@ -47,7 +47,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 def register(sub) -> None:
     p = sub.add_parser("quantize", help="build fp32 / int8_dynamic / int8_static variants and a manifest")
     p.add_argument("model", help="FP32 ONNX model")
-    p.add_argument("--data", required=True, help=".npz with calibration / evaluation arrays (see README)")
+    p.add_argument("--data", required=True, help=".npz with calibration / evaluation arrays (see docs/model-spec.md)")
     p.add_argument("--out", required=True, help="folder for the variants and manifest.json")
     p.add_argument("--variants", type=split_list, default=list(DEFAULT_VARIANTS))
     p.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True)
