@@ -46,8 +46,9 @@ def _rows() -> Iterator[tuple[str, str, FieldSpec, Any]]:
 def fields_markdown() -> str:
     """The table of inventory fields, as the docs hold it between BEGIN and END."""
     lines = ["| field | in | value | default | what it is |", "| --- | --- | --- | --- | --- |"]
-    lines += [f"| `{key}` | {where} | {spec.what if spec.help else ''} | {_default(default)} | {spec.help or spec.what} |"
-              for key, where, spec, default in _rows()]  # a key with no help: its expected value says what it is
+    for key, where, spec, default in _rows():  # a key with no help: its expected value says what it is
+        value, meaning = (spec.what, spec.help) if spec.help else ("", spec.what)
+        lines.append(f"| `{key}` | {where} | {value} | {_default(default)} | {meaning} |")
     return "\n".join(lines) + "\n"
 
 
