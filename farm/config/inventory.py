@@ -140,7 +140,6 @@ class Board:
                                                 "variable names, never an option of env(1)")
     transport: str = declared("ssh", choices=TRANSPORTS, help="`local`: the board is this machine, commands run "
                               "without SSH")
-    # Written by `farm lab up` into its inventory, so that its stand-ins are judged as stand-ins there too.
     standin: bool = declared(False, types=(bool,), expects="true or false (true: a stand-in farm started; its "
                              "class's budgets, never its hardware)", help="written by `farm lab up`: judged as a "
                              "stand-in wherever that inventory is used")
