@@ -38,8 +38,10 @@ _HARDWARE = ("cores", "memory_mb", "threads")
 
 
 def class_fields(board_class: str | None, *, standin: bool = False) -> dict:
-    """The fields a board inherits from its class: the one place classes are merged."""
-    inherited = dict(BOARD_CLASSES.get(board_class or "", {}))
+    """The fields a board inherits from its class: the one place classes are merged.
+
+    Not its `cpu`: that is what a stand-in of the class emulates (StandinSpec.qemu_cpu), no board field."""
+    inherited = {k: v for k, v in BOARD_CLASSES.get(board_class or "", {}).items() if k != "cpu"}
     if standin:
         for key in _HARDWARE:
             inherited.pop(key, None)

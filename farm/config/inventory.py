@@ -11,9 +11,9 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from farm.config.boardclasses import BOARD_CLASSES, TOOLCHAINS, class_fields, toolchain_fields
 from farm.config.checklist import parse_rule
@@ -26,24 +26,62 @@ VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 HOST_KEY_POLICIES = ("verify", "accept-new", "off")
 TRANSPORTS = ("ssh", "local")  # local: the board is this machine, commands run without SSH
+QEMU_CPUS = ("cortex-a53", "cortex-a72", "cortex-a76")  # the Arm CPUs an emulated stand-in can be
 # Bounds on what an inventory may hold: benchmarks/inventory_size.py measures load times up to them.
 MAX_INVENTORY_BYTES = 2_000_000  # about 25,000 boards, loaded in seconds
 MAX_TEXT_CHARS = 4096            # PATH_MAX: no host, path, tag or value is longer
 MAX_LIST_ITEMS = 256             # pools, tags, providers of one board
+_STR, _INT, _NUM, _LIST, _MAP = (str,), (int,), (int, float), (list,), (dict,)
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One inventory key, declared once on its dataclass attribute: the loader checks it, the docs list it."""
+
+    expects: str = ""                # what its value must be: "expected {what}, got ..." in its error
+    help: str = ""                   # what it means: the docs' list of fields
+    types: tuple[type, ...] = _STR   # the YAML types it takes
+    choices: tuple[str, ...] = ()    # a closed set
+    minimum: int | None = None       # a number's least value
+    standin: bool = False            # a stand-in entry takes it too
+    key: str = ""                    # its YAML key, when not the attribute's name
+
+    @property
+    def what(self) -> str:
+        return self.expects or "one of " + ", ".join(self.choices)
+
+
+def declared(default: Any = MISSING, **spec: Any) -> Any:
+    """A dataclass attribute that is an inventory key: its FieldSpec rides in the field's metadata."""
+    return field(default=default, metadata={"spec": FieldSpec(**spec)})
+
+
+def declarations(cls: type) -> Iterator[tuple[str, FieldSpec, Any]]:
+    """The inventory keys a dataclass declares, in declaration order: YAML key, FieldSpec, default (or MISSING)."""
+    return ((spec.key or f.name, spec, f.default) for f in fields(cls) if (spec := f.metadata.get("spec")))
+
+
+def keys_of(cls: type) -> dict[str, FieldSpec]:
+    """The inventory keys a dataclass declares, by YAML key."""
+    return {key: spec for key, spec, _ in declarations(cls)}
 
 
 @dataclass(frozen=True)
 class Power:
     """How a board's power is switched: an outlet behind a pdudaemon, or two commands (argument lists)."""
 
-    pdudaemon: str | None = None  # host of the pdudaemon's HTTP listener
-    port: int = 16421             # pdudaemon's default HTTP port
-    pdu: str | None = None        # the PDU's name in pdudaemon's configuration (its `hostname=`)
-    outlet: str | None = None     # the outlet on that PDU (its `port=`)
-    on: tuple[str, ...] = ()
-    off: tuple[str, ...] = ()
-    off_s: float = 5.0            # a cycle keeps the board off this long
-    boot_s: float = 120.0         # after a cycle, how long the board may take to answer SSH again
+    pdudaemon: str | None = declared(None, expects="the pdudaemon host (its HTTP listener)")
+    port: int = declared(16421, expects="pdudaemon's HTTP port (default 16421)", types=_INT)
+    pdu: str | None = declared(None, expects="the PDU's name in pdudaemon's configuration")
+    outlet: str | None = declared(None, expects="the PDU outlet (its pdudaemon port)", types=(str, int))
+    # Not `on`/`off`: YAML reads those keys as true and false.
+    on: tuple[str, ...] = declared((), expects="the command that switches the board on, as an argument list",
+                                   types=_LIST, key="on_command")
+    off: tuple[str, ...] = declared((), expects="the command that switches the board off, as an argument list",
+                                    types=_LIST, key="off_command")
+    off_s: float = declared(5.0, expects="seconds a power cycle keeps the board off (default 5)", types=_NUM)
+    boot_s: float = declared(120.0, expects="seconds a board may take to answer SSH after a power cycle (default 120)",
+                             types=_NUM)
 
     def describe(self) -> str:
         if self.pdudaemon:
@@ -53,36 +91,72 @@ class Power:
 
 @dataclass(frozen=True)
 class Board:
-    """One board of the lab: how to reach it and what it is (a resource, no behaviour)."""
+    """One board of the lab: how to reach it and what it is (a resource, no behaviour).
 
-    name: str
-    host: str
-    port: int | None = None  # None: ~/.ssh/config's Port for this host, else 22
-    user: str | None = None
-    identity_file: str | None = None
-    known_hosts: str | None = None
-    host_key_policy: str = "verify"
-    workdir: str = "/tmp/farm"
-    python: str = "python3"
-    board_class: str | None = None
-    cpu: str | None = None
-    cores: int | None = None
-    memory_mb: int | None = None
-    providers: tuple[str, ...] = ("CPUExecutionProvider",)
-    threads: int = 0
-    pools: tuple[str, ...] = ()
-    tags: tuple[str, ...] = ()
-    latency_budget_ms: float | None = None
-    memory_budget_mb: float | None = None
-    regression_rule: str | None = None  # e.g. "p95:30%" for a board noisier than the checklist assumes
-    env: tuple[tuple[str, str], ...] = ()
-    transport: str = "ssh"
-    standin: bool = False
-    emulated_cpu: str | None = None  # QEMU CPU model of an emulated Arm stand-in
+    Each attribute an inventory sets declares its key (`declared`): BOARD_KEYS, the loader's checks and
+    the docs' list of fields (`python -m farm.config.fielddocs`) are read from here."""
+
+    name: str = declared(expects="a name of letters, digits, '.', '_' or '-', starting with a letter or digit",
+                         help="the board's name in reports, `--board` and the history", standin=True)
+    host: str = declared(expects="a host name or address", help="where SSH reaches it")
+    port: int | None = declared(None, expects="a port number", types=_INT, minimum=1,
+                                help="its SSH port (default: ~/.ssh/config's Port for the host, else 22)")
+    user: str | None = declared(None, expects="a login name", help="the SSH login")
+    identity_file: str | None = declared(None, expects="a path to a private key",
+                                         help="the SSH key, relative to the inventory")
+    known_hosts: str | None = declared(None, expects="a path to a known_hosts file",
+                                       help="where its host key is verified, relative to the inventory")
+    host_key_policy: str = declared("verify", choices=HOST_KEY_POLICIES,
+                                    help="`accept-new` records a first-seen key; `off` must be set explicitly")
+    workdir: str = declared("/tmp/farm", expects="a path on the board", help="farm's folder on the board "
+                            "(absolute, no `..`)")
+    python: str = declared("python3", expects="the board's Python command",
+                           help="the agent's Python (>= 3.8, with numpy and onnxruntime)")
+    board_class: str | None = declared(None, key="class", expects="a board class: " + ", ".join(BOARD_CLASSES),
+                                       standin=True, help="what it is: it inherits the class's cores, memory, "
+                                       "providers, threads, latency budget and toolchain")
+    cores: int | None = declared(None, expects="a whole number", types=_INT, minimum=1, standin=True,
+                                 help="its CPU cores (a stand-in's taskset)")
+    memory_mb: int | None = declared(None, expects="a whole number of MB", types=_INT, minimum=1, standin=True,
+                                     help="its memory")
+    providers: tuple[str, ...] = declared(("CPUExecutionProvider",), types=_LIST, standin=True,
+                                          expects="a list of onnxruntime execution providers",
+                                          help="the providers asked for, in order (one it lacks: CPU, said so)")
+    threads: int = declared(0, expects="a whole number (0: onnxruntime's default)", types=_INT, minimum=0,
+                            standin=True, help="onnxruntime's intra-op threads")
+    pools: tuple[str, ...] = declared((), expects="a list of pool names", types=_LIST, standin=True,
+                                      help="the pools it is in (`--pool`)")
+    tags: tuple[str, ...] = declared((), expects="a list of tags", types=_LIST, standin=True,
+                                     help="its tags (`--tag`: a board has all it is asked for)")
+    latency_budget_ms: float | None = declared(None, expects="a number of milliseconds", types=_NUM, standin=True,
+                                               help="its latency limit, over the checklist's")
+    memory_budget_mb: float | None = declared(None, expects="a number of MB", types=_NUM, standin=True,
+                                              help="its peak memory limit, over the checklist's")
+    regression_rule: str | None = declared(None, expects="a regression rule such as p95:10%", standin=True,
+                                           help="its own, e.g. `p95:30%` for a board noisier than the checklist "
+                                           "assumes")
+    env: tuple[tuple[str, str], ...] = declared((), expects="a mapping of environment variables", types=_MAP,
+                                                help="set on the board as `env -- KEY=value ...`; keys are "
+                                                "variable names, never an option of env(1)")
+    transport: str = declared("ssh", choices=TRANSPORTS, help="`local`: the board is this machine, commands run "
+                              "without SSH")
+    standin: bool = declared(False, types=(bool,), expects="true or false (true: a stand-in farm started; its "
+                             "class's budgets, never its hardware)", help="written by `farm lab up`: judged as a "
+                             "stand-in wherever that inventory is used")
+    emulated_cpu: str | None = declared(None, choices=QEMU_CPUS, expects="the QEMU CPU of an emulated stand-in: "
+                                        "one of " + ", ".join(QEMU_CPUS), help="written by `farm lab up`: no "
+                                        "latency verdict on an emulated CPU")
     from_class: tuple[str, ...] = ()  # the budgets this board has from its class, not from its own entry
-    power: Power | None = None  # None: no power control (a hang is reported, not recovered)
-    toolchain: str = "cpu"  # how its variants are built and run: farm.build.toolchains
-    toolchain_options: tuple[tuple[str, str], ...] = ()  # the class's, then the entry's (soc_model, htp_arch...)
+    power: Power | None = declared(None, types=(dict, str), standin=True,
+                                   expects="none, {pdudaemon: HOST, port: 16421, pdu: NAME, outlet: N} or "
+                                   "{on_command: [ARGV], off_command: [ARGV]}",
+                                   help="how it is power-cycled when it hangs (docs/power-and-health.md; "
+                                   "none: a hang is reported, not recovered)")
+    toolchain: str = declared("cpu", choices=TOOLCHAINS, standin=True,
+                              help="how its variants are built and run (default: its class's; docs/accelerators.md)")
+    toolchain_options: tuple[tuple[str, str], ...] = declared(
+        (), types=_MAP, standin=True, expects="a mapping of the toolchain's options (docs/accelerators.md)",
+        help="soc_model, htp_arch...: its class's, then its own")
 
     @property
     def address(self) -> str:
@@ -103,9 +177,13 @@ class StandinSpec:
     name: str
     cores: int | None = None
     memory_mb: int | None = None
-    arch: str = "native"  # native | arm64 (QEMU)
-    full_system: bool = False
-    fields: tuple[tuple[str, object], ...] = ()  # class, cpu, pools, tags, budgets: passed to the board
+    arch: str = declared("native", choices=("native", "arm64"), expects="native or arm64",
+                         help="`arm64` runs it under QEMU")
+    full_system: bool = declared(False, types=(bool,), expects="true or false, with arch: arm64",
+                                 help="a qemu-system-aarch64 VM, a real Arm kernel and /proc")
+    fields: tuple[tuple[str, object], ...] = ()  # class, pools, tags, budgets...: passed to the board
+    cpu: str | None = declared(None, expects="a CPU name", help="the Arm CPU an `arch: arm64` "
+                               "stand-in emulates (default: its class's)")
 
     @property
     def values(self) -> dict:
@@ -116,7 +194,7 @@ class StandinSpec:
         """The emulated CPU of an `arch: arm64` stand-in (its `cpu`, else its class's); None when native."""
         if self.arch != "arm64":
             return None
-        cpu = self.values.get("cpu") or BOARD_CLASSES.get(self.values.get("class") or "", {}).get("cpu")
+        cpu = self.cpu or BOARD_CLASSES.get(self.values.get("class") or "", {}).get("cpu")
         if cpu not in QEMU_CPUS:
             raise ConfigError(f"stand-in {self.name!r}: no emulated Arm CPU {cpu!r}: choose from {', '.join(QEMU_CPUS)}")
         return cpu
@@ -150,7 +228,6 @@ def power_of(value: dict | str | None) -> Power | None:
                  boot_s=float(value.get("boot_s", 120.0)))
 
 
-QEMU_CPUS = ("cortex-a53", "cortex-a72", "cortex-a76")  # the Arm CPUs an emulated stand-in can be
 BUDGETS = ("latency_budget_ms", "memory_budget_mb")  # a board's limits, its own or its class's
 
 
@@ -158,57 +235,12 @@ def _budgets_from_class(inherited: dict, own: dict) -> tuple[str, ...]:
     """The budgets a board takes from its class: its judge names the class as their source."""
     return tuple(k for k in BUDGETS if k in inherited and k not in own)
 
-# field name -> (accepted YAML types, description for messages)
-_STR, _INT, _NUM = (str,), (int,), (int, float)
-FIELD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
-    "name": (_STR, "a name of letters, digits, '.', '_' or '-', starting with a letter or digit"),
-    "host": (_STR, "a host name or address"),
-    "port": (_INT, "a port number"),
-    "user": (_STR, "a login name"),
-    "identity_file": (_STR, "a path to a private key"),
-    "known_hosts": (_STR, "a path to a known_hosts file"),
-    "host_key_policy": (_STR, "one of " + ", ".join(HOST_KEY_POLICIES)),
-    "workdir": (_STR, "a path on the board"),
-    "python": (_STR, "the board's Python command"),
-    "class": (_STR, "a board class: " + ", ".join(BOARD_CLASSES)),
-    "cpu": (_STR, "a CPU name"),
-    "cores": (_INT, "a whole number"),
-    "memory_mb": (_INT, "a whole number of MB"),
-    "providers": ((list,), "a list of onnxruntime execution providers"),
-    "threads": (_INT, "a whole number (0: onnxruntime's default)"),
-    "pools": ((list,), "a list of pool names"),
-    "tags": ((list,), "a list of tags"),
-    "latency_budget_ms": (_NUM, "a number of milliseconds"),
-    "memory_budget_mb": (_NUM, "a number of MB"),
-    "regression_rule": (_STR, "a regression rule such as p95:10%"),
-    "env": ((dict,), "a mapping of environment variables"),
-    "transport": (_STR, "one of " + ", ".join(TRANSPORTS)),
-    # Written by `farm lab up` into its inventory, so that its stand-ins are judged as stand-ins there too.
-    "standin": ((bool,), "true or false (true: a stand-in farm started; its class's budgets, never its hardware)"),
-    "emulated_cpu": (_STR, "the QEMU CPU of an emulated stand-in: one of " + ", ".join(QEMU_CPUS)),
-    "power": ((dict, str), "none, {pdudaemon: HOST, port: 16421, pdu: NAME, outlet: N} or "
-               "{on_command: [ARGV], off_command: [ARGV]}"),
-    "toolchain": (_STR, "one of " + ", ".join(TOOLCHAINS)),
-    "toolchain_options": ((dict,), "a mapping of the toolchain's options (docs/accelerators.md)"),
-}
-# power: its keys, the accepted YAML types and what each means
-POWER_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
-    "pdudaemon": (_STR, "the pdudaemon host (its HTTP listener)"),
-    "port": (_INT, "pdudaemon's HTTP port (default 16421)"),
-    "pdu": (_STR, "the PDU's name in pdudaemon's configuration"),
-    "outlet": ((str, int), "the PDU outlet (its pdudaemon port)"),
-    # Not `on`/`off`: YAML reads those keys as true and false.
-    "on_command": ((list,), "the command that switches the board on, as an argument list"),
-    "off_command": ((list,), "the command that switches the board off, as an argument list"),
-    "off_s": (_NUM, "seconds a power cycle keeps the board off (default 5)"),
-    "boot_s": (_NUM, "seconds a board may take to answer SSH after a power cycle (default 120)"),
-}
+
+# Every key of a board entry (farm's `boards`, Ansible's `farm_*` vars), of a stand-in entry, of `power:`.
+BOARD_KEYS = keys_of(Board)
+STANDIN_KEYS = {k: s for k, s in BOARD_KEYS.items() if s.standin} | keys_of(StandinSpec)
+POWER_KEYS = keys_of(Power)
 HOST_RE = re.compile(r"^[A-Za-z0-9.:_\[\]-]+$")  # a host name or an IP address, nothing a URL could be bent by
-CHOICES = {"host_key_policy": HOST_KEY_POLICIES, "transport": TRANSPORTS, "emulated_cpu": QEMU_CPUS,
-           "toolchain": TOOLCHAINS}  # closed sets
-STANDIN_FIELDS = ("name", "class", "cpu", "cores", "memory_mb", "providers", "threads", "pools", "tags",
-                  "latency_budget_ms", "memory_budget_mb", "regression_rule", "arch", "power", "toolchain",
-                  "toolchain_options")
 ANSIBLE_VARS = {"ansible_host": "host", "ansible_port": "port", "ansible_user": "user",
                 "ansible_ssh_private_key_file": "identity_file", "ansible_python_interpreter": "python"}
 
@@ -268,11 +300,11 @@ class _Reader:
             return {k: self.substitute(v, line, board, key) for k, v in value.items()}
         return value
 
-    def check_field(self, key: str, value: Any, line: int, board: str | None, allowed: Iterable[str]) -> None:
-        allowed = list(allowed)
+    def check_field(self, key: str, value: Any, line: int, board: str | None, allowed: dict[str, FieldSpec]) -> None:
         if key not in allowed:
             raise self.fail(line, "unknown key", board, str(key), did_you_mean(key, allowed, "valid keys: "))
-        types, what = FIELD_TYPES.get(key, ((str,), "text"))
+        spec = allowed[key]
+        types, what = spec.types, spec.what
         self.check_size(key, value, line, board)
         if isinstance(value, bool) and bool not in types or not isinstance(value, types):
             raise self.fail(line, f"expected {what}, got {type(value).__name__} {value!r}", board, key)
@@ -281,7 +313,7 @@ class _Reader:
         if key == "class" and value not in BOARD_CLASSES:
             raise self.fail(line, f"unknown board class {value!r}", board, key,
                             did_you_mean(value, BOARD_CLASSES, "classes: "))
-        if key in CHOICES and value not in CHOICES[key]:
+        if spec.choices and value not in spec.choices:
             raise self.fail(line, f"expected {what}, got {value!r}", board, key)
         if key == "regression_rule":
             try:
@@ -301,7 +333,7 @@ class _Reader:
                 if not isinstance(setting, (str, int, float)):
                     raise self.fail(line, f"{name}: expected text or a number, got {type(setting).__name__}",
                                     board, key)
-        if key in ("port", "cores", "memory_mb") and value <= 0 or key == "threads" and value < 0:
+        if spec.minimum is not None and value < spec.minimum:
             raise self.fail(line, f"expected a positive number, got {value}", board, key)
         if key == "power":
             self.power(value, line, board)
@@ -314,10 +346,10 @@ class _Reader:
                 raise self.fail(line, f"expected none or a mapping, got {value!r}", board, "power", fix)
             return None
         for key, item in value.items():
-            if key not in POWER_FIELDS:
+            if key not in POWER_KEYS:
                 raise self.fail(line, "unknown key", board, f"power.{key}",
-                                did_you_mean(key, POWER_FIELDS, "valid keys: "))
-            types, what = POWER_FIELDS[key]
+                                did_you_mean(key, POWER_KEYS, "valid keys: "))
+            types, what = POWER_KEYS[key].types, POWER_KEYS[key].what
             if isinstance(item, bool) or not isinstance(item, types):
                 raise self.fail(line, f"expected {what}, got {type(item).__name__} {item!r}", board, f"power.{key}")
             if isinstance(item, list) and (not item or not all(isinstance(a, str) and a for a in item)):
@@ -351,7 +383,7 @@ class _Reader:
                     raise self.fail(line, f"a value of {len(text)} characters, over farm's limit of "
                                     f"{MAX_TEXT_CHARS}: is the file damaged?", board, key)
 
-    def fields_of(self, raw: dict, board: str | None, allowed: Iterable[str]) -> dict:
+    def fields_of(self, raw: dict, board: str | None, allowed: dict[str, FieldSpec]) -> dict:
         lines = getattr(raw, "lines", {})
         values = {}
         for key, value in raw.items():
@@ -411,14 +443,14 @@ def _load_farm(reader: _Reader, doc: LineMap) -> Inventory:
             raise reader.fail(doc.lines[key], f"expected a {sections[key].__name__}, got {type(value).__name__}",
                               None, key)
     defaults_raw = doc.get("defaults") or LineMap()
-    defaults = reader.fields_of(defaults_raw, None, [k for k in FIELD_TYPES if k != "name"])
+    defaults = reader.fields_of(defaults_raw, None, {k: s for k, s in BOARD_KEYS.items() if k != "name"})
     boards = []
     for index, raw in enumerate(doc.get("boards") or []):
         if not isinstance(raw, LineMap):
             raise reader.fail(doc.lines["boards"], f"board #{index + 1} is not a mapping", None, "boards")
         if "name" not in raw:
             raise reader.fail(raw.line, "missing required field", None, "name")
-        values = reader.fields_of(raw, raw.get("name"), FIELD_TYPES)
+        values = reader.fields_of(raw, raw.get("name"), BOARD_KEYS)
         boards.append((reader.make_board({**defaults, **values}, raw.line), raw.line))
     standins = []
     for raw in doc.get("standins") or []:
@@ -426,19 +458,19 @@ def _load_farm(reader: _Reader, doc: LineMap) -> Inventory:
             raise reader.fail(getattr(raw, "line", doc.lines["standins"]), "a stand-in needs a name", None, "name")
         for key, value in raw.items():
             if key == "arch":
-                if value not in ("native", "arm64"):
-                    raise reader.fail(raw.lines[key], "expected native or arm64", raw["name"], key)
+                if value not in STANDIN_KEYS[key].choices:
+                    raise reader.fail(raw.lines[key], "expected " + STANDIN_KEYS[key].what, raw["name"], key)
                 continue
             if key == "full_system":
                 if not isinstance(value, bool) or value and raw.get("arch") != "arm64":
-                    raise reader.fail(raw.lines[key], "expected true or false, with arch: arm64", raw["name"], key)
+                    raise reader.fail(raw.lines[key], "expected " + STANDIN_KEYS[key].what, raw["name"], key)
                 continue
-            reader.check_field(key, value, raw.lines[key], raw["name"], STANDIN_FIELDS)
+            reader.check_field(key, value, raw.lines[key], raw["name"], STANDIN_KEYS)
         values = dict(raw)
         standins.append((StandinSpec(
             values.pop("name"), values.pop("cores", None), values.pop("memory_mb", None),
-            values.pop("arch", "native"), values.pop("full_system", False),
-            tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in values.items())), raw.line))
+            values.pop("arch", "native"), values.pop("full_system", False), cpu=values.pop("cpu", None),
+            fields=tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in values.items())), raw.line))
     names = [(Board(name=s.name, host="127.0.0.1"), line) for s, line in standins]
     _check_unique(reader, boards + names)
     return Inventory(reader.path, [b for b, _ in boards], [s for s, _ in standins])
@@ -483,7 +515,7 @@ def _load_ansible(reader: _Reader, doc: LineMap) -> Inventory:
         raw.setdefault("host", host)
         raw["pools"] = list(dict.fromkeys(list(raw.get("pools", [])) + list(pools)))
         raw.lines.setdefault("pools", raw.line)
-        boards.append((reader.make_board(reader.fields_of(raw, host, FIELD_TYPES), raw.line), raw.line))
+        boards.append((reader.make_board(reader.fields_of(raw, host, BOARD_KEYS), raw.line), raw.line))
     return Inventory(reader.path, _check_unique(reader, boards))
 
 

@@ -114,7 +114,7 @@ class Lab:
         """A running stand-in as an ordinary board, reached through its sshd."""
         spec = StandinSpec(entry["name"], entry.get("cores"), entry.get("memory_mb"),
                            "arm64" if entry.get("qemu_cpu") else "native", bool(entry.get("full_system")),
-                           tuple((entry.get("fields") or {}).items()))
+                           tuple((entry.get("fields") or {}).items()), entry.get("qemu_cpu"))
         emulated = bool(entry.get("qemu_cpu"))
         python = record.get("pythons", {}).get(spec.board().toolchain, record["python"])
         return spec.board(port=entry["port"], user=record["user"], identity_file=record["client_key"],

@@ -194,6 +194,16 @@ def test_only_a_stand_in_runs_on_an_emulated_cpu(tmp_path):
     assert board.cores is None and board.latency_budget_ms == 50.0  # the class's budget, not its hardware
 
 
+def test_a_board_has_no_cpu_key_and_a_stand_in_s_cpu_is_the_cpu_it_emulates(tmp_path):
+    err = error_of(write(tmp_path, "boards:\n  - name: b1\n    host: h\n    cpu: cortex-a72\n"))
+    assert (err.line, err.board, err.field) == (4, "b1", "cpu") and "unknown key" in str(err)
+    (spec,) = load_inventory(write(tmp_path, "standins:\n  - {name: a76, arch: arm64, class: cortex-a72, "
+                                             "cpu: cortex-a76}\n", "ok.yaml")).standins
+    assert spec.qemu_cpu == "cortex-a76" and "cpu" not in spec.values  # not passed on as a board field
+    board = spec.board()
+    assert board.emulated_cpu == "cortex-a76" and board.board_class == "cortex-a72" and not hasattr(board, "cpu")
+
+
 @pytest.mark.parametrize("key", ["--split-string", "-S", "-i", "1ST", "A B", "A=B", "PATH;id"])
 @pytest.mark.real  # starts a process
 def test_an_env_key_that_env1_could_read_as_an_option_or_a_command_is_refused_by_inventory_check(tmp_path, key):

@@ -42,8 +42,8 @@ def test_the_lab_s_inventory_loads_each_stand_in_exactly_as_the_lab_runs_it(shar
     (running,), _ = own.up([declared])
     try:
         record = own._load()
-        emulated = {**record["boards"]["orin-sim"], "name": "a72-sim", "qemu_cpu": "cortex-a72",
-                    "fields": {"class": "cortex-a72"}}  # the record an arm64 stand-in leaves, without its QEMU
+        emulated = {**record["boards"]["orin-sim"], "name": "a72-sim", "qemu_cpu": "cortex-a76",
+                    "fields": {"class": "cortex-a72"}}  # an arm64 stand-in's record (`cpu: cortex-a76`), no QEMU
         record["boards"]["a72-sim"] = emulated
         loaded = {b.name: b for b in load_inventory(own.write_inventory(record)).boards}
     finally:
@@ -51,7 +51,7 @@ def test_the_lab_s_inventory_loads_each_stand_in_exactly_as_the_lab_runs_it(shar
     assert loaded["orin-sim"] == running  # a stand-in there too: class budgets, its own taskset, CPU shared
     assert running.standin and running.latency_budget_ms == 10.0 and running.from_class == ("latency_budget_ms",)
     assert (running.cores, running.threads, running.memory_mb) == (1, 1, 4096)
-    assert loaded["a72-sim"] == own.board(emulated, record) and loaded["a72-sim"].emulated_cpu == "cortex-a72"
+    assert loaded["a72-sim"] == own.board(emulated, record) and loaded["a72-sim"].emulated_cpu == "cortex-a76"
 
 
 def _bystander():
