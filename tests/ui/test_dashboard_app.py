@@ -54,8 +54,13 @@ def raw_get(app, raw_path: str) -> tuple[int, bytes]:
              "path": unquote(raw_path), "raw_path": raw_path.encode(), "query_string": b"", "root_path": "",
              "headers": [(b"host", b"127.0.0.1")], "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 50000)}
     sent: list[dict] = []
+    requested = False
 
-    async def receive() -> dict:
+    async def receive() -> dict:  # the request once, then no disconnect: a streamed body is sent to its end
+        nonlocal requested
+        if requested:
+            await anyio.sleep_forever()
+        requested = True
         return {"type": "http.request", "body": b"", "more_body": False}
 
     async def send(message: dict) -> None:
@@ -83,6 +88,7 @@ def sources(tmp_path_factory) -> Sources:
     (results / "r1").mkdir()
     (results / "r1" / "results.json").write_text(json.dumps(runs[0].to_json()))
     (results / "r1" / "report.html").write_text("<html>report of r1</html>")
+    (results.parent / "results.json").write_text('{"root:": "outside the results folder"}')  # for `/files/../`
     return Sources(history, results)
 
 
@@ -139,7 +145,8 @@ def test_hostile_names_are_escaped_in_the_html(client, path):
 
 @pytest.mark.parametrize("path", ["/files/../../etc/passwd", "/files/..%2F..%2Fetc/passwd", "/files/%2E%2E/passwd",
                                   "/files/x/..%2F..%2F..%2Fetc%2Fpasswd", "/files/r1/../../../../etc/passwd",
-                                  "/files/r1/manifest.json", "/files/r2/results.json", "/files/.r1/results.json"])
+                                  "/files/r1/manifest.json", "/files/r2/results.json", "/files/.r1/results.json",
+                                  "/files/../results.json", "/files/%2E%2E/results.json"])
 def test_a_path_out_of_the_results_folder_or_a_file_not_served_is_a_404(client, path):
     status, body = raw_get(client.app, path)
     assert status == 404 and b"root:" not in body
