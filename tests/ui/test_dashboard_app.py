@@ -314,3 +314,11 @@ def test_serve_never_creates_a_history_file_that_did_not_exist(tmp_path, serving
     assert not (tmp_path / "typo-results").exists()
     assert main(["serve", "--history", str(tmp_path / "none-here.sqlite")]) == 2
     assert not (tmp_path / "none-here.sqlite").exists() and serving == []
+
+
+def test_serve_refuses_half_a_tls_pair_and_a_certificate_that_is_not_there(sources, serving, monkeypatch, capsys):
+    monkeypatch.chdir(sources.results.parent)
+    (sources.results.parent / "cert.pem").write_text("a certificate")
+    assert main(["serve", "--tls-cert", "cert.pem"]) == 2 and "--tls-key" in capsys.readouterr().err
+    assert main(["serve", "--tls-cert", "cert.pem", "--tls-key", "key.pem"]) == 2
+    assert "key.pem: no such file" in capsys.readouterr().err and serving == []
