@@ -4,7 +4,8 @@ Safe by default: it binds 127.0.0.1; on any other address a token is required.
 Every value is escaped by Jinja2's autoescape (a board named `<script>` is text),
 and no part of a request becomes a path: a run's files are found by a checked run
 id and a fixed list of names, inside the results folder. Every script and style
-is served from here (plotly.js from the installed plotly package): no CDN.
+is served from here (templates/ through Starlette's Jinja2Templates, static/ through
+its StaticFiles, plotly.js from the installed plotly package): no CDN, no inline script.
 
 A page answers only to the host names it is served under (loopback names unless
 `--allowed-host` adds some: DNS rebinding reaches a loopback port from any web
@@ -19,23 +20,24 @@ import datetime as dt
 import hmac
 import json
 import re
-from functools import lru_cache
+from pathlib import Path
 
-from jinja2 import Environment, PackageLoader, select_autoescape
+import plotly
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
 
 from farm.ui.web import data
 from farm.ui.web.metrics import exposition
 from farm.util import NAME_RE
 
 MEDIA = {"report.html": "text/html", "junit.xml": "application/xml", "results.json": "application/json"}
-STATIC = {"farm.css": "text/css", "trends.js": "application/javascript"}   # from templates/
 TEXT_FILTER = re.compile(r"^[A-Za-z0-9._:*@ -]{0,100}$")   # pool, board, model, variant filters
 DATE_FILTER = re.compile(r"^\d{4}-\d{2}-\d{2}([T ][0-9:.+Z-]*)?$")   # the shape; fromisoformat the calendar
 STATUS_FILTER = ("", "passed", "failed")
@@ -53,14 +55,10 @@ RUN_FILE_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src 
 PAGES = (("lab", "/", "Lab"), ("runs", "/runs", "Runs"), ("trends", "/trends", "Trends"),
          ("signoffs", "/signoffs", "Sign-offs"), ("queue", "/queue", "Queue"))
 
-templates = Environment(loader=PackageLoader("farm.ui.web", "templates"), autoescape=select_autoescape(["html"]))
-
-
-@lru_cache(maxsize=1)
-def plotly_js() -> str:
-    from plotly.offline import get_plotlyjs
-
-    return get_plotlyjs()
+# Autoescape on for .html (select_autoescape): every value is text, whatever a board is named.
+templates = Jinja2Templates(directory=Path(__file__).with_name("templates"),
+                            context_processors=[lambda request: {"pages": PAGES}])
+PLOTLY_JS = Path(plotly.__file__).with_name("package_data") / "plotly.min.js"   # what plotly.offline inlines
 
 
 class BadRequest(Exception):
@@ -94,14 +92,11 @@ def _date(request: Request, name: str) -> str:
 
 def create_app(sources: data.Sources, token: str | None = None,
                allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS) -> Starlette:
-    def page(name: str, context: dict) -> HTMLResponse:
-        html = templates.get_template(f"{name}.html").render(pages=PAGES, current=name, **context)
-        return HTMLResponse(html)
-
     def both(name: str, build):
         """One route for the page and one for its data under /api/: the same dict."""
         async def html(request: Request) -> Response:
-            return page(name, await run_in_threadpool(build, request))
+            context = await run_in_threadpool(build, request)
+            return templates.TemplateResponse(request, f"{name}.html", {**context, "current": name})
 
         async def api(request: Request) -> Response:
             return JSONResponse(json.loads(json.dumps(await run_in_threadpool(build, request), default=str)))
@@ -132,14 +127,7 @@ def create_app(sources: data.Sources, token: str | None = None,
         return Response(body, media_type=media)
 
     async def static_plotly(request: Request) -> Response:
-        return Response(plotly_js(), media_type="application/javascript",
-                        headers={"Cache-Control": "max-age=86400"})
-
-    async def static_file(request: Request) -> Response:
-        name = request.path_params["name"]
-        if name not in STATIC:
-            return PlainTextResponse("no such file", status_code=404)
-        return Response(templates.get_template(name).render(), media_type=STATIC[name])
+        return FileResponse(PLOTLY_JS, media_type="application/javascript", headers={"Cache-Control": "max-age=86400"})
 
     routes = [
         *both("lab", lambda request: data.lab(sources)),
@@ -150,7 +138,7 @@ def create_app(sources: data.Sources, token: str | None = None,
         Route("/files/{run_id}/{name}", run_file),
         Route("/metrics", metrics),
         Route("/static/plotly.min.js", static_plotly),
-        Route("/static/{name}", static_file),
+        Mount("/static", StaticFiles(packages=[("farm.ui.web", "static")]), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers={BadRequest: _bad_request})
     if token:
