@@ -10,7 +10,7 @@ where it came from.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -80,7 +80,7 @@ RUN_OPTIONS = SELECTION + (
     RunOption("run-id", "the run's name, its folder under --out (default: UTC time and 4 random hex digits); "
               "a run recorded again under its name replaces the earlier record", ""),
 )
-# `farm signoff` and `farm signoff verify`: who signs, and who may (configured once per project).
+# `farm signoff sign` and `farm signoff verify`: who signs, and who may (configured once per project).
 SIGNOFF_OPTIONS = (
     RunOption("signing-key", "SSH private key (or its .pub with ssh-agent) that signs the record", path=True),
     RunOption("allowed-signers", "OpenSSH allowed_signers file: who may sign, for which namespace (default: "
@@ -91,6 +91,15 @@ QUEUE_OPTIONS = (
     RunOption("queue", "the job queue: a postgresql:// URL (the database the history may share)", ""),
 )
 BY_NAME = {o.name: o for o in RUN_OPTIONS}
+# `farm signoff sign`: the run's own --checklist and --inventory (same FARM_* and [tool.farm] keys), told what
+# a sign-off holds a run to: the signer's choice, never the one the run names.
+HELD_TO = (
+    replace(BY_NAME["checklist"], help="checklist whose limits and policy hold (default: the release policy pinned "
+            "in [tool.farm], else FARM_CHECKLIST / checklist in [tool.farm], else the packaged dms checklist; never "
+            "the one the run names)"),
+    replace(BY_NAME["inventory"], help="inventory whose budgets hold (default: FARM_INVENTORY / inventory in "
+            "[tool.farm], else the built-in stand-ins; never the one the run names)"),
+)
 # The agent times runs for at most this share of the deadline: it stops and reports, never killed mid-run.
 TIMED_SHARE = 0.75
 TYPE_WORDS: dict[Callable[..., Any], str] = {int: "a whole number", float: "a number", str: "text"}

@@ -22,7 +22,7 @@ from farm.util import did_you_mean
 TABLE = "tool.farm"
 RELEASE_POLICY = "release_policy"  # {path = "release.yaml", sha256 = "..."}: the checklist a release is signed under
 RELEASE_POLICY_HELP = ("the release policy, pinned: {path = CHECKLIST.yaml, sha256 = the checklist's sha256 as "
-                       "`farm signoff --dry-run` prints it}")
+                       "`farm signoff sign --dry-run` prints it}")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 

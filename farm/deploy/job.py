@@ -31,7 +31,7 @@ from farm.build.variants import (
     reuse_variants,
 )
 from farm.config import locality
-from farm.config.checklist import ITEMS, Checklist, load_checklist
+from farm.config.checklist import Checklist, load_checklist
 from farm.config.inventory import Board
 from farm.config.settings import RunSettings
 from farm.deploy.fanout import Fanout, GroupResult
@@ -40,8 +40,8 @@ from farm.deploy.selection import Selection
 from farm.deploy.session import DeployPlan, Progress
 from farm.errors import HistoryError
 from farm.judge.explain import explain
-from farm.judge.items import judge, limits_for, unavailable
-from farm.judge.stats import percentile_intervals, percentile_of, runs_needed
+from farm.judge.stats import percentile_of, runs_needed
+from farm.judge.verdicts import BoardVerdict, judge_board
 from farm.record.history import History, sqlite_path
 from farm.record.rundir import RunDir
 from farm.results import Baseline, BoardResult, RunResult
@@ -191,7 +191,10 @@ class Job:
             return None, f"history unavailable: {exc}"
 
     def judge(self, history: History | None, problem: str | None) -> None:
-        """Every variant measured to its end is judged: on a board stopped half-way too."""
+        """Every variant measured to its end is judged: on a board stopped half-way too.
+
+        The history is read here, the verdicts decided by `judge_board` (pure), and written onto each
+        board's result, which `finish` stores."""
         model = model_result(self.manifest)
         for result in self.group:
             measured = {v: found for v, found in result.variants.items() if found.status == "ok"}
@@ -200,28 +203,16 @@ class Job:
             baselines: dict[str, Baseline] | None = None
             if history is not None and "regression" in self.checklist.items:
                 try:
-                    baselines = {v: replace(b, series=history.series_before(result.name, v, model.name,
-                                                                            self.settings.run_id, self.result.started))
-                                 for v in measured
-                                 if (b := history.baseline(result.name, model.name, v, before=self.settings.run_id))}
+                    baselines = self._baselines(history, result.name, list(measured), model.name)
                 except HistoryError as exc:
                     problem = f"history unavailable: {exc}"
-            board = self.selection.boards[result.name]
-            result.limits = limits_for(self.checklist, board)
-            checks = judge(result.limits, board.emulated_cpu, measured, model, baselines)
-            if problem:
-                checks = unavailable(checks, "regression", problem)
-            # The percentiles' intervals at the checklist's confidence; at farm's default where it judges a point.
-            confidence = self.checklist.items.get("latency", {}).get("confidence") or ITEMS["latency"]["confidence"]
-            for variant, found in checks.items():
-                result.variants[variant].checks = found
-                if result.variants[variant].samples_ms:
-                    result.variants[variant].latency_intervals = percentile_intervals(
-                        result.variants[variant].samples_ms, confidence)
-                if baselines and variant in baselines:
-                    result.variants[variant].baseline = {"run_id": baselines[variant].run_id,
-                                                         "pinned": baselines[variant].pinned,
-                                                         "series": list(baselines[variant].series)}
+            _write_verdict(result, judge_board(self.checklist, self.selection.boards[result.name], measured, model,
+                                               baselines, problem))
+
+    def _baselines(self, history: History, board: str, variants: list[str], model: str) -> dict[str, Baseline]:
+        """Each variant's baseline in the history, with the runs before this one (for the change-point test)."""
+        return {v: replace(b, series=history.series_before(board, v, model, self.settings.run_id, self.result.started))
+                for v in variants if (b := history.baseline(board, model, v, before=self.settings.run_id))}
 
     def _trends(self, history: History | None) -> None:
         name = self.manifest.get("model", {}).get("name")
@@ -292,3 +283,12 @@ class Job:
             self.run_dir.point_latest()
         except OSError as exc:
             self.say(f"could not point {self.run_dir.out / 'latest'} at the run: {exc}")
+
+
+def _write_verdict(result: BoardResult, verdict: BoardVerdict) -> None:
+    """A board's verdicts onto its result: the limits, and each variant's checks, intervals and baseline."""
+    result.limits = verdict.limits
+    for name, found in verdict.variants.items():
+        variant = result.variants[name]
+        variant.checks, variant.latency_intervals, variant.baseline = (found.checks, found.latency_intervals,
+                                                                       found.baseline)

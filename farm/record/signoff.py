@@ -125,7 +125,7 @@ def _baselines(result: RunResult, checklist: Checklist, history) -> tuple[dict, 
 
 def review(run_dir: Path, *, checklist: Checklist, inventory: Path, history=None,
            now: datetime | None = None) -> Review:
-    """Everything signing checks, without signing (`farm signoff --dry-run` prints it).
+    """Everything signing checks, without signing (`farm signoff sign --dry-run` prints it).
 
     The checklist and inventory are the signer's (named, or pinned in the project), never the
     ones results.json names: whoever made the run chose those.

@@ -95,7 +95,7 @@ def test_a_wheel_in_a_clean_venv_runs_init_then_run_from_an_empty_folder(tmp_pat
     ssh_signer(project, "ada", "ada@example.com")
     demo = subprocess.run([str(venv / "bin" / "python"), "-c", "import farm.resources as r; print(r.checklist('dms-demo'))"],
                           cwd=project, capture_output=True, text=True, env=env, timeout=60).stdout.strip()
-    signed = subprocess.run([str(venv / "bin" / "farm"), "signoff", run_dir.name, "--checklist", demo,
+    signed = subprocess.run([str(venv / "bin" / "farm"), "signoff", "sign", run_dir.name, "--checklist", demo,
                              "--signing-key", "ada"], cwd=project, capture_output=True, text=True, env=env, timeout=120)
     assert signed.returncode == (1 if failed else 0), signed.stdout + signed.stderr
     if not failed:

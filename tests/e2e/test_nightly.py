@@ -132,7 +132,7 @@ def test_a_nightly_is_signed_with_its_regression_verdicts_judged_again_from_the_
         """))
     history = History(cwd / "results" / "history.sqlite")
     failed = next(r for r in history.runs() if not r["all_passed"])
-    refused = farm("signoff", failed["run_id"], "--checklist", "release.yaml", "--inventory", "lab.yaml",
+    refused = farm("signoff", "sign", failed["run_id"], "--checklist", "release.yaml", "--inventory", "lab.yaml",
                    "--signing-key", "ada", cwd=cwd)
     assert refused.returncode == 1 and "sign-off refused" in refused.stdout
     assert "did not pass: nightly-sim fp32 regression: fail" in refused.stdout
@@ -140,7 +140,7 @@ def test_a_nightly_is_signed_with_its_regression_verdicts_judged_again_from_the_
 
     compared = next(r for r in history.runs() if r["all_passed"] and regression_check(
         json.loads((cwd / "results" / r["run_id"] / "results.json").read_text()))["status"] == "pass")
-    signed = farm("signoff", compared["run_id"], "--checklist", "release.yaml", "--inventory", "lab.yaml",
+    signed = farm("signoff", "sign", compared["run_id"], "--checklist", "release.yaml", "--inventory", "lab.yaml",
                   "--signing-key", "ada", "--note", "release 1.4", cwd=cwd)
     assert signed.returncode == 0, signed.stdout
     record_path = cwd / "results" / compared["run_id"] / "signoff.json"

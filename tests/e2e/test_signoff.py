@@ -101,7 +101,7 @@ def demo_with_policy(folder: Path, *rules: str) -> str:
 
 
 def sign(cwd: Path, run_id: str, *extra: str):
-    return farm("signoff", run_id, "--signing-key", "ada", *extra, cwd=cwd)
+    return farm("signoff", "sign", run_id, "--signing-key", "ada", *extra, cwd=cwd)
 
 
 def test_a_run_signed_with_an_allowed_key_verifies_and_the_history_finds_it_by_model_sha(runs, tmp_path):
@@ -164,7 +164,7 @@ def test_a_latency_percentile_edited_without_its_samples_is_named(runs, tmp_path
         entry = next(b for b in doc["boards"] if b["name"] == "so-a53")["variants"]["fp32"]
         entry["latency_ms"]["p95"] = 0.0001
     edit_json(run_dir / "results.json", faster)
-    dry = farm("signoff", run_id, "--dry-run", cwd=tmp_path)
+    dry = farm("signoff", "sign", run_id, "--dry-run", cwd=tmp_path)
     assert dry.returncode == 1 and "would be refused" in dry.stdout
     assert "results.json: so-a53 fp32 latency_ms.p95: stored 0.0001, recomputed" in dry.stdout
 
@@ -201,7 +201,7 @@ def test_a_record_edited_and_rewritten_canonically_fails_its_signature_and_the_f
 
 def test_a_record_signed_by_a_key_not_in_allowed_signers_fails_verify_and_such_a_key_cannot_sign(runs, tmp_path):
     run_dir, run_id = copy_run(runs, "good", tmp_path)
-    refused = farm("signoff", run_id, "--signing-key", "eve", cwd=tmp_path)
+    refused = farm("signoff", "sign", run_id, "--signing-key", "eve", cwd=tmp_path)
     assert refused.returncode == 1 and "is not in" in refused.stdout and "allowed_signers" in refused.stdout
     assert not (run_dir / "signoff.json").exists()
 
@@ -240,7 +240,7 @@ def test_standin_only_runs_are_refused_under_the_default_policy(runs, tmp_path):
 def test_dry_run_lists_every_unmet_rule_and_writes_nothing(runs, tmp_path):
     run_dir, run_id = copy_run(runs, "good", tmp_path)
     strict = demo_with_policy(tmp_path, "min_rounds: 3", "model: facemesh")
-    dry = farm("signoff", run_id, "--checklist", strict, "--dry-run", cwd=tmp_path)
+    dry = farm("signoff", "sign", run_id, "--checklist", strict, "--dry-run", cwd=tmp_path)
     assert dry.returncode == 1
     assert "MISSING: policy: model: the policy is for 'facemesh', the run measured 'digits'" in dry.stdout
     assert dry.stdout.count("MISSING: policy: min_rounds:") == 6, "two boards x three variants"
@@ -338,7 +338,7 @@ def test_a_record_signed_under_the_demo_policy_does_not_verify_as_the_pinned_rel
 def test_signing_holds_the_run_to_the_pinned_release_policy_not_the_checklist_the_run_names(runs, tmp_path):
     run_dir, run_id = copy_run(runs, "good", tmp_path)  # its results.json names the demo's checklist
     release = pin(tmp_path, CHECKLISTS / "dms.yaml")
-    dry = farm("signoff", run_id, "--dry-run", cwd=tmp_path)
+    dry = farm("signoff", "sign", run_id, "--dry-run", cwd=tmp_path)
     assert dry.returncode == 1, dry.stdout
     assert f"policy: dms (sha256 {release})" in dry.stdout
     assert "MISSING: policy: boards: no board of the run counts under the policy" in dry.stdout
@@ -385,7 +385,7 @@ def test_a_standin_reached_as_127_1_without_standin_true_is_on_the_controller_fo
     ran = farm("run", "--inventory", "real.yaml", "--checklist", str(CHECKLISTS / "dms.yaml"), "--runs", "20",
                cwd=tmp_path)
     assert ran.returncode in (0, 1), ran.stdout[-2000:] + ran.stderr[-2000:]
-    dry = farm("signoff", "latest", "--dry-run", "--inventory", "real.yaml", "--checklist",
+    dry = farm("signoff", "sign", "latest", "--dry-run", "--inventory", "real.yaml", "--checklist",
                str(CHECKLISTS / "dms.yaml"), cwd=tmp_path)
     assert "note: bench-01 is a stand-in on the controller (" in dry.stdout, dry.stdout
     assert "MISSING: policy: boards: no board of the run counts under the policy" in dry.stdout

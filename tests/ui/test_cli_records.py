@@ -1,4 +1,5 @@
-"""`farm history`, `baseline`, `compare`: --out and --history resolved from the one option table, as `farm run`'s."""
+"""`farm history`, `baseline`, `compare`, `signoff sign|verify`: --out and --history resolved from the one option
+table, as `farm run`'s; the sign-off's two subcommands, each with its own options."""
 
 from __future__ import annotations
 
@@ -51,3 +52,24 @@ def test_compare_reads_runs_from_the_projects_history(project, capsys):
     history.record(history_run("r2", "b1", 1.0, started="2026-01-01T02:00:00"))
     assert main(["compare", "r1", "r2"]) == 0
     assert "b1" in capsys.readouterr().out
+
+
+def test_farm_signoff_without_sign_or_verify_is_a_one_line_usage_error_naming_both(project, capsys):
+    assert main(["signoff"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "farm signoff sign RUN_ID" in err and "farm signoff verify SIGNOFF.json" in err
+
+
+def test_signoff_sign_reads_the_run_from_the_projects_results_folder_and_creates_nothing(project, capsys):
+    (project / "pyproject.toml").write_text('[tool.farm]\nresults = "out"\nhistory = "none"\n')
+    assert main(["signoff", "sign", "r1", "--dry-run"]) == 1
+    assert f"{project / 'out' / 'r1' / 'results.json'}: no results.json" in capsys.readouterr().err
+    assert list(project.iterdir()) == [project / "pyproject.toml"]
+
+
+@pytest.mark.parametrize("argv", [["signoff", "sign", "r1", "--record-only"], ["signoff", "verify", "x", "--dry-run"],
+                                  ["signoff", "verify", "x", "--signing-key", "k"], ["signoff", "verify"]])
+def test_each_signoff_subcommand_refuses_the_others_options(project, argv, capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(argv)
+    assert exit.value.code == 2

@@ -1,4 +1,4 @@
-"""`farm history`, `farm baseline`, `farm compare`, `farm signoff`: what was recorded, and what it means."""
+"""`farm history`, `farm baseline`, `farm compare`, `farm signoff sign|verify`: what was recorded, and what it means."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from farm import resources
-from farm.config.options import BY_NAME, OUT, SIGNOFF_OPTIONS, add_to_argparse, resolve
+from farm.config.options import BY_NAME, HELD_TO, OUT, SIGNOFF_OPTIONS, add_to_argparse, resolve
 from farm.errors import ConfigError, HistoryError, SignoffError
 
 if TYPE_CHECKING:
@@ -16,6 +16,11 @@ if TYPE_CHECKING:
 
 # Where records are: the same two options, resolved the same way, as `farm run`'s.
 STORE_OPTIONS = (OUT, BY_NAME["history"])
+# Signing resolves the key, allowed_signers and what the run is held to; verifying, allowed_signers only.
+SIGN_OPTIONS = SIGNOFF_OPTIONS + HELD_TO
+VERIFY_OPTIONS = tuple(o for o in SIGNOFF_OPTIONS if o.name == "allowed-signers")
+SIGNOFF_USAGE = ("usage: farm signoff sign RUN_ID [--dry-run] [--signing-key KEY] | "
+                 "farm signoff verify SIGNOFF.json|RUN_DIR [--model MODEL.onnx] [--record-only]")
 
 
 def _history(args: argparse.Namespace):
@@ -106,19 +111,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1 if any(r["verdict"] == "regression" for r in rows) else 0
 
 
-def _signing(args: argparse.Namespace) -> tuple[Path | None, Path, dict, Checklist | None]:
-    """The signing key and allowed_signers (command line > FARM_* > [tool.farm] > allowed_signers beside it),
-    the checklist and inventory a run is held to, and the project's pinned release policy (or None)."""
-    from farm.config.options import BY_NAME, resolve
+def _signing(args: argparse.Namespace, options: tuple) -> tuple[Path, dict, Checklist | None]:
+    """allowed_signers (command line > FARM_* > [tool.farm] > allowed_signers beside it), the other `options`
+    resolved the same way, and the project's pinned release policy (or None)."""
     from farm.config.project import find_project_config, release_policy
 
     project = find_project_config()
-    found = resolve(lambda name: getattr(args, name, None), project=project,
-                    options=SIGNOFF_OPTIONS + (BY_NAME["checklist"], BY_NAME["inventory"]))
-    key = found["signing_key"].value
+    found = resolve(lambda name: getattr(args, name, None), project=project, options=options)
     allowed = found["allowed_signers"].value
     default = (project.folder if project else Path.cwd()) / "allowed_signers"
-    return (Path(key) if key else None), Path(allowed) if allowed else default, found, release_policy(project)
+    return Path(allowed) if allowed else default, found, release_policy(project)
 
 
 def _held_to(found: dict, release: Checklist | None) -> Checklist:
@@ -148,52 +150,57 @@ def _print_verification(args: argparse.Namespace, found) -> None:
               "its figures" + (f"; {args.model} is the signed model" if args.model else ""))
 
 
-def cmd_signoff(args: argparse.Namespace) -> int:
+def cmd_signoff_verify(args: argparse.Namespace) -> int:
+    """`farm signoff verify FILE|RUN_DIR`: 0 verified, 1 does not verify (each reason on a FAILS: line)."""
     from farm.record import signoff
 
-    key, allowed_signers, settings, release = _signing(args)
-    if args.target == "verify":
-        if not args.file:
-            raise ConfigError("usage: farm signoff verify SIGNOFF.json|RUN_DIR [--model MODEL.onnx] [--record-only]")
-        found = signoff.verify(Path(args.file), allowed_signers, Path(args.model) if args.model else None,
-                               release=release, record_only=args.record_only)
-        _print_verification(args, found)
-        return 0 if found.verified else 1
-    if args.record_only:
-        raise ConfigError("--record-only is for `farm signoff verify`: signing always reads the run folder")
-    checklist = _held_to(settings, release)
-    inventory = settings["inventory"].value or resources.standin_inventory()
-    history = None
-    if args.history != "none":
-        from farm.config.settings import history_url
-        from farm.record.history import History
+    allowed_signers, _, release = _signing(args, VERIFY_OPTIONS)
+    found = signoff.verify(Path(args.file), allowed_signers, Path(args.model) if args.model else None,
+                           release=release, record_only=args.record_only)
+    _print_verification(args, found)
+    return 0 if found.verified else 1
 
-        try:
-            history = History(history_url(args.out, args.history))
-        except HistoryError as exc:
-            print(f"note: no history ({exc}): regression verdicts cannot be re-derived, the sign-off not stored")
-    found = signoff.review(Path(args.out) / args.target, checklist=checklist, inventory=Path(inventory),
-                           history=history)
+
+def _signoff_history(args: argparse.Namespace):
+    """The history that re-derives regression verdicts and keeps the sign-off; None (said) when there is none."""
+    if args.history == "none":
+        return None
+    from farm.config.settings import history_url
+    from farm.record.history import History
+
+    try:
+        return History(history_url(args.out, args.history))
+    except HistoryError as exc:
+        print(f"note: no history ({exc}): regression verdicts cannot be re-derived, the sign-off not stored")
+        return None
+
+
+def _print_review(found, checklist: Checklist, release: Checklist | None) -> None:
     print(f"policy: {checklist.name} (sha256 {checklist.sha256}) from {checklist.path}")
     if release is not None and checklist.sha256 != release.sha256:
         print(f"note: not the pinned release policy {release.name} (sha256 {release.sha256}): a record signed "
               "under it does not verify as a release")
     for line in found.policy.notes:
         print(f"note: {line}")
+
+
+def _refused(args: argparse.Namespace, found) -> int:
+    """--dry-run's list of what stands against signing, or a refusal's: 1 when refused."""
     if args.dry_run:
         for line in found.reasons():
             print(f"MISSING: {line}")
-        print(f"dry run: run {args.target} would be {'refused' if found.refused else 'signed'} "
+        print(f"dry run: run {args.run_id} would be {'refused' if found.refused else 'signed'} "
               f"({len(found.reasons())} reason(s) against); nothing written")
-        return 1 if found.refused else 0
-    if found.refused:
-        print(f"sign-off refused for run {args.target}: {len(found.reasons())} reason(s):")
+    elif found.refused:
+        print(f"sign-off refused for run {args.run_id}: {len(found.reasons())} reason(s):")
         for line in found.reasons():
             print(f"  {line}")
-        return 1
-    if key is None:
-        raise ConfigError("farm signoff needs the signer's SSH key: --signing-key PATH (or FARM_SIGNING_KEY, or "
-                          "signing_key in [tool.farm])")
+    return 1 if found.refused else 0
+
+
+def _sign(args: argparse.Namespace, found, key: Path, allowed_signers: Path, history) -> int:
+    """The record, its signature and its page written beside the run; the record kept in the history."""
+    from farm.record import signoff
     from farm.ui.signoffpage import render
 
     try:
@@ -211,6 +218,30 @@ def cmd_signoff(args: argparse.Namespace) -> int:
         except HistoryError as exc:
             print(f"note: the sign-off is not in the history ({exc}); its files are")
     return 0
+
+
+def cmd_signoff_sign(args: argparse.Namespace) -> int:
+    """`farm signoff sign RUN_ID`: review the run against the signer's checklist and inventory, then sign."""
+    from farm.record import signoff
+
+    allowed_signers, settings, release = _signing(args, SIGN_OPTIONS)
+    checklist = _held_to(settings, release)
+    inventory = settings["inventory"].value or resources.standin_inventory()
+    history = _signoff_history(args)
+    found = signoff.review(Path(args.out) / args.run_id, checklist=checklist, inventory=Path(inventory),
+                           history=history)
+    _print_review(found, checklist, release)
+    if args.dry_run or found.refused:
+        return _refused(args, found)
+    key = settings["signing_key"].value
+    if not key:
+        raise ConfigError("farm signoff sign needs the signer's SSH key: --signing-key PATH (or FARM_SIGNING_KEY, "
+                          "or signing_key in [tool.farm])")
+    return _sign(args, found, Path(key), allowed_signers, history)
+
+
+def _signoff_usage(args: argparse.Namespace) -> int:
+    raise ConfigError(SIGNOFF_USAGE)
 
 
 def _store_options(parser, command):
@@ -261,21 +292,22 @@ def register(sub) -> None:
     compare.add_argument("--alpha", type=float, help="override the significance level (Mann-Whitney U)")
     _store_options(compare, cmd_compare)
 
-    signoff = sub.add_parser("signoff", help="sign off a run (farm signoff RUN_ID), or verify a record "
+    signoff = sub.add_parser("signoff", help="sign off a run (farm signoff sign RUN_ID), or verify a record "
                                              "(farm signoff verify FILE|RUN_DIR)")
-    signoff.add_argument("target", help="RUN_ID, or 'verify'")
-    signoff.add_argument("file", nargs="?", help="with verify: the signoff.json, or the run folder holding it")
-    signoff.add_argument("--by", help="the signer's principal in allowed_signers (default: whom it names for the key)")
-    signoff.add_argument("--note", help="what the sign-off is for (release, ticket)")
-    signoff.add_argument("--checklist", help="checklist whose limits and policy hold (default: the release policy "
-                                             "pinned in [tool.farm], else FARM_CHECKLIST / checklist in [tool.farm], "
-                                             "else the packaged dms checklist; never the one the run names)")
-    signoff.add_argument("--inventory", help="inventory whose budgets hold (default: FARM_INVENTORY / inventory in "
-                                             "[tool.farm], else the built-in stand-ins; never the one the run names)")
-    signoff.add_argument("--dry-run", action="store_true", help="list everything that stands against signing; "
-                                                                "write nothing")
-    signoff.add_argument("--model", help="with verify: the model file to check against the record")
-    signoff.add_argument("--record-only", action="store_true",
-                         help="with verify: check the record alone, not the run folder it sits in (said in the verdict)")
-    add_to_argparse(signoff, SIGNOFF_OPTIONS)
-    _store_options(signoff, cmd_signoff)
+    signoff.set_defaults(func=_signoff_usage)
+    action = signoff.add_subparsers(dest="signoff", metavar="{sign,verify}")
+    sign = action.add_parser("sign", help="hold a run to the signer's checklist and inventory, and sign it")
+    sign.add_argument("run_id", help="the run's folder under --out (or latest)")
+    sign.add_argument("--by", help="the signer's principal in allowed_signers (default: whom it names for the key)")
+    sign.add_argument("--note", help="what the sign-off is for (release, ticket)")
+    sign.add_argument("--dry-run", action="store_true", help="list everything that stands against signing; "
+                                                             "write nothing")
+    add_to_argparse(sign, SIGN_OPTIONS)
+    _store_options(sign, cmd_signoff_sign)
+    verify = action.add_parser("verify", help="check a sign-off record: signature, policy, time, verdicts, run folder")
+    verify.add_argument("file", help="the signoff.json, or the run folder holding it")
+    verify.add_argument("--model", help="the model file to check against the record")
+    verify.add_argument("--record-only", action="store_true",
+                        help="check the record alone, not the run folder it sits in (said in the verdict)")
+    add_to_argparse(verify, VERIFY_OPTIONS)
+    verify.set_defaults(func=cmd_signoff_verify)
