@@ -307,7 +307,7 @@ class BoardSession:
                           stopped=self.control.is_stopped)
             self.result.bytes_sent = report.bytes_sent
             self.log.debug(f"pushed {len(report.uploaded)} blob(s), {report.bytes_sent} bytes; "
-                     f"{len(report.already_there)} already there; re-sent {len(report.resent)}")
+                           f"{len(report.already_there)} already there; re-sent {len(report.resent)}")
 
     def _files(self, variant: str) -> AgentFiles:
         plan, workdir = self.plan, self.board.workdir
@@ -485,6 +485,7 @@ class BoardSession:
         except Exception as exc:
             self.log.warning(f"closing the connection: {exc}")
         self.result.finished = utc_now()
-        self.log.info(f"status {self.result.status}" + (f": {self.result.error}" if self.result.error else ""))
+        self.log.log(logging.INFO if self.result.ok else logging.WARNING,
+                     f"status {self.result.status}" + (f": {self.result.error}" if self.result.error else ""))
         self._progress(self.board.name, str(self.result.status))
         self._save(self.result)

@@ -21,7 +21,7 @@ def board_of(record: logging.LogRecord) -> str | None:
     return getattr(record, "board", None)
 
 
-def for_board(logger: logging.Logger, board: str) -> logging.LoggerAdapter:
+def for_board(logger: logging.Logger, board: str) -> logging.LoggerAdapter[logging.Logger]:
     """`logger`, its records marked as `board`'s."""
     return logging.LoggerAdapter(logger, {"board": board})
 
