@@ -56,3 +56,14 @@ def test_an_error_is_one_console_line_even_when_quiet(monkeypatch, capsys):
     monkeypatch.setattr(run, "cmd_config", command)
     assert cli.main(["-q", "config"]) == 2
     assert capsys.readouterr().err == "farm: error: inventory.yaml:3, field 'host': missing; give the board's address\n"
+
+
+def test_while_the_plugin_runs_the_job_its_records_are_kept_from_pytests_capture(caplog, capsys):
+    """Else a failing first test would print the whole run's lines again, as its captured log."""
+    from farm.ui.console import console, kept_from_pytest
+
+    with console(), kept_from_pytest():
+        log.info("build: building fp32")
+    log.info("after the run")
+    assert caplog.messages == ["after the run"]
+    assert capsys.readouterr().err == "farm: build: building fp32\n"  # on the console all the same
