@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -12,7 +13,7 @@ from farm.build.modelfile import ModelInfo, inspect_model
 from farm.build.spec import ModelSpec, check_names, load_spec_file, resolve_spec, spec_beside
 from farm.errors import ModelError
 
-Say = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 def _kind(dtype: str) -> str:
@@ -67,11 +68,11 @@ def returned_shapes(info: ModelInfo, rows: dict[str, np.ndarray], inputs: list[A
     return {name: list(value.shape) for name, value in zip(names, values)}
 
 
-def load_model_and_data(model_path: str | Path, data_path: str | Path, spec_path: str | Path | None,
-                        say: Say = lambda message: None) -> tuple[ModelInfo, DataSet, ModelSpec]:
+def load_model_and_data(model_path: str | Path, data_path: str | Path,
+                        spec_path: str | Path | None) -> tuple[ModelInfo, DataSet, ModelSpec]:
     info = inspect_model(model_path)
     if spec_path is None and (spec_path := spec_beside(model_path)) is not None:
-        say(f"model spec: {spec_path}, found beside the model (--spec chooses another)")
+        log.info(f"model spec: {spec_path}, found beside the model (--spec chooses another)")
     doc = load_spec_file(spec_path)[0] if spec_path else None
     if doc is not None:
         check_names(info, doc, str(spec_path))
@@ -85,10 +86,10 @@ def load_model_and_data(model_path: str | Path, data_path: str | Path, spec_path
                         data.label_output, set(data.labels), returned=lambda inputs, batch: returned_shapes(
                             info, rows, inputs, batch))
     for warning in spec.warnings:
-        say(f"warning: {warning}")
+        log.warning(f"warning: {warning}")
     if spec_path is None:
         spec.source = "inferred"
-        say(f"no model spec given; inferred (write it down as a spec to change it): {'; '.join(spec.describe())}")
+        log.info(f"no model spec given; inferred (write it down as a spec to change it): {'; '.join(spec.describe())}")
     check_dtypes(data, spec)
     check_labels(data, spec)
     return info, data, spec

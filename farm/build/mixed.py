@@ -13,6 +13,7 @@ which layers stayed in float and why (their sensitivity figures) and every mix t
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,7 +21,9 @@ from farm.build.datafile import DataSet
 from farm.build.modelfile import ModelInfo
 from farm.build.sensitivity import analyse, worst_ratio
 from farm.build.spec import ModelSpec
-from farm.build.variants import Progress, Recipe, _build_variant, _host_figures, host_losses
+from farm.build.variants import Recipe, _build_variant, _host_figures, host_losses
+
+log = logging.getLogger(__name__)
 
 # layers kept in float, at most this share of them: past it the variant is no longer an INT8 model
 MAX_FLOAT_SHARE = 0.5
@@ -38,11 +41,11 @@ def _why(kept: list[dict]) -> dict:
 
 
 def build_mixed(info: ModelInfo, data: DataSet, spec: ModelSpec, recipe: Recipe, count: int, out_dir: Path,
-                files: dict, fp32_accuracy: dict | None, progress: Progress) -> tuple[dict, dict]:
+                files: dict, fp32_accuracy: dict | None) -> tuple[dict, dict]:
     """(the int8_mixed manifest entry, the sensitivity analysis it rests on)."""
     if fp32_accuracy is None:  # the reference the losses are taken against, when fp32 itself is not built
         fp32_accuracy = _host_figures(out_dir / f"{info.name}.fp32.onnx", out_dir, files, timing=False).get("accuracy")
-    sensitivity = analyse(info, data, spec, recipe, count, out_dir, files, fp32_accuracy, progress)
+    sensitivity = analyse(info, data, spec, recipe, count, out_dir, files, fp32_accuracy)
     ranked = [layer for layer in sensitivity["layers"] if "alone" in layer]  # measured on the judged outputs
     ranked += [layer for layer in sensitivity["layers"] if "alone" not in layer]
     cap = max(1, int(len(ranked) * MAX_FLOAT_SHARE))
@@ -53,8 +56,8 @@ def build_mixed(info: ModelInfo, data: DataSet, spec: ModelSpec, recipe: Recipe,
         kept = ranked[:k]
         mix = replace(recipe, exclude_nodes=tuple(sorted({*recipe.exclude_nodes,
                                                           *(n for layer in kept for n in layer["nodes"])})))
-        progress(f"int8_mixed: {k} of {len(ranked)} layer(s) in float ({', '.join(x['layer'] for x in kept[:4])}"
-                 f"{', ...' if k > 4 else ''})")
+        log.info(f"build: int8_mixed: {k} of {len(ranked)} layer(s) in float "
+                 f"({', '.join(x['layer'] for x in kept[:4])}{', ...' if k > 4 else ''})")
         entries[k] = _build_variant(info, data, spec, "int8_mixed", mix, count, out_dir)
         row = {"float_layers": k, "kept_in_float": [layer["layer"] for layer in kept], "status": entries[k]["status"]}
         if entries[k]["status"] == "ok":

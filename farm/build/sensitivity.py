@@ -19,13 +19,13 @@ and one accuracy pass each). What it cost (seconds, peak RSS) is recorded with i
 
 from __future__ import annotations
 
+import logging
 import math
 import resource
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import onnx
@@ -49,7 +49,7 @@ GROUP_CAP = 8              # layers quantized one at a time, the ones adding the
 MAX_LAYER_NODES = 8        # float nodes between two quantized activations counted as one layer, at most
 TOP = 5                    # layers a report names
 
-Progress = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 def _sqnr_or_none(value: float | None) -> float | None:
@@ -147,12 +147,12 @@ def worst_ratio(losses: list[dict], spec: ModelSpec) -> float:
 
 
 def analyse(info: ModelInfo, data: DataSet, spec: ModelSpec, recipe: Recipe, count: int, out_dir: Path, files: dict,
-            fp32_accuracy: dict | None, progress: Progress = lambda message: None) -> dict:
+            fp32_accuracy: dict | None) -> dict:
     """The sensitivity document the manifest keeps: every quantized node ranked, what it cost, its caps."""
     started = time.monotonic()
     fp32 = out_dir / f"{info.name}.fp32.onnx"
     samples = _samples_that_fit(fp32, spec, data, count)
-    progress(f"sensitivity: activation error per node on {samples} calibration sample(s)")
+    log.info(f"build: sensitivity: activation error per node on {samples} calibration sample(s)")
     named = _ensure_names(onnx.ModelProto.FromString(info.proto.SerializeToString()))
     with tempfile.TemporaryDirectory(prefix="farm-sens-") as tmp:
         source = Path(tmp) / "named.onnx"
@@ -163,7 +163,7 @@ def analyse(info: ModelInfo, data: DataSet, spec: ModelSpec, recipe: Recipe, cou
         rows = _ranked_by_activation(_layers(named, activation_errors(source, qdq, spec, data, samples)))
         every = [n.name for n in named.graph.node]
         for index, row in enumerate(rows[:GROUP_CAP], 1):
-            progress(f"sensitivity: {index}/{min(GROUP_CAP, len(rows))} only {row['layer']} quantized")
+            log.info(f"build: sensitivity: {index}/{min(GROUP_CAP, len(rows))} only {row['layer']} quantized")
             alone = Path(tmp) / f"alone-{index}.onnx"
             others = tuple(n for n in every if n not in row["nodes"])
             _build_static(named_info, data, spec.to_json(), replace(recipe, exclude_nodes=others), samples, source,

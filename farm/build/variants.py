@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import tempfile
 from dataclasses import dataclass, replace
@@ -59,7 +60,7 @@ SEARCH_EXCLUSIONS = ((), ("PRelu",), (DEPTHWISE,), ("PRelu", DEPTHWISE))
 HOST_MEASUREMENT = Measurement(warmup=10, runs=50, threads=1)
 STATIC_VARIANTS = ("int8_static", "int8_mixed")  # calibrated QDQ; int8_mixed keeps its most sensitive layers in float
 
-Progress = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 def calibrated(variant: str) -> bool:
@@ -382,8 +383,7 @@ def check_calibration(data: DataSet, recipe: Recipe, allow: bool, fix: str = QUA
 
 
 def _search_recipes(info: ModelInfo, data: DataSet, spec: ModelSpec, base: Recipe, count: int, target_loss: float,
-                    out_dir: Path, files: dict, fp32_accuracy: dict | None,
-                    progress: Progress) -> tuple[Recipe | None, list[dict]]:
+                    out_dir: Path, files: dict, fp32_accuracy: dict | None) -> tuple[Recipe | None, list[dict]]:
     """Try static recipes; keep the fastest on the host whose every output stays within the target."""
     tried = []
     candidates = [replace(base, calibration_method=m, per_channel=pc, exclude_op_types=tuple({*base.exclude_op_types,
@@ -391,7 +391,7 @@ def _search_recipes(info: ModelInfo, data: DataSet, spec: ModelSpec, base: Recip
                   for m in CALIBRATION_METHODS for pc in (True, False) for ex in SEARCH_EXCLUSIONS
                   if not ex or _excluded_nodes(info.proto, ex)]
     for index, recipe in enumerate(candidates, 1):
-        progress(f"recipe search {index}/{len(candidates)}: {recipe.for_variant('int8_static')}")
+        log.info(f"build: recipe search {index}/{len(candidates)}: {recipe.for_variant('int8_static')}")
         entry = _build_variant(info, data, spec, "int8_static", recipe, count, out_dir)
         row = {"recipe": recipe.for_variant("int8_static"), "status": entry["status"], "reason": entry["reason"]}
         if entry["status"] == "ok":
@@ -420,7 +420,7 @@ def build_variants(info: ModelInfo, data: DataSet, spec: ModelSpec, out_dir: str
                    variants: Iterable[str] = DEFAULT_VARIANTS, recipe: Recipe = Recipe(),
                    allow_calibration_count: bool = False,
                    target_loss: float | None = None, host_figures: bool = True,
-                   user_variants: dict[str, Path] | None = None, progress: Progress = lambda message: None) -> dict:
+                   user_variants: dict[str, Path] | None = None) -> dict:
     """Build (or reuse) the variants and the boards' files into out_dir; return the manifest.
 
     `user_variants`: a team's own (name -> ONNX file), checked against the model first, then recorded beside."""
@@ -436,7 +436,7 @@ def build_variants(info: ModelInfo, data: DataSet, spec: ModelSpec, out_dir: str
         calibration_count = check_calibration(data, recipe, allow_calibration_count)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    progress(f"model {info.name}: opset {info.opset}, sha256 {info.sha256[:12]}")
+    log.info(f"build: model {info.name}: opset {info.opset}, sha256 {info.sha256[:12]}")
     files = board_files(info, data, spec, out_dir)
     manifest: dict = {
         "schema": "farm.manifest/2", "model": info.describe(), "spec": spec.to_json(),
@@ -449,19 +449,19 @@ def build_variants(info: ModelInfo, data: DataSet, spec: ModelSpec, out_dir: str
         variant_recipe = recipe
         if variant == "int8_static" and target_loss is not None:
             chosen, manifest["recipe_search"] = _search_recipes(info, data, spec, recipe, calibration_count,
-                                                                target_loss, out_dir, files, fp32_accuracy, progress)
+                                                                target_loss, out_dir, files, fp32_accuracy)
             if chosen is None:
                 write_json_atomic(out_dir / "manifest.json", manifest)
                 raise ModelError(f"{info.path}: no static INT8 recipe keeps every judged output within {target_loss} % "
                                  f"({len(manifest['recipe_search'])} tried; each with its losses in "
                                  f"{out_dir / 'manifest.json'}, recipe_search)")
             variant_recipe = chosen
-        progress(f"building {variant}")
+        log.info(f"build: building {variant}")
         if variant == "int8_mixed":
             from farm.build.mixed import build_mixed
 
             entry, manifest["sensitivity"] = build_mixed(info, data, spec, variant_recipe, calibration_count, out_dir,
-                                                         files, fp32_accuracy, progress)
+                                                         files, fp32_accuracy)
         else:
             entry = _build_variant(info, data, spec, variant, variant_recipe, calibration_count, out_dir)
         if calibrated(variant):
@@ -472,24 +472,24 @@ def build_variants(info: ModelInfo, data: DataSet, spec: ModelSpec, out_dir: str
                 fp32_accuracy = entry["host"].get("accuracy")
             entry["host"]["losses"] = host_losses(spec, entry["host"], fp32_accuracy)
         manifest["variants"][variant] = entry
-        progress(f"{variant}: {entry['status']}" + (f" ({entry['reason']})" if entry["reason"] else ""))
+        log.info(f"build: {variant}: {entry['status']}" + (f" ({entry['reason']})" if entry["reason"] else ""))
     for name, user in users.items():
         entry = user_variant_entry(name, user, info, out_dir)
         if host_figures:
             entry["host"] = _host_figures(out_dir / entry["file"], out_dir, files)
             entry["host"]["losses"] = host_losses(spec, entry["host"], fp32_accuracy)
         manifest["variants"][name] = entry
-        progress(f"{name}: a team's own variant, from {entry['origin']['path']} (sha256 {user.sha256[:12]})")
+        log.info(f"build: {name}: a team's own variant, from {entry['origin']['path']} (sha256 {user.sha256[:12]})")
     return manifest
 
 
 def build(model_path: str | Path, data_path: str | Path, out_dir: str | Path, *, spec_path: str | Path | None = None,
-          progress: Progress = lambda message: None, **options) -> dict:
+          **options) -> dict:
     """`farm quantize`: validate, build the variants into out_dir and write out_dir/manifest.json."""
     from farm.build.loading import load_model_and_data
 
-    info, data, spec = load_model_and_data(model_path, data_path, spec_path, progress)
-    manifest = build_variants(info, data, spec, out_dir, progress=progress, **options)
+    info, data, spec = load_model_and_data(model_path, data_path, spec_path)
+    manifest = build_variants(info, data, spec, out_dir, **options)
     write_json_atomic(Path(out_dir) / "manifest.json", manifest)
     return manifest
 

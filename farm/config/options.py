@@ -32,6 +32,7 @@ class RunOption:
     path: bool = False      # a file or folder: relative to the configuration file that names it
     minimum: float | None = None
     above: bool = False     # the value must be strictly above `minimum`
+    short: str | None = None  # its one-letter form (`-v`)
 
     @property
     def dest(self) -> str:
@@ -80,6 +81,11 @@ RUN_OPTIONS = SELECTION + (
     RunOption("run-id", "the run's name, its folder under --out (default: UTC time and 4 random hex digits); "
               "a run recorded again under its name replaces the earlier record", ""),
 )
+# `farm -v` / `farm -q`, before the command: how much the console says (type bool: command-line flags only).
+VERBOSITY = (
+    RunOption("verbose", "say more: debug lines, and each board's steps as they happen", False, bool, short="-v"),
+    RunOption("quiet", "say only warnings and errors", False, bool, short="-q"),
+)
 # `farm signoff sign` and `farm signoff verify`: who signs, and who may (configured once per project).
 SIGNOFF_OPTIONS = (
     RunOption("signing-key", "SSH private key (or its .pub with ssh-agent) that signs the record", path=True),
@@ -113,6 +119,10 @@ class Setting:
 
 def add_to_argparse(parser, options: tuple[RunOption, ...] = RUN_OPTIONS) -> None:
     for option in options:
+        if option.type is bool:
+            names = (option.short, f"--{option.name}") if option.short else (f"--{option.name}",)
+            parser.add_argument(*names, dest=option.dest, action="store_true", help=option.help)
+            continue
         parser.add_argument(f"--{option.name}", dest=option.dest, help=f"{option.help} [env {option.env}]",
                             type=None if option.type is str else option.type,
                             action="append" if option.repeat else "store", default=None)

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from farm.config.inventory import Board
-from farm.deploy.session import BoardSession, DeployPlan, Progress, RunControl, board_result
+from farm.deploy.session import BoardSession, DeployPlan, Progress, RunControl, board_result, no_progress
 from farm.errors import BoardError, Cancelled, Stopped
-from farm.record.rundir import BoardLog, RunDir
+from farm.record.boardlog import board_log
+from farm.record.rundir import RunDir
 from farm.results import BoardResult, BoardStatus
 from farm.util import utc_now
 
@@ -42,7 +43,7 @@ class GroupResult:
 
 
 class Fanout:
-    def __init__(self, plan: DeployPlan, run_dir: RunDir, progress: Progress = lambda board, phase: None,
+    def __init__(self, plan: DeployPlan, run_dir: RunDir, progress: Progress = no_progress,
                  run_deadline_s: float | None = None):
         self.plan = plan
         self.run_dir = run_dir
@@ -95,9 +96,9 @@ class Fanout:
                     board = pending.get_nowait()
                 except queue.Empty:
                     return
-                session = BoardSession(board, self.plan, self.control, BoardLog(self.run_dir.log_file(board.name)),
-                                       self._save, self.progress)
-                outcome = session.run()
+                session = BoardSession(board, self.plan, self.control, self._save, self.progress)
+                with board_log(self.run_dir.log_file(board.name), board.name):
+                    outcome = session.run()
                 with finished:
                     if results[board.name] is None:
                         results[board.name] = outcome

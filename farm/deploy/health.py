@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 from farm import resources
 from farm.config.settings import Measurement, RunSettings
@@ -57,7 +56,7 @@ def due(settings: RunSettings, names: list[str]) -> list[str]:
     return [name for name in names if name not in rows or (rows[name]["checked"] or "") < cutoff]
 
 
-def check(settings: RunSettings, say: Callable[[str], None] = lambda m: None) -> list[Verdict]:
+def check(settings: RunSettings) -> list[Verdict]:
     """Run the reference job on the selected boards (bad ones too) and record each board's health."""
     if settings.history_url is None:
         raise ConfigError("--history none: board health lives in the history; give one")
@@ -67,7 +66,7 @@ def check(settings: RunSettings, say: Callable[[str], None] = lambda m: None) ->
                         variants_dir=None, variants=["fp32"], measurement=REFERENCE, history="none",
                         out=Path(settings.out) / "health",
                         checklist=resources.checklist("dms"), run_id=f"health-{settings.run_id}")
-    job = Job(reference, say=say, health_check=True)
+    job = Job(reference, health_check=True)
     result = job.run()
     history = History(settings.history_url)
     verdicts = [judge(board) for board in result.boards]

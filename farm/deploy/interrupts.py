@@ -8,12 +8,14 @@ further interrupt while that is written waits until it is on disk.
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import threading
-from typing import Callable, Iterator
+from typing import Iterator
 
 STOPPING = (signal.SIGTERM, signal.SIGHUP)
 _stopped_by: list[int] = []  # the signals that stopped this process, in order
+log = logging.getLogger(__name__)
 
 
 def exit_code() -> int:
@@ -45,7 +47,7 @@ def stop_signals() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def deferred_interrupts(say: Callable[[str], None]) -> Iterator[None]:
+def deferred_interrupts() -> Iterator[None]:
     """Hold Ctrl-C and the stopping signals until the block is done; then stop as asked."""
     if not _main_thread():
         yield
@@ -55,7 +57,7 @@ def deferred_interrupts(say: Callable[[str], None]) -> Iterator[None]:
     def handler(signum, frame):
         caught.append(signum)
         _stopped_by.append(signum)
-        say("stopping: writing what was collected first")
+        log.warning("stopping: writing what was collected first")
 
     previous = {number: signal.signal(number, handler) for number in (signal.SIGINT, *STOPPING)}
     try:

@@ -10,11 +10,11 @@ board's JSON as it arrives, results.json at the end (also after Ctrl-C).
 from __future__ import annotations
 
 import functools
+import logging
 import socket
 import subprocess
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 import farm
 from farm.build.loading import load_model_and_data
@@ -37,7 +37,7 @@ from farm.config.settings import RunSettings
 from farm.deploy.fanout import Fanout, GroupResult
 from farm.deploy.interrupts import deferred_interrupts, stop_signals
 from farm.deploy.selection import Selection
-from farm.deploy.session import DeployPlan, Progress
+from farm.deploy.session import DeployPlan, Progress, no_progress
 from farm.errors import HistoryError
 from farm.judge.explain import explain
 from farm.judge.stats import percentile_of, runs_needed
@@ -47,7 +47,7 @@ from farm.record.rundir import RunDir
 from farm.results import Baseline, BoardResult, RunResult
 from farm.util import utc_now
 
-Say = Callable[[str], None]
+log = logging.getLogger(__name__)
 TREND_FIGURE = "p95"
 
 
@@ -67,16 +67,15 @@ def git_commit(folder: Path) -> str | None:
 class Job:
     """One run of the checklist over the selected boards."""
 
-    def __init__(self, settings: RunSettings, say: Say = lambda message: None, health_check: bool = False):
+    def __init__(self, settings: RunSettings, health_check: bool = False):
         """`health_check`: a health check's run, which measures bad boards too (to find them well again)."""
         self.settings = settings
-        self.say = say
         check_variants(settings.variants)
-        self.selection = Selection(settings.inventory, *settings.selection, say=say,
+        self.selection = Selection(settings.inventory, *settings.selection,
                                    unfit=None if health_check else self._unfit(settings))
         self.checklist: Checklist = load_checklist(settings.checklist)
         self.settings = settings = self._enough_runs(settings)
-        self.model, self.data, self.spec = load_model_and_data(settings.model, settings.data, settings.spec, say)
+        self.model, self.data, self.spec = load_model_and_data(settings.model, settings.data, settings.spec)
         self.run_dir = RunDir(settings.out, settings.run_id)
         self.cache_dir = settings.variants_dir or Path(settings.cache) / f"{self.model.name}-{self.model.sha256[:12]}"
         self.manifest: dict = {}
@@ -102,7 +101,7 @@ class Job:
         needed = runs_needed(q, latency["confidence"])
         if settings.measurement.runs >= needed:
             return settings
-        self.say(f"latency: a {latency['metric']} upper bound at {latency['confidence'] * 100:g} % confidence needs "
+        log.info(f"latency: a {latency['metric']} upper bound at {latency['confidence'] * 100:g} % confidence needs "
                  f"{needed} timed runs per agent process; measuring {needed}, not {settings.measurement.runs}")
         return replace(settings, measurement=replace(settings.measurement, runs=needed))
 
@@ -117,7 +116,7 @@ class Job:
             return {name: row for name, row in History(settings.history_url).health().items()
                     if row["state"] in ("bad", "retired")}
         except HistoryError as exc:
-            self.say(f"board health unknown (history unavailable: {exc}); no board is left out")
+            log.warning(f"board health unknown (history unavailable: {exc}); no board is left out")
             return {}
 
     @property
@@ -146,11 +145,10 @@ class Job:
     # -- steps ------------------------------------------------------------------------------
     def build(self) -> None:
         if self.settings.variants_dir:
-            self.say(f"build: reusing {len(self.manifest['variants'])} variant(s) from {self.settings.variants_dir}")
+            log.info(f"build: reusing {len(self.manifest['variants'])} variant(s) from {self.settings.variants_dir}")
         else:
             self.manifest = build_variants(self.model, self.data, self.spec, self.cache_dir,
-                                           variants=self.variants, user_variants=self.user_variants,
-                                           progress=lambda m: self.say(f"build: {m}"))
+                                           variants=self.variants, user_variants=self.user_variants)
         self.run_dir.save_manifest(self.manifest)
 
     def plan(self, boards: list[Board] = ()) -> DeployPlan:
@@ -165,7 +163,7 @@ class Job:
             plan.board_files[board.name] = {v: files for v, files in found.items() if files}
             for variant, files in plan.board_files[board.name].items():
                 for file in files:
-                    self.say(f"build: {board.name} {variant}: {file.note} ({file.path.name})")
+                    log.info(f"build: {board.name} {variant}: {file.note} ({file.path.name})")
         return plan
 
     def deploy(self, boards: list[Board], progress: Progress) -> None:
@@ -173,7 +171,7 @@ class Job:
         self.group = self._fanout.run(boards)
         for result in self.group:
             if result.lock_note:
-                self.say(f"{result.name}: {result.lock_note}")
+                log.warning(f"{result.name}: {result.lock_note}")
 
     def cancel(self) -> None:
         if self._fanout is not None:
@@ -187,7 +185,7 @@ class Job:
         try:
             return History(url), None
         except HistoryError as exc:
-            self.say(f"history unavailable: {exc}")
+            log.warning(f"history unavailable: {exc}")
             return None, f"history unavailable: {exc}"
 
     def judge(self, history: History | None, problem: str | None) -> None:
@@ -222,9 +220,9 @@ class Job:
             self.trends = {r.name: {v: history.trend(r.name, name, v, TREND_FIGURE) for v in r.variants}
                            for r in self.group}
         except HistoryError as exc:
-            self.say(f"no trend plot: {exc}")
+            log.warning(f"no trend plot: {exc}")
 
-    def run(self, progress: Progress = lambda board, phase: None) -> RunResult:
+    def run(self, progress: Progress = no_progress) -> RunResult:
         """The whole job. Stopped (Ctrl-C, SIGTERM, SIGHUP) or not, everything collected is judged and
         written: results.json, the history, and so the report."""
         self.run_dir.path.mkdir(parents=True, exist_ok=True)
@@ -234,7 +232,7 @@ class Job:
                 with self.selection.standins_up() as boards:
                     self.deploy(boards, progress)
             finally:
-                with deferred_interrupts(self.say):
+                with deferred_interrupts():
                     self._record()
         return self.result
 
@@ -274,15 +272,15 @@ class Job:
         if self.manifest and history is not None:
             try:
                 if not history.record(self.result):
-                    self.say(f"the history holds a later attempt of run {settings.run_id}: this one is not recorded")
+                    log.warning(f"the history holds a later attempt of run {settings.run_id}: this one is not recorded")
             except (HistoryError, OSError) as exc:  # the run's own files are already safe on disk
-                self.say(f"could not record the run in the history: {exc}")
+                log.warning(f"could not record the run in the history: {exc}")
         elif self.manifest and settings.history_url:
-            self.say("could not record the run in the history: it is unavailable")
+            log.warning("could not record the run in the history: it is unavailable")
         try:
             self.run_dir.point_latest()
         except OSError as exc:
-            self.say(f"could not point {self.run_dir.out / 'latest'} at the run: {exc}")
+            log.warning(f"could not point {self.run_dir.out / 'latest'} at the run: {exc}")
 
 
 def _write_verdict(result: BoardResult, verdict: BoardVerdict) -> None:

@@ -7,22 +7,22 @@ it; a lab brought up by hand (`farm lab up`) stays up.
 from __future__ import annotations
 
 import contextlib
+import logging
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 from farm.config.inventory import Board, load_inventory
 from farm.errors import ConfigError, FarmError
 from farm.lab.standins import Lab
 
-Say = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 class Selection:
     def __init__(self, inventory: Path, pools: list[str] = (), tags: list[str] = (), names: list[str] = (),
-                 say: Say = lambda message: None, unfit: dict[str, dict] | None = None):
+                 unfit: dict[str, dict] | None = None):
         """`unfit`: boards the history marks bad or retired (board -> its health row): left out, saying why."""
         self.inventory_path = Path(inventory)
-        self.say = say
         inventory_doc = load_inventory(inventory)
         self.standin_specs = inventory_doc.select_standins(pools, tags, names)
         self.boards: dict[str, Board] = {b.name: b for b in inventory_doc.select(pools, tags, names)}
@@ -32,7 +32,7 @@ class Selection:
                               f"tags {list(tags) or 'any'}, boards {list(names) or 'any'})")
         left_out = {name: (unfit or {})[name] for name in self.names if name in (unfit or {})}
         for name, row in left_out.items():
-            say(f"{name}: left out: {row['state']} since {row['since']}: {row['reason']} "
+            log.warning(f"{name}: left out: {row['state']} since {row['since']}: {row['reason']} "
                 f"(`farm health --board {name}` checks it again; `farm boards restore {name}` clears it)")
         if left_out and len(left_out) == len(self.names):
             raise FarmError(f"every selected board is bad or retired ({', '.join(left_out)}): nothing to measure; "
@@ -47,7 +47,7 @@ class Selection:
         lab, started = None, []
         try:
             if self.standin_specs:
-                lab = Lab(progress=lambda m: self.say(f"lab: {m}"))
+                lab = Lab()
                 boards, started = lab.up(self.standin_specs, owned=True)
                 self.boards.update({b.name: b for b in boards})
             yield [self.boards[name] for name in self.names]

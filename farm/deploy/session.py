@@ -12,13 +12,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
+import logging
 import signal
 import threading
 import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Protocol
 
 from farm import resources
 from farm.board.agent import AgentFiles, agent_argv, parse_agent_output
@@ -33,7 +33,7 @@ from farm.config.inventory import Board
 from farm.config.settings import Measurement
 from farm.errors import AgentError, BoardError, PowerError, Stopped
 from farm.judge.stats import latency_summary
-from farm.record.rundir import BoardLog
+from farm.record.boardlog import for_board
 from farm.results import PER_VARIANT, BoardResult, BoardStatus, Recovery, Step, VariantResult
 from farm.util import utc_now
 
@@ -45,8 +45,18 @@ PROBE_ONLY = ("connect", "probe")
 # A board that stops answering (or whose agent hangs) is power-cycled once, when it has power control.
 HANGS = (BoardStatus.UNREACHABLE, BoardStatus.LINK_LOST, BoardStatus.TIMEOUT)
 NO_POWER = "no power control to recover it (power: in the inventory)"
+log = logging.getLogger(__name__)
 
-Progress = Callable[[str, str], None]  # (board name, phase)
+
+class Progress(Protocol):
+    """The live progress table's callback (farm/ui/progress.py): a board's phase as it changes. Everything
+    else a session says is logged, to the board's log file."""
+
+    def __call__(self, board: str, phase: str) -> None: ...
+
+
+def no_progress(board: str, phase: str) -> None:
+    """No live table: the phases are in the boards' log files all the same."""
 
 
 @dataclass
@@ -239,9 +249,10 @@ class RunControl:
 class BoardSession:
     """One board's steps; `run()` always returns the board's result and never raises."""
 
-    def __init__(self, board: Board, plan: DeployPlan, control: RunControl, log: BoardLog,
-                 save: Callable[[BoardResult], None], progress: Progress = lambda board, phase: None):
-        self.board, self.plan, self.control, self.log = board, plan, control, log
+    def __init__(self, board: Board, plan: DeployPlan, control: RunControl,
+                 save: Callable[[BoardResult], None], progress: Progress = no_progress):
+        self.board, self.plan, self.control = board, plan, control
+        self.log = for_board(log, board.name)  # its records go to its log file (record/boardlog.py)
         self._save, self._progress = save, progress
         self.result = board_result(board)
         self.transport = open_transport(board, connect_timeout=plan.connect_timeout_s, attempts=plan.connect_attempts)
@@ -253,7 +264,7 @@ class BoardSession:
         if self.lease is not None and self.lease.lost:
             raise BoardError(f"{self.board.name}: lost its lock to {self.lease.lost}: this run's heartbeat stalled "
                              f"past the lease's {self.lease.ttl_s} s, so another run took the board", "busy")
-        self.log(name)
+        self.log.info(name)
         self._progress(self.board.name, name)
         started = time.monotonic()
         try:
@@ -264,7 +275,7 @@ class BoardSession:
     # -- the steps ------------------------------------------------------------------------------
     def connect(self) -> None:
         with self.step("connect"):
-            self.log(f"connecting to {self.board.address}")
+            self.log.debug(f"connecting to {self.board.address}")
             self.transport.open()
             self.result.host_key = self.transport.host_key()  # what a sign-off names the board by
 
@@ -274,11 +285,11 @@ class BoardSession:
                 self.plan.lock_wait_s, stopped=self.control.is_stopped, waiting=self._waiting_for)
             if self.lease.broke:
                 self.result.lock_note = f"broke a stale lock held by: {self.lease.broke}"
-                self.log(self.result.lock_note)
+                self.log.warning(self.result.lock_note)
 
     def _waiting_for(self, holder: str) -> None:
         """A busy board: say whom the run waits for, in the log and the live table."""
-        self.log(f"busy: waiting up to {self.plan.lock_wait_s:.0f} s for {holder}")
+        self.log.info(f"busy: waiting up to {self.plan.lock_wait_s:.0f} s for {holder}")
         self._progress(self.board.name, f"lock: waiting for {holder}")
 
     def probe(self) -> None:
@@ -295,8 +306,8 @@ class BoardSession:
             report = push(self.transport, self.board.workdir, self.plan.artifacts_for(self.board), self.plan.run_id,
                           stopped=self.control.is_stopped)
             self.result.bytes_sent = report.bytes_sent
-            self.log(f"pushed {len(report.uploaded)} blob(s), {report.bytes_sent} bytes; "
-                     f"{len(report.already_there)} already there; re-sent {len(report.resent)}")
+            self.log.debug(f"pushed {len(report.uploaded)} blob(s), {report.bytes_sent} bytes; "
+                           f"{len(report.already_there)} already there; re-sent {len(report.resent)}")
 
     def _files(self, variant: str) -> AgentFiles:
         plan, workdir = self.plan, self.board.workdir
@@ -309,7 +320,7 @@ class BoardSession:
         with self.step("clean"):
             freed = clean(self.transport, self.board.workdir, self.plan.keep_runs)
             self.result.facts["freed_bytes"] = freed
-            self.log(f"freed {freed} bytes: blobs no run among the {self.plan.keep_runs} newest used")
+            self.log.info(f"freed {freed} bytes: blobs no run among the {self.plan.keep_runs} newest used")
 
     def measure(self, variant: str) -> None:
         """One variant; a fault of its own (timeout, killed, model error) stops it alone, saying why."""
@@ -321,7 +332,7 @@ class BoardSession:
             found = self.result.variants.get(variant) or VariantResult(variant)
             found.status, found.error = exc.status, self._hang_reason(exc)
             self.result.variants[variant] = found
-            self.log(f"{variant} stopped ({exc.status}): {exc}; the other variants go on")
+            self.log.warning(f"{variant} stopped ({exc.status}): {exc}; the other variants go on")
 
     def _measure(self, variant: str) -> None:
         """Latency in `rounds` agent processes (samples pooled, each round's summary kept), then accuracy in
@@ -374,9 +385,9 @@ class BoardSession:
         pidfile = f"{board.workdir.rstrip('/')}/agent.{plan.run_id}.pid"
         with self.control.agent(board.name, self.transport, pidfile):
             result = self.transport.run(argv, deadline_s=plan.variant_deadline_s, pidfile=pidfile)
-        self.log(f"agent {variant}: exit {result.exit_code} in {result.duration_s:.1f} s")
+        self.log.debug(f"agent {variant}: exit {result.exit_code} in {result.duration_s:.1f} s")
         if result.stderr.strip():
-            self.log(f"agent {variant} stderr:\n{result.stderr.rstrip()}")
+            self.log.debug(f"agent {variant} stderr:\n{result.stderr.rstrip()}")
         self.control.check()  # stopped while it ran: the agent was killed, its output means nothing
         if result.timed_out:
             raise BoardError(f"{board.name}: agent on {variant} passed its {plan.variant_deadline_s:.0f} s "
@@ -404,7 +415,7 @@ class BoardSession:
         stays the board's, with what the cycle did, when it does not come back."""
         board, started = self.board, time.monotonic()
         self.result.recovery = recovery = Recovery(cause=f"{fault.status}: {fault}")
-        self.log(f"{fault.status}: power-cycling the board ({board.power.describe()})")
+        self.log.warning(f"{fault.status}: power-cycling the board ({board.power.describe()})")
         self._progress(board.name, "power cycle")
         if self.lease is not None:  # its heartbeat stops; the lock on the board is this run's and is taken back
             self.lease.abandon()
@@ -418,7 +429,7 @@ class BoardSession:
             recovery.why = str(exc)
             raise BoardError(f"{fault}; {recovery.note}", fault.status) from exc
         recovery.seconds, recovery.recovered = round(time.monotonic() - started, 1), True
-        self.log(recovery.note + "; trying its work again")
+        self.log.info(recovery.note + "; trying its work again")
         self.transport = open_transport(board, connect_timeout=self.plan.connect_timeout_s,
                                         attempts=self.plan.connect_attempts)
 
@@ -458,7 +469,7 @@ class BoardSession:
             self.result.status = BoardStatus.INTERNAL_ERROR
             self.result.error = (f"internal error in farm ({type(exc).__name__}: {exc}); traceback in "
                                  f"logs/{self.board.name}.log; please report it")
-            self.log("internal error in farm:\n" + traceback.format_exc().rstrip())
+            self.log.error("internal error in farm:", exc_info=True)
         finally:
             self._finish()
         return self.result
@@ -468,13 +479,13 @@ class BoardSession:
             try:
                 self.lease.release()
             except Exception as exc:  # the board may be gone; the lock then expires
-                self.log(f"could not release the lock: {exc}")
+                self.log.warning(f"could not release the lock: {exc}")
         try:
             self.transport.close()
         except Exception as exc:
-            self.log(f"closing the connection: {exc}")
+            self.log.warning(f"closing the connection: {exc}")
         self.result.finished = utc_now()
-        self.log(f"status {self.result.status}" + (f": {self.result.error}" if self.result.error else ""))
+        self.log.log(logging.INFO if self.result.ok else logging.WARNING,
+                     f"status {self.result.status}" + (f": {self.result.error}" if self.result.error else ""))
         self._progress(self.board.name, str(self.result.status))
         self._save(self.result)
-        self.log.close()

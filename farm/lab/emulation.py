@@ -10,13 +10,13 @@ the agent runs unchanged on an emulated Cortex-A53 / A72 / A76.
 
 from __future__ import annotations
 
+import logging
 import os
 import pwd
 import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable
 
 from farm.errors import ConfigError
 from farm.lab.host import cache_dir, run_checked
@@ -29,15 +29,15 @@ WHEEL_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_27_aarch64", "manylinux
 CHROOT = "/srv"
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 
-Progress = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
-def ensure_qemu(progress: Progress) -> None:
+def ensure_qemu() -> None:
     """qemu-user-static registered with binfmt (PF flags: usable inside a chroot)."""
     if os.geteuid() != 0:
         raise ConfigError("emulated Arm stand-ins need root (chroot, mount namespaces, binfmt)")
     if not Path("/usr/bin/qemu-aarch64-static").exists():
-        progress("installing qemu-user-static and binfmt-support (once)")
+        log.info("lab: installing qemu-user-static and binfmt-support (once)")
         run_checked(["apt-get", "update", "-qq"], "apt-get update")
         run_checked(["apt-get", "install", "-y", "-qq", "qemu-user-static", "binfmt-support"], "installing QEMU")
     if not (BINFMT / "register").exists():
@@ -100,24 +100,24 @@ def rootfs_path() -> Path:
     return cache_dir() / "arm64-rootfs"
 
 
-def ensure_rootfs(user: str, progress: Progress) -> Path:
+def ensure_rootfs(user: str) -> Path:
     """The cached arm64 root file system, built on first use (about a minute)."""
     cache = cache_dir()
     rootfs = rootfs_path()
     if (rootfs / ".farm-complete").exists():
         return rootfs
-    progress(f"building the arm64 root file system in {rootfs} (once)")
+    log.info(f"lab: building the arm64 root file system in {rootfs} (once)")
     partial = cache / "arm64-rootfs.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     with tempfile.TemporaryDirectory(prefix="farm-arm64-") as tmp:
         work = Path(tmp)
         packages = _arm64_packages()
-        progress(f"downloading {len(packages)} arm64 packages")
+        log.info(f"lab: downloading {len(packages)} arm64 packages")
         run_checked(["apt-get", "download", "-qq", *packages], "apt-get download", cwd=work)
         for deb in sorted(work.glob("*.deb")):
             run_checked(["dpkg-deb", "-x", str(deb), str(partial)], f"unpacking {deb.name}")
-        progress("installing numpy and onnxruntime aarch64 wheels")
+        log.info("lab: installing numpy and onnxruntime aarch64 wheels")
         _install_wheels(partial, work)
     _finish(partial, user)
     partial.chmod(0o755)  # ChrootDirectory: root-owned, not group/world writable

@@ -12,12 +12,12 @@ user mode, restricted, with only sshd forwarded to a port on 127.0.0.1.
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Callable
 
 from farm.lab import emulation
 from farm.lab.host import cache_dir, run_checked
@@ -30,7 +30,7 @@ SSH_SKIPPED = ("cdebconf", "dpkg", "install-info", "libdebian-installer4", "libn
                "libtextwrap1", "perl", "perl-base", "libperl5.36", "procps", "sysvinit-utils", "tar")
 BOOT_TIMEOUT_S = 180.0
 
-Progress = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 _INITRD_INIT = """#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -59,12 +59,12 @@ while true; do /usr/sbin/sshd -D -e -f /etc/ssh/farm/sshd_config; /bin/busybox s
 """
 
 
-def ensure_tools(progress: Progress) -> None:
+def ensure_tools() -> None:
     missing = [pkg for tool, pkg in (("qemu-system-aarch64", "qemu-system-arm"), ("cpio", "cpio"),
                                      ("qemu-img", "qemu-utils"), ("mkfs.ext4", "e2fsprogs"))
                if not shutil.which(tool)]
     if missing:
-        progress(f"installing {', '.join(missing)} (once)")
+        log.info(f"lab: installing {', '.join(missing)} (once)")
         run_checked(["apt-get", "update", "-qq"], "apt-get update")
         run_checked(["apt-get", "install", "-y", "-qq", *missing], "installing full-system QEMU")
 
@@ -88,10 +88,10 @@ def module_order(modules_root: Path, wanted: tuple[str, ...]) -> list[Path]:
     return [index[name] for name in order]
 
 
-def _kernel(work: Path, out: Path, progress: Progress) -> None:
+def _kernel(work: Path, out: Path) -> None:
     depends = run_checked(["apt-cache", "depends", f"{KERNEL_PACKAGE}:arm64"], "apt-cache depends")
     kernel = next(m.group(1) for m in re.finditer(r"Depends: (linux-image-\S+)", depends))
-    progress(f"downloading {kernel} and busybox-static for arm64")
+    log.info(f"lab: downloading {kernel} and busybox-static for arm64")
     run_checked(["apt-get", "download", "-qq", kernel if kernel.endswith(":arm64") else f"{kernel}:arm64",
           "busybox-static:arm64"], "apt-get download", cwd=work)
     for deb in work.glob("*.deb"):
@@ -115,8 +115,8 @@ def _kernel(work: Path, out: Path, progress: Progress) -> None:
     subprocess.run(["gzip", "-1"], input=archive, stdout=open(out / "initrd.gz", "wb"), check=True)
 
 
-def _root_image(work: Path, out: Path, user: str, progress: Progress) -> None:
-    rootfs = emulation.ensure_rootfs(user, progress)
+def _root_image(work: Path, out: Path, user: str) -> None:
+    rootfs = emulation.ensure_rootfs(user)
     root = work / "root"
     # cp -a, not shutil.copytree: the latter reads /dev/zero as a file until the disk is full.
     run_checked(["cp", "-a", str(rootfs), str(root)], "copying the root file system")
@@ -125,7 +125,7 @@ def _root_image(work: Path, out: Path, user: str, progress: Progress) -> None:
     packages = sorted({line.strip() for line in out_deps.splitlines()
                        if line.endswith(":arm64") and not line.startswith((" ", "<"))
                        and line.split(":")[0] not in SSH_SKIPPED})
-    progress(f"adding openssh-server ({len(packages)} arm64 packages) to the board image")
+    log.info(f"lab: adding openssh-server ({len(packages)} arm64 packages) to the board image")
     debs = work / "ssh-debs"
     debs.mkdir()
     run_checked(["apt-get", "download", "-qq", *packages], "apt-get download", cwd=debs)
@@ -140,22 +140,22 @@ def _root_image(work: Path, out: Path, user: str, progress: Progress) -> None:
     init = root / "sbin" / "farm-init"
     init.write_text(_BOARD_INIT)
     init.chmod(0o755)
-    progress("writing the board image (ext4)")
+    log.info("lab: writing the board image (ext4)")
     run_checked(["mkfs.ext4", "-q", "-F", "-L", "farmroot", "-d", str(root), str(out / "root.img"), "1200M"], "mkfs.ext4")
 
 
-def ensure_base(user: str, progress: Progress) -> Path:
+def ensure_base(user: str) -> Path:
     """Kernel, initramfs and root image, built once (about a minute)."""
-    ensure_tools(progress)
+    ensure_tools()
     base = cache_dir() / "fullsystem"
     if (base / ".farm-complete").exists():
         return base
-    progress(f"building the full-system arm64 board in {base} (once)")
+    log.info(f"lab: building the full-system arm64 board in {base} (once)")
     shutil.rmtree(base, ignore_errors=True)
     base.mkdir(parents=True)
     with tempfile.TemporaryDirectory(prefix="farm-fullsystem-") as tmp:
-        _kernel(Path(tmp), base, progress)
-        _root_image(Path(tmp), base, user, progress)
+        _kernel(Path(tmp), base)
+        _root_image(Path(tmp), base, user)
     (base / ".farm-complete").write_text("ok\n")
     return base
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import pwd
 import shutil
@@ -10,7 +11,6 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable
 
 from farm.errors import ConfigError, FarmError
 
@@ -21,7 +21,7 @@ BOARD_PYTHON_DIR = Path("/var/tmp/farm-board-python")
 # QNN's HTP backend, simulated on x86_64, comes with onnxruntime-qnn.
 TOOLCHAIN_PYTHONS = {"qnn": (Path("/var/tmp/farm-board-python-qnn"), "onnxruntime-qnn", "2.7.0")}
 
-Progress = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 def run_checked(argv: list[str], what: str, cwd: Path | None = None) -> str:
@@ -86,21 +86,21 @@ def cache_dir() -> Path:
     return own_dir(path, "set FARM_CACHE_DIR to a folder of your own")
 
 
-def login_user(progress: Progress) -> str:
+def login_user() -> str:
     """The stand-ins' login user: a dedicated unprivileged one when farm runs as root."""
     if os.geteuid() != 0:
         return pwd.getpwuid(os.geteuid()).pw_name
     try:
         pwd.getpwnam(LOGIN_USER)
     except KeyError:
-        progress(f"creating the unprivileged login user {LOGIN_USER}")
+        log.info(f"lab: creating the unprivileged login user {LOGIN_USER}")
         run_checked(["useradd", "-m", "-s", "/bin/bash", LOGIN_USER], "useradd")
         # With UsePAM no, an account locked with '!' is refused; '*' allows key login only.
         run_checked(["usermod", "-p", "*", LOGIN_USER], "usermod")
     return LOGIN_USER
 
 
-def board_python(progress: Progress, toolchain: str = "cpu") -> str:
+def board_python(toolchain: str = "cpu") -> str:
     """A Python with numpy and onnxruntime (and the toolchain's runtime, if it has one) that the login user
     can run. Not as root: this Python, which has what the controller has (`pip install farm[qnn]`)."""
     if os.geteuid() != 0:
@@ -123,7 +123,7 @@ def board_python(progress: Progress, toolchain: str = "cpu") -> str:
             if package:
                 wanted.append(f"{package}=={_installed(package) or version}")
             base = shutil.which("python3", path="/usr/bin:/usr/local/bin") or sys.executable
-            progress(f"creating the stand-ins' Python ({base} + {' + '.join(wanted)}) in {folder}, once")
+            log.info(f"lab: creating the stand-ins' Python ({base} + {' + '.join(wanted)}) in {folder}, once")
             run_checked([base, "-m", "venv", str(folder)], "creating the board Python")
             run_checked([str(python), "-m", "pip", "install", "-q", *wanted],
                         f"installing {', '.join(wanted)} for the stand-ins")

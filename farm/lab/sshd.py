@@ -16,7 +16,6 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
-from typing import Callable
 
 from farm.config.inventory import StandinSpec
 from farm.errors import ConfigError, FarmError
@@ -25,8 +24,6 @@ from farm.lab.host import process_start, run_checked
 
 SSHD = "/usr/sbin/sshd"
 READY_TIMEOUT_S = 10.0
-
-Progress = Callable[[str], None]
 
 
 def _free_port() -> int:
@@ -101,19 +98,19 @@ def _boot_id_setting() -> str:
 STANDIN_NICE = -10
 
 
-def _argv(spec: StandinSpec, state: Path, port: int, user: str, authorized: Path, progress: Progress) -> list[str]:
+def _argv(spec: StandinSpec, state: Path, port: int, user: str, authorized: Path) -> list[str]:
     """The command that runs this stand-in: plain sshd, sshd chrooted under qemu-user, or a VM."""
     qemu_cpu = spec.qemu_cpu
     config = config_path(state, False)
     settings = _sshd_settings(state, port, user, authorized)
     if spec.full_system:
-        base = fullsystem.ensure_base(user, progress)
+        base = fullsystem.ensure_base(user)
         disk = fullsystem.config_disk(state, spec.name, state / "host_key", authorized, user)
         # A full-system board gets its cores as QEMU's -smp, not a taskset.
         return fullsystem.qemu_argv(base, disk, qemu_cpu, spec.cores, spec.memory_mb, port, state / "console.log")
     if qemu_cpu:
-        emulation.ensure_qemu(progress)
-        rootfs = emulation.ensure_rootfs(user, progress)
+        emulation.ensure_qemu()
+        rootfs = emulation.ensure_rootfs(user)
         config.write_text("\n".join(settings + emulation.sshd_settings(qemu_cpu)) + "\n")
         argv = emulation.chrooted_sshd(rootfs, SSHD, config)
     else:
@@ -128,7 +125,7 @@ def _argv(spec: StandinSpec, state: Path, port: int, user: str, authorized: Path
     return argv
 
 
-def start(spec: StandinSpec, state: Path, user: str, client_key: Path, progress: Progress) -> dict:
+def start(spec: StandinSpec, state: Path, user: str, client_key: Path) -> dict:
     """Start one stand-in in its (new, empty) state folder; its lab record entry."""
     if not os.path.exists(SSHD):
         raise ConfigError(f"{SSHD} not found: install openssh-server (scripts/setup.sh does it as root)")
@@ -140,7 +137,7 @@ def start(spec: StandinSpec, state: Path, user: str, client_key: Path, progress:
     authorized.write_text(client_key.with_suffix(".pub").read_text())
     authorized.chmod(0o644)  # read as the login user
     port = _free_port()
-    argv = _argv(spec, state, port, user, authorized, progress)
+    argv = _argv(spec, state, port, user, authorized)
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation folder
     log = state / "sshd.log"

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import pwd
 import stat
 from pathlib import Path
-from typing import Callable
 
 import yaml
 
@@ -30,7 +30,7 @@ EMULATED_ROOT = "/tmp/farm-boards"
 
 LAB_DIR_FIX = "set FARM_LAB_DIR to a folder of your own"
 
-Progress = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 def default_lab_dir() -> Path:
@@ -45,9 +45,8 @@ def default_lab_dir() -> Path:
 class Lab:
     """The stand-in boards of this machine, recorded in `<lab dir>/lab.json`."""
 
-    def __init__(self, state_dir: Path | None = None, progress: Progress = lambda message: None):
+    def __init__(self, state_dir: Path | None = None):
         self.dir = Path(state_dir or default_lab_dir())
-        self.progress = progress
 
     @property
     def _record(self) -> Path:
@@ -131,7 +130,7 @@ class Lab:
         orphans = [name for name, entry in record["boards"].items() if entry.get("owner")
                    and host.process_start(entry["owner"]["pid"]) != entry["owner"]["start"]]
         if orphans:
-            self.progress(f"stopping {', '.join(orphans)}: the run that started them is gone")
+            log.info(f"lab: stopping {', '.join(orphans)}: the run that started them is gone")
             self.down(orphans)
         return orphans
 
@@ -145,23 +144,22 @@ class Lab:
         self.reap_orphans()
         record = self._load()
         record["boards"] = self.running()
-        record["user"] = host.login_user(self.progress)
+        record["user"] = host.login_user()
         self._check_reachable(record["user"])
-        record["python"] = host.board_python(self.progress)
-        record["pythons"] = {t: host.board_python(self.progress, t) for t in host.TOOLCHAIN_PYTHONS
+        record["python"] = host.board_python()
+        record["pythons"] = {t: host.board_python(t) for t in host.TOOLCHAIN_PYTHONS
                              if any(s.board().toolchain == t and s.arch == "native" for s in specs)}
         record["client_key"] = str(host.client_key(self.dir))
         started = []
         for spec in specs:
             if spec.name in record["boards"]:
                 continue
-            self.progress(f"starting stand-in {spec.name}")
+            log.info(f"lab: starting stand-in {spec.name}")
             state = self.dir / spec.name
             remove_tree(state, self.dir)
             if spec.arch == "native":
                 self._board_folder(spec.name, record["user"])
-            record["boards"][spec.name] = sshd.start(spec, state, record["user"], Path(record["client_key"]),
-                                                     self.progress)
+            record["boards"][spec.name] = sshd.start(spec, state, record["user"], Path(record["client_key"]))
             if owned:
                 record["boards"][spec.name]["owner"] = host.this_process()
             started.append(spec.name)

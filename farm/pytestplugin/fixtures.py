@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from farm.pytestplugin.hooks import STATE, session_job
 from farm.util import printable
+
+log = logging.getLogger(__name__)
 
 
 class BoardMessage(Exception):
@@ -30,18 +34,17 @@ def farm_run(request: pytest.FixtureRequest):
     state = config.stash[STATE]
     job = session_job(config)
     if not state.ran:
+        from farm.ui.console import console, kept_from_pytest
         from farm.ui.progress import BoardProgress
 
         capture = config.pluginmanager.getplugin("capturemanager")
-        with capture.global_and_fixture_disabled():
-            progress = BoardProgress(job.board_names)
-            job.say = lambda message: progress.say(f"farm: {message}")
-            with progress:
+        with capture.global_and_fixture_disabled(), console(), kept_from_pytest():
+            with BoardProgress(job.board_names) as progress:
                 try:
                     job.run(progress.update)
                 except KeyboardInterrupt:  # stopped: the tests still report what was collected
                     state.interrupted = True
-                    job.say("stopped: reporting what was collected; boards and variants that never ran are errors")
+                    log.warning("stopped: reporting what was collected; boards and variants that never ran are errors")
                 finally:
                     state.ran = True
     return job

@@ -26,7 +26,7 @@ from farm.queue.store import ROLES, SCHEMA, SCHEMA_MARK, Store
 RUN_TASK, SCHEDULE_TASK = "farm:run", "farm:schedules"
 SCHEDULE_QUEUE = "farm-schedules"
 MAX_ATTEMPTS = 2  # the first, and one retry on another worker when the first one's worker died
-log = logging.getLogger("farm.queue")
+log = logging.getLogger(__name__)
 
 
 def queue_of(pool: str) -> str:

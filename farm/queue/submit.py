@@ -8,10 +8,10 @@ travel by content: the job names them by sha256, the store holds each once.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
 
 import yaml
 
@@ -22,6 +22,7 @@ from farm.queue.request import file_name
 from farm.queue.store import Store
 
 FINAL = ("succeeded", "failed", "cancelled", "aborted")
+log = logging.getLogger(__name__)
 
 
 def _flat_checklist(path: Path, folder: Path) -> Path:
@@ -33,7 +34,7 @@ def _flat_checklist(path: Path, folder: Path) -> Path:
 
 
 def build_request(settings: RunSettings, kind: str, pool: list[str], store: Store,
-                  forwarded: dict, say: Callable[[str], None] = lambda m: None) -> dict:
+                  forwarded: dict) -> dict:
     """Check the run as `farm run` would, store its files, and return the job's request."""
     from farm.build.loading import load_model_and_data
     from farm.build.variants import check_variants
@@ -42,7 +43,7 @@ def build_request(settings: RunSettings, kind: str, pool: list[str], store: Stor
         raise ConfigError(f"a queued run is for exactly one pool (--pool P), got {len(pool)}: "
                           "submit one job per pool")
     check_variants(settings.variants)
-    load_model_and_data(settings.model, settings.data, settings.spec, say=say)
+    load_model_and_data(settings.model, settings.data, settings.spec)
     files = {"model": settings.model, "data": settings.data}
     if settings.spec is not None:
         files["spec"] = settings.spec
@@ -54,7 +55,7 @@ def build_request(settings: RunSettings, kind: str, pool: list[str], store: Stor
     return {"kind": kind, "pool": pool[0], "files": stored, "options": forwarded}
 
 
-def follow(store: Store, job_id: int, say: Callable[[str], None], poll_s: float = 1.0) -> dict:
+def follow(store: Store, job_id: int, poll_s: float = 1.0) -> dict:
     """Wait for a job to end, saying each change of state; its last row."""
     seen = None
     while True:
@@ -65,7 +66,7 @@ def follow(store: Store, job_id: int, say: Callable[[str], None], poll_s: float 
         now = (row["state"], row["worker"], row["attempt"])
         if now != seen:
             where = f" on {row['worker']} (attempt {row['attempt']})" if row["worker"] else ""
-            say(f"job {job_id}: {row['state'] or row['outcome']}{where}")
+            log.info(f"job {job_id}: {row['state'] or row['outcome']}{where}")
             seen = now
         if row["state"] in FINAL or row["state"] is None:
             return row

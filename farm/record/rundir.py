@@ -1,13 +1,12 @@
 """`<out>/<run-id>/`: where a run's files land, each as soon as it exists.
 
 manifest.json before deployment, boards/<board>.json after every variant a
-board finishes, logs/<board>.log as it goes, results.json at the end (also
+board finishes, logs/<board>.log as it goes (record/boardlog.py), results.json at the end (also
 after Ctrl-C), and `<out>/latest` pointing at the newest run.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path, PurePosixPath
 
 from farm.results import BoardResult, RunResult
@@ -72,17 +71,3 @@ class RunDir:
             latest.unlink()
         latest.symlink_to(self.run_id)
 
-
-class BoardLog:
-    """A board's own log file: what was done, how long it took, the agent's stderr, farm's tracebacks."""
-
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = open(path, "a", buffering=1)
-
-    def __call__(self, message: str) -> None:
-        if not self._handle.closed:
-            self._handle.write(f"{time.strftime('%H:%M:%S')} {message}\n")
-
-    def close(self) -> None:
-        self._handle.close()

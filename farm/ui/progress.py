@@ -1,7 +1,9 @@
 """Live progress of a deployment: one line per board with its phase and elapsed time.
 
 On a terminal it is a rich Live table; elsewhere (CI logs, pipes) one plain line
-per change, so a log still tells what each board was doing when.
+per change, so a log still tells what each board was doing when. `update` is the
+sessions' one callback (farm.deploy.session.Progress); what else farm says is
+logged, and rich prints the console's lines above the live table.
 """
 
 from __future__ import annotations
@@ -57,10 +59,10 @@ class BoardProgress:
             if self._live is not None:
                 self._live.update(self._table())
             else:
-                self.say(f"[{time.monotonic() - self.started:6.1f} s] {board}: {phase}")
+                self._line(f"[{time.monotonic() - self.started:6.1f} s] {board}: {phase}")
 
-    def say(self, message: str) -> None:
-        """A line above the table (or in the log), printed as it is: never markup, never an escape."""
+    def _line(self, message: str) -> None:
+        """A change as a plain line (no terminal), printed as it is: never markup, never an escape."""
         self.console.print(printable(message), markup=False, highlight=False)
 
     def __enter__(self) -> BoardProgress:

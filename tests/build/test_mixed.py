@@ -47,7 +47,7 @@ INFO = ModelInfo(Path("m.onnx"), "m", "0" * 64, 17, [TensorSpec("x", (1,), "floa
 
 
 def test_int8_mixed_keeps_the_fewest_most_sensitive_layers_in_float_that_meet_every_limit(fake_builds):
-    entry, _ = mixed.build_mixed(INFO, None, SPEC, Recipe(), 100, Path("."), {}, {"fp32": True}, lambda m: None)
+    entry, _ = mixed.build_mixed(INFO, None, SPEC, Recipe(), 100, Path("."), {}, {"fp32": True})
     # 40 - 6k < 10 first at k = 6: doubling tries 1, 2, 4, 8, then bisection 6 and 5
     assert [len(nodes) // 2 for nodes in fake_builds] == [1, 2, 4, 8, 6, 5]
     assert entry["status"] == "ok" and entry["mixed"]["within"] is True
@@ -62,7 +62,7 @@ def test_int8_mixed_says_it_cannot_with_the_best_loss_when_no_mix_within_half_th
     monkeypatch.setattr(mixed, "host_losses", lambda spec, host, fp32: [
         {"output": "scores", "metric": "iou", "loss": 50.0 - host["accuracy"]["kept"], "unit": "%", "ok": None},
         {"output": "boxes", "metric": "mae", "loss": 1.0, "unit": "", "ok": None}])
-    entry, _ = mixed.build_mixed(INFO, None, SPEC, Recipe(), 100, Path("."), {}, {"fp32": True}, lambda m: None)
+    entry, _ = mixed.build_mixed(INFO, None, SPEC, Recipe(), 100, Path("."), {}, {"fp32": True})
     assert [len(nodes) // 2 for nodes in fake_builds] == [1, 2, 4, 8, 10]  # up to half of the 20 layers
     assert entry["mixed"]["within"] is False and entry["mixed"]["best"]["float_layers"] == 10
     assert entry["file"] == "mix-20.onnx"  # the nearest mix, measured on the boards all the same

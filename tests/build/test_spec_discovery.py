@@ -24,25 +24,28 @@ def test_the_spec_beside_a_model_is_its_name_with_farm_yaml(tmp_path):
     assert spec_beside(model) == tmp_path / "dms.farm.yaml"
 
 
+def said(caplog) -> list[str]:
+    """What loading the model said (to the console, through logging)."""
+    return [r.getMessage() for r in caplog.records if r.name == "farm.build.loading"]
+
+
 @pytest.mark.parametrize(("name", "metrics"), [("vad", {"speech": "binary"}),
                                                ("blazeface", {"classificators": "detection"})])
 @pytest.mark.real  # starts a process
-def test_a_demo_with_no_spec_given_is_judged_by_the_spec_beside_it_and_says_so(name, metrics):
-    said: list[str] = []
-    _, _, spec = load_model_and_data(MODELS / name / f"{name}.onnx", MODELS / name / f"{name}.npz", None, said.append)
+def test_a_demo_with_no_spec_given_is_judged_by_the_spec_beside_it_and_says_so(name, metrics, caplog):
+    _, _, spec = load_model_and_data(MODELS / name / f"{name}.onnx", MODELS / name / f"{name}.npz", None)
     path = MODELS / name / f"{name}.farm.yaml"
     assert spec.source == str(path)
-    assert said == [f"model spec: {path}, found beside the model (--spec chooses another)"]
+    assert said(caplog) == [f"model spec: {path}, found beside the model (--spec chooses another)"]
     assert {o.name: o.metric for o in spec.outputs} == metrics  # not the inferred cosine
 
 
-def test_a_spec_given_wins_over_the_one_beside_the_model(tmp_path):
+def test_a_spec_given_wins_over_the_one_beside_the_model(tmp_path, caplog):
     given = tmp_path / "mine.yaml"
     given.write_text("sequence: true\ninputs:\n  sr: {value: 16000}\n  h: {from_output: hn, batch_axis: 1}\n"
                      "outputs:\n  speech: {metric: binary, threshold: 0.3}\n")
-    said: list[str] = []
-    _, _, spec = load_model_and_data(MODELS / "vad" / "vad.onnx", MODELS / "vad" / "vad.npz", given, said.append)
-    assert spec.source == str(given) and said == []
+    _, _, spec = load_model_and_data(MODELS / "vad" / "vad.onnx", MODELS / "vad" / "vad.npz", given)
+    assert spec.source == str(given) and said(caplog) == []
     assert spec.outputs[0].settings["threshold"] == 0.3
 
 

@@ -29,7 +29,7 @@ def test_a_second_lab_up_waits_for_the_board_python_another_is_building_and_neve
     monkeypatch.setattr(host, "run_checked", build)
 
     def lab_up():
-        python = host.board_python(lambda message: None)
+        python = host.board_python()
         seen.append((python, (folder / ".farm-ready").exists()))  # usable: numpy and onnxruntime installed
 
     first = threading.Thread(target=lab_up)
@@ -40,5 +40,5 @@ def test_a_second_lab_up_waits_for_the_board_python_another_is_building_and_neve
     first.join()
     assert seen == [(str(folder / "bin" / "python"), True)] * 2
     assert calls == [["-m", "venv"], ["-m", "pip"]], "built once, by the first"
-    host.board_python(lambda message: None)
+    host.board_python()
     assert len(calls) == 2, "a built one is used as it is"

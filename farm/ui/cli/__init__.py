@@ -7,21 +7,26 @@ Exit codes: 0 success; 1 a check failed or errored (or a refused sign-off);
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
 import farm
 from farm.board.agent import SCHEMA as AGENT_SCHEMA
+from farm.config import options
 from farm.errors import ConfigError, FarmError
 from farm.results import SCHEMA as RUN_SCHEMA
+from farm.ui import console
 from farm.ui.cli import init, lab, quantize, queue, records, run, serve, upkeep
-from farm.ui.cli.common import say
+
+log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="farm", description="edge-AI device test farm")
     parser.add_argument("--version", action="version", version=f"farm {farm.__version__} (results {RUN_SCHEMA}, "
                                                                f"agent protocol {AGENT_SCHEMA})")
+    options.add_to_argparse(parser.add_mutually_exclusive_group(), options.VERBOSITY)
     sub = parser.add_subparsers(dest="command", required=True)
     for group in (run, quantize, records, lab, upkeep, queue, serve, init):
         group.register(sub)
@@ -30,18 +35,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    with console.console(console.level(args.verbose, args.quiet)):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
     except ConfigError as exc:
-        say(f"farm: error: {exc}")
+        log.error(f"error: {exc}")
         return 2
     except FarmError as exc:
-        say(f"farm: {exc}")
+        log.error(str(exc))
         return 1
     except KeyboardInterrupt:
         from farm.deploy.interrupts import exit_code
 
-        say("farm: interrupted; results gathered so far are kept")
+        log.warning("interrupted; results gathered so far are kept")
         return exit_code()
     except BrokenPipeError:  # `farm ... | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 from farm import resources
 from farm.config.options import OUT, SELECTION, add_to_argparse
 from farm.errors import ConfigError
-from farm.ui.cli.common import say
+
+log = logging.getLogger(__name__)
 
 
 def _lab():
     from farm.lab.standins import Lab
 
-    return Lab(progress=lambda m: say(f"lab: {m}"))
+    return Lab()
 
 
 def cmd_lab_up(args: argparse.Namespace) -> int:
@@ -73,7 +75,7 @@ def _unfit_boards() -> dict[str, dict]:
     try:
         return {n: r for n, r in History(path).health().items() if r["state"] in ("bad", "retired")}
     except HistoryError as exc:
-        say(f"board health unknown: {exc}")
+        log.warning(f"board health unknown: {exc}")
         return {}
 
 
@@ -123,7 +125,7 @@ def cmd_boards_clean(args: argparse.Namespace) -> int:
         raise ConfigError(f"--keep-runs {args.keep_runs}: must be 0 or more")
     value = {n: s.value for n, s in resolve(lambda name: getattr(args, name, None)).items()}
     inventory = args.inventory_file or value["inventory"] or resources.standin_inventory()
-    selection = Selection(Path(inventory), value["pool"], value["tag"], value["board"], say=lambda m: say(f"farm: {m}"))
+    selection = Selection(Path(inventory), value["pool"], value["tag"], value["board"])
     run_id = new_run_id()
     with selection.standins_up() as boards, BoardProgress(selection.names) as progress:
         group = Fanout(DeployPlan.clean(run_id, args.keep_runs), RunDir(Path(value["out"]) / ".clean", run_id),

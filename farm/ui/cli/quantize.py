@@ -8,7 +8,6 @@ from pathlib import Path
 from farm.config.options import VARIANT, add_to_argparse, parse_variants
 from farm.config.settings import CALIBRATION_METHODS, DEFAULT_VARIANTS
 from farm.judge.accuracy import build_failures
-from farm.ui.cli.common import say
 from farm.util import split_list
 
 
@@ -20,8 +19,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
                              exclude_op_types=tuple(args.exclude_op_types))
     manifest = variants.build(args.model, args.data, args.out, spec_path=args.spec, variants=args.variants,
                               recipe=recipe, allow_calibration_count=args.allow_calibration_count,
-                              target_loss=args.target_loss, user_variants=parse_variants(args.variant or []),
-                              progress=lambda m: say(f"quantize: {m}"))
+                              target_loss=args.target_loss, user_variants=parse_variants(args.variant or []))
     print(f"{'variant':<14}{'status':<8}{'size MB':>9}{'host p50 ms':>13}  INT8 kernels / host loss per output")
     for name, entry in manifest["variants"].items():
         host = entry.get("host", {})

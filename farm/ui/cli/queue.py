@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import socket
 from pathlib import Path
@@ -10,7 +11,8 @@ from pathlib import Path
 from farm import resources
 from farm.config import options
 from farm.errors import ConfigError
-from farm.ui.cli.common import say
+
+log = logging.getLogger(__name__)
 
 # What a submitter chooses; where the boards are, where results go, the run's name and how long to wait
 # for a board someone holds outside the queue are the worker's.
@@ -49,7 +51,7 @@ def _request(args: argparse.Namespace, store, kind: str) -> dict:
 
     forwarded = {name: found[name].value for name in FORWARDED if found[name].value not in (None, [], "")}
 
-    return build_request(settings, kind, found["pool"].value, store, forwarded, say=lambda m: say(f"farm: {m}"))
+    return build_request(settings, kind, found["pool"].value, store, forwarded)
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -64,7 +66,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     print(f"job {job_id}: run {store.jobs(job_id=job_id, limit=1)[0]['run_id']} queued for pool {request['pool']}")
     if not args.follow:
         return 0
-    row = follow(store, job_id, lambda m: say(f"farm: {m}"))
+    row = follow(store, job_id)
     code = exit_code(row)
     print(f"job {job_id}: {row['outcome'] or row['state']} (exit {code})" + (f": {row['message']}" if row["message"]
                                                                             else ""))
@@ -94,7 +96,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     name = args.name or f"{socket.gethostname()}-{os.getpid()}"
     config = WorkerConfig(name, store.url, inventory, Path(found["out"].value).absolute(), history,
                           found["wait"].value, tuple(pools))
-    say(f"farm: worker {name}: pools {', '.join(pools)} of {inventory}; queue {store.where}")
+    log.info(f"worker {name}: pools {', '.join(pools)} of {inventory}; queue {store.where}")
     serve(config, pools, heartbeat_s=args.heartbeat_s, stalled_after_s=args.stalled_after_s, poll_s=args.poll_s)
     return 0
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 from farm import resources
 from farm.config import options
-from farm.ui.cli.common import say
 from farm.util import printable
+
+log = logging.getLogger(__name__)
 
 
 def print_summary(result) -> None:
@@ -67,7 +69,7 @@ def run_job(args: argparse.Namespace):
     if args.command == "nightly":  # boards not checked recently are checked first: a bad one is left out
         _health_check(settings, health.due(settings, Selection(settings.inventory, *settings.selection).names),
                       "not checked in the last 24 h")
-    job = Job(settings, say=lambda m: say(f"farm: {m}"))
+    job = Job(settings)
     run_dir = job.run_dir
     code = pytest.main([*(args.suites or [str(resources.default_suite())]), f"--html={run_dir.report}",
                         "--self-contained-html", f"--junitxml={run_dir.junit}", "-p", "no:cacheprovider", "-q", "-rfE",
@@ -92,9 +94,9 @@ def _health_check(settings, names: list[str], why: str) -> None:
 
     if not names or settings.history_url is None:
         return
-    say(f"farm: health check of {', '.join(names)}: {why}")
-    for verdict in health.check(replace(settings, boards=names, pools=[], tags=[]), say=lambda m: say(f"farm: {m}")):
-        say(f"farm: {verdict.board}: {'good' if verdict.healthy else 'bad'}: {verdict.reason}")
+    log.info(f"health check of {', '.join(names)}: {why}")
+    for verdict in health.check(replace(settings, boards=names, pools=[], tags=[])):
+        log.info(f"{verdict.board}: {'good' if verdict.healthy else 'bad'}: {verdict.reason}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -144,7 +146,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
     value = {name: setting.value for name, setting in resolved(args).items()}
     selection = Selection(Path(value["inventory"] or resources.standin_inventory()), value["pool"], value["tag"],
-                          value["board"], say=lambda m: say(f"farm: {m}"))
+                          value["board"])
     run_id = new_run_id()
     plan = DeployPlan.probe(run_id)
     with selection.standins_up() as boards, BoardProgress(selection.names) as progress:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import logging
 import os
 import re
 import socket
@@ -11,7 +12,8 @@ from pathlib import Path
 
 from farm.config import options
 from farm.errors import ConfigError
-from farm.ui.cli.common import say
+
+log = logging.getLogger(__name__)
 
 
 def _loopback(host: str) -> bool:
@@ -80,8 +82,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     signers = found["allowed_signers"].value
     sources = Sources(History(url), Path(found["out"].value), queue, Path(signers) if signers else None)
     tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
-    say(f"farm: dashboard on http{'s' if tls else ''}://{args.host}:{args.port}/ for Host {', '.join(hosts)} "
-        "(Ctrl-C stops it)")
+    log.info(f"dashboard on http{'s' if tls else ''}://{args.host}:{args.port}/ for Host {', '.join(hosts)} "
+             "(Ctrl-C stops it)")
     serve(sources, args.host, args.port, token, hosts, tls)
     return 0
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from farm import resources
 from farm.errors import ConfigError
-from farm.ui.cli.common import say
 
 
 def _board(inventory: str | None, name: str):
@@ -53,7 +52,7 @@ def cmd_health(args: argparse.Namespace) -> int:
     from farm.ui.cli.run import resolved
 
     settings = options.run_settings(resolved(args))
-    verdicts = check(settings, say=lambda m: say(f"farm: {m}"))
+    verdicts = check(settings)
     for verdict in verdicts:
         print(f"{verdict.board:<14}{'good' if verdict.healthy else 'bad':<6}{verdict.reason}")
     return 0 if all(v.healthy for v in verdicts) else 1
