@@ -19,6 +19,7 @@ from farm.results import Baseline, Check, CheckStatus, ModelResult, VariantResul
 
 PASS, FAIL, ERROR, SKIP = CheckStatus.PASS, CheckStatus.FAIL, CheckStatus.ERROR, CheckStatus.SKIP
 TIMING_ITEMS = ("latency", "speedup", "regression")
+FOREIGN_LOAD = "foreign load"  # the agent's flag of other runnable tasks (agents/farm_agent.py, state_flags)
 
 
 BUDGETS = {"latency": ("max_ms", "latency_budget_ms"), "memory": ("max_mb", "memory_budget_mb")}
@@ -49,6 +50,10 @@ def limits_for(checklist: Checklist, board: Board) -> dict[str, dict]:
         items[item][setting], items[item][f"{setting}_source"] = float(value), source
     if "regression" in items and board.regression_rule is not None:
         items["regression"]["rule"] = board.regression_rule
+    if board.standin:  # its cores are the controller's: farm's own work for the other boards loads them
+        for item in TIMING_ITEMS:
+            if items.get(item, {}).get("board_state") == "error":
+                items[item]["foreign_load"] = "warn"
     return items
 
 
@@ -145,7 +150,7 @@ def _closeness(row: dict) -> float:
 def _latency(variant: VariantResult, limits: dict, **_) -> Check:
     """The percentile's bound judged, then what the board's state says of it (the checklist's `board_state`)."""
     return _under_board_state(_latency_figure(variant, limits), (variant.board_state or {}).get("flags") or [],
-                              limits.get("board_state", "warn"))
+                              limits, "warn")
 
 
 def _latency_figure(variant: VariantResult, limits: dict) -> Check:
@@ -201,14 +206,22 @@ def _speedup(variant: VariantResult, limits: dict, model: ModelResult, fp32: Var
         check = Check("speedup", FAIL, round(ratio, 3), limits["min_ratio"], "x", slow_int8_advice(variant, model))
     flags = [f"{name}: {flag}" for name, run in (("fp32", fp32), (variant.name, variant))
              for flag in (run.board_state or {}).get("flags") or []]
-    return _under_board_state(check, flags, limits.get("board_state", "error"))
+    return _under_board_state(check, flags, limits, "error")
 
 
-def _under_board_state(check: Check, flags: list[str], rule: str) -> Check:
-    """A timing verdict as the checklist's `board_state` rule has it: an error, a warning or as if clean."""
+def _under_board_state(check: Check, flags: list[str], limits: dict, default: str) -> Check:
+    """A timing verdict as the checklist's `board_state` rule has it: an error, a warning or as if clean.
+
+    On a stand-in (`foreign_load: warn`, set by `limits_for`) a flag of foreign load alone is a warning:
+    the other runnable tasks are farm's own work for the other stand-ins on the same cores.
+    """
+    rule = limits.get("board_state", default)
     if not flags or rule == "ignore" or check.status not in (PASS, FAIL):
         return check
     said = "; ".join(flags)
+    if rule == "error" and limits.get("foreign_load") == "warn" and all(FOREIGN_LOAD in f for f in flags):
+        return replace(check, why=f"{check.why}; warning: {said} (a stand-in shares the controller's cores with "
+                                  f"farm's own work for the other boards)")
     if rule == "error":
         return replace(check, status=ERROR, why=f"measured on a board unfit to be timed ({said}): re-run when it is "
                        f"quiet and at full clock, or set board_state: warn in the checklist; figures: {check.why}")

@@ -97,6 +97,24 @@ def test_an_emulated_boards_speedup_under_foreign_load_is_informational_not_an_e
                  if c.item == "speedup")
     assert check.status == "skip" and "emulated board (QEMU cortex-a72)" in check.why and check.value == 0.833
 
+def test_a_stand_ins_speedup_under_foreign_load_alone_is_a_warning_and_under_any_other_flag_an_error():
+    checklist = load_checklist(resources.checklist("dms"))
+    manifest = {"model": {}, "spec": TOP1, "data": {"evaluation_samples": 10, "calibration_samples": 300},
+                "variants": {"fp32": {}, "int8_static": {"float_op_types": {}}}}
+    variants = {"fp32": agent_doc("fp32", 1.0), "int8_static": agent_doc("int8_static", 0.5)}
+    variants["fp32"].board_state = {"flags": ["foreign load after: 3 other runnable tasks for 1 usable cores"]}
+    speedup = lambda board: next(c for c in evaluate(checklist, board, variants,  # noqa: E731
+                                                     model_result(manifest))["int8_static"] if c.item == "speedup")
+    standin, real = Board(name="b", host="127.0.0.1", standin=True), Board(name="b", host="h")
+    warned = speedup(standin)  # the other runnable tasks are farm's own work for the other stand-ins
+    assert warned.status == "pass" and warned.value == 2.0
+    assert "warning: fp32: foreign load after: 3 other runnable tasks" in warned.why
+    assert "a stand-in shares the controller's cores" in warned.why
+    assert speedup(real).status == "error"  # a real board under foreign load is unfit to be timed
+    variants["int8_static"].board_state = {"flags": ["hot after: cpu-thermal at 86.0 C, passive trip 85.0 C"]}
+    assert speedup(standin).status == "error"  # heat is not farm's own work
+
+
 def test_fp32_losing_against_itself_on_the_host_makes_every_accuracy_check_an_error():
     checklist = load_checklist(resources.checklist("dms"))
     losses = [{"output": "logits", "metric": "top1", "loss": 39.9, "unit": "%", "limit": 1.0, "ok": False}]
