@@ -60,6 +60,21 @@ def test_farm_signoff_without_sign_or_verify_is_a_one_line_usage_error_naming_bo
     assert err.count("\n") == 1 and "farm signoff sign RUN_ID" in err and "farm signoff verify SIGNOFF.json" in err
 
 
+def test_the_old_farm_signoff_run_id_form_is_one_line_saying_how_to_sign_now(project):
+    with pytest.raises(SystemExit) as stopped:
+        main(["signoff", "20261122T020000Z-1a2b"])
+    assert stopped.value.code == 2
+
+
+def test_every_usage_error_is_one_line_naming_the_command_and_its_help(project, capsys):
+    for argv, said in ((["signoff", "20261122T020000Z-1a2b"], "farm signoff sign RUN_ID"),
+                       (["run", "--no-such-option"], "`farm --help`"), (["history", "--limit", "x"], "`farm history --help`")):
+        with pytest.raises(SystemExit):
+            main(argv)
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and said in err and "error:" in err, (argv, err)
+
+
 def test_signoff_sign_reads_the_run_from_the_projects_results_folder_and_creates_nothing(project, capsys):
     (project / "pyproject.toml").write_text('[tool.farm]\nresults = "out"\nhistory = "none"\n')
     assert main(["signoff", "sign", "r1", "--dry-run"]) == 1

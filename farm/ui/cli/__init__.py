@@ -22,8 +22,18 @@ from farm.ui.cli import init, lab, quantize, queue, records, run, serve, upkeep
 log = logging.getLogger(__name__)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's usage errors as farm's: one line naming the command, exit 2 (the usage is --help's)."""
+
+    def error(self, message: str) -> NoReturn:
+        hint = f"`{self.prog} --help` lists its arguments"
+        if self.prog == "farm signoff" and "invalid choice" in message:  # the form before sign|verify
+            hint = "a run is signed with `farm signoff sign RUN_ID`, a record verified with `farm signoff verify`"
+        self.exit(2, f"{self.prog}: error: {message}; {hint}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="farm", description="edge-AI device test farm")
+    parser = Parser(prog="farm", description="edge-AI device test farm")
     parser.add_argument("--version", action="version", version=f"farm {farm.__version__} (results {RUN_SCHEMA}, "
                                                                f"agent protocol {AGENT_SCHEMA})")
     options.add_to_argparse(parser.add_mutually_exclusive_group(), options.VERBOSITY)
