@@ -15,7 +15,7 @@ from farm.config.inventory import Board
 from farm.judge.accuracy import fp32_self_loss, output_rows, quality
 from farm.judge.changes import recent_change
 from farm.judge.stats import latency_change, percentile_of, quantile_bounds, round_spread, runs_needed
-from farm.results import Baseline, Check, CheckStatus, ModelResult, VariantResult
+from farm.results import Baseline, BuildStatus, Check, CheckStatus, ModelResult, VariantResult
 
 PASS, FAIL, ERROR, SKIP = CheckStatus.PASS, CheckStatus.FAIL, CheckStatus.ERROR, CheckStatus.SKIP
 TIMING_ITEMS = ("latency", "speedup", "regression")
@@ -58,7 +58,7 @@ OVERHEAD_OPS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "
 def _no_op(variant: VariantResult, model: ModelResult) -> str | None:
     """Why a variant is not judged as INT8: it quantized nothing."""
     build = model.variants.get(variant.name)
-    if build is not None and build.status == "no-op":
+    if build is not None and build.status == BuildStatus.NO_OP:
         return f"{variant.name} quantized nothing (no-op): {build.reason}; not judged as INT8"
     return None
 
@@ -126,8 +126,8 @@ def _accuracy(variant: VariantResult, limits: dict, model: ModelResult, fp32: Va
         return Check("accuracy", ERROR, None, limit, "%", f"output {unjudged[0]['output']}: {unjudged[0]['what']}",
                      tuple(rows))
     # The check shows the output nearest its limit (or furthest past it); every output is in the details.
-    worst = max(rows, key=lambda r: (r["verdict"] == "fail", _closeness(r)))
-    failed = [r for r in rows if r["verdict"] == "fail"]
+    worst = max(rows, key=lambda r: (r["verdict"] == FAIL, _closeness(r)))
+    failed = [r for r in rows if r["verdict"] == FAIL]
     text = "; ".join(f"{r['output']} {r['metric']}: {r['value']:.4g} {r['unit']} ({r['what']}, limit {r['limit']})"
                      .replace("  ", " ") for r in (failed or rows))
     return Check("accuracy", FAIL if failed else PASS, round(worst["value"], 4), worst["limit"], worst["unit"],

@@ -20,8 +20,7 @@ from farm.config.settings import RunSettings
 from farm.errors import ConfigError
 from farm.queue.request import file_name
 from farm.queue.store import Store
-
-FINAL = ("succeeded", "failed", "cancelled", "aborted")
+from farm.statuses import FINAL, JobOutcome, JobState
 
 
 def _flat_checklist(path: Path, folder: Path) -> Path:
@@ -74,6 +73,6 @@ def follow(store: Store, job_id: int, say: Callable[[str], None], poll_s: float 
 
 def exit_code(row: dict) -> int:
     """The run's own exit code; a job that ended without one (cancelled, lost its worker) is not a pass."""
-    if row["exit_code"] is not None and row["outcome"] != "running":
+    if row["exit_code"] is not None and row["outcome"] != JobOutcome.RUNNING:
         return row["exit_code"]
-    return 130 if row["state"] in ("cancelled", "aborted") else 1
+    return 130 if row["state"] in (JobState.CANCELLED, JobState.ABORTED) else 1

@@ -6,6 +6,7 @@ import argparse
 
 from farm import resources
 from farm.config import options
+from farm.statuses import BoardStatus
 from farm.ui.cli.common import say
 from farm.util import printable
 
@@ -25,7 +26,7 @@ def print_summary(result) -> None:
             table.add_row(cell(board.name), f"[red]{board.status}[/]", "-", "-", "-", "-", cell(board.error or ""))
             continue
         for name, variant in board.variants.items():
-            if variant.status != "ok":
+            if variant.status != BoardStatus.OK:
                 table.add_row(cell(board.name), f"[red]{variant.status}[/]", cell(name), "-", "-", "-",
                               cell(variant.error or ""))
                 continue
@@ -37,7 +38,7 @@ def print_summary(result) -> None:
             failed = [c.item for c in variant.checks if not c.passed]
             if failed:
                 text += f" [red]({cell(', '.join(failed))})[/]"
-            table.add_row(cell(board.name), "ok" if board.ok else f"[red]{board.status}[/]", cell(name),
+            table.add_row(cell(board.name), BoardStatus.OK if board.ok else f"[red]{board.status}[/]", cell(name),
                           fmt(stats.get("p50")),
                           fmt(stats.get("p95")), fmt(variant.peak_rss_mb), text)
     Console().print(table)
@@ -94,7 +95,7 @@ def _health_check(settings, names: list[str], why: str) -> None:
         return
     say(f"farm: health check of {', '.join(names)}: {why}")
     for verdict in health.check(replace(settings, boards=names, pools=[], tags=[]), say=lambda m: say(f"farm: {m}")):
-        say(f"farm: {verdict.board}: {'good' if verdict.healthy else 'bad'}: {verdict.reason}")
+        say(f"farm: {verdict.board}: {verdict.state}: {verdict.reason}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

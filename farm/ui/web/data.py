@@ -17,6 +17,7 @@ from farm.judge.changes import series_changes
 from farm.queue.store import SHOWN_STATES, pool_counts
 from farm.record.history import History
 from farm.results import BoardStatus
+from farm.statuses import JobState
 from farm.ui.report import offload_text, provider_text
 
 # LAVA's health idea: a board that often cannot be reached or prepared is unhealthy, whatever the model does.
@@ -89,7 +90,7 @@ def _holders(sources: Sources) -> dict[str, str]:
     if sources.queue is None:
         return {}
     return {row["pool"]: f"job {row['job_id']} on {row['worker']} ({row['submitted_by']})"
-            for row in sources.queue.jobs(limit=200) if row["state"] == "doing"}
+            for row in sources.queue.jobs(limit=200) if row["state"] == JobState.DOING}
 
 
 def runs(sources: Sources, *, pool: str = "", board: str = "", model: str = "", status: str = "",
