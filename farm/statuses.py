@@ -53,6 +53,21 @@ class CheckStatus(Status):
     SKIP = "skip"    # does not apply here, with the reason
 
 
+class Change(Status):
+    """A figure of this run against its baseline's (the regression item's details, `farm compare`)."""
+
+    REGRESSION = "regression"
+    IMPROVEMENT = "improvement"
+    SAME = "same"  # within the threshold, or not significant
+
+
+class RunOutcome(Status):
+    """A whole run: every check passed (or was skipped) on every board, or not (the dashboard's filter, /metrics)."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+
+
 class BuildStatus(Status):
     """How building one variant went (the manifest's and `VariantBuild`'s status)."""
 

@@ -16,6 +16,7 @@ from farm.judge.accuracy import fp32_self_loss, output_rows, quality
 from farm.judge.changes import recent_change
 from farm.judge.stats import latency_change, percentile_of, quantile_bounds, round_spread, runs_needed
 from farm.results import Baseline, BuildStatus, Check, CheckStatus, ModelResult, VariantResult
+from farm.statuses import Change
 
 PASS, FAIL, ERROR, SKIP = CheckStatus.PASS, CheckStatus.FAIL, CheckStatus.ERROR, CheckStatus.SKIP
 TIMING_ITEMS = ("latency", "speedup", "regression")
@@ -264,7 +265,7 @@ def memory_change(baseline_mb: float | None, new_mb: float | None, max_increase_
         return None
     growth = (new_mb - baseline_mb) / baseline_mb * 100
     return {"figure": "peak_rss_mb", "baseline": baseline_mb, "new": new_mb, "change_pct": growth, "unit": "MB",
-            "limit": f"+{max_increase_pct} %", "verdict": "regression" if growth > max_increase_pct else "same"}
+            "limit": f"+{max_increase_pct} %", "verdict": Change.REGRESSION if growth > max_increase_pct else Change.SAME}
 
 
 def _regression(variant: VariantResult, limits: dict, baseline: Baseline | None, model: ModelResult | None = None,
@@ -292,15 +293,15 @@ def _regression(variant: VariantResult, limits: dict, baseline: Baseline | None,
         drop = (base_acc - new_acc) * 100
         details.append({"figure": f"accuracy {output['name']}", "baseline": base_acc, "new": new_acc,
                         "change_pct": -drop, "unit": "points", "limit": f"-{limits['max_accuracy_drop_points']} points",
-                        "verdict": "regression" if drop > limits["max_accuracy_drop_points"] else
-                        "improvement" if drop < -limits["max_accuracy_drop_points"] else "same"})
+                        "verdict": Change.REGRESSION if drop > limits["max_accuracy_drop_points"] else
+                        Change.IMPROVEMENT if drop < -limits["max_accuracy_drop_points"] else Change.SAME})
     if limits.get("changes"):
         details += _changes_since(baseline, variant, limits)
     memory = memory_change(base.peak_rss_mb, variant.peak_rss_mb, limits["max_memory_increase_pct"])
     if memory:
         details.append(memory)
-    worse = [d for d in details if d["verdict"] == "regression"]
-    better = [d for d in details if d["verdict"] == "improvement"]
+    worse = [d for d in details if d["verdict"] == Change.REGRESSION]
+    better = [d for d in details if d["verdict"] == Change.IMPROVEMENT]
     against = f"against run {baseline.run_id}{' (pinned)' if baseline.pinned else ''}"
     worst = max((d["change_pct"] for d in details if d["unit"] == "ms"), default=None)
     value = round(worst, 2) if worst is not None else None
@@ -328,7 +329,7 @@ def _changes_since(baseline: Baseline, variant: VariantResult, limits: dict) -> 
             found.append({"figure": "change since baseline", "metric": figure, "baseline": change.before,
                           "new": change.after, "change_pct": change.change_pct, "p_value": change.p_value,
                           "began": began, "unit": "ms", "limit": f"+{limits['change_min_pct']:g} %, "
-                          f"p <= {limits['change_alpha']:g}", "verdict": "regression"})
+                          f"p <= {limits['change_alpha']:g}", "verdict": Change.REGRESSION})
     return found
 
 

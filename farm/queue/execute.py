@@ -126,7 +126,7 @@ def execute(context: procrastinate.JobContext, request: dict) -> None:
         history, secret = _history_secret(config, folder)
         argv = child_argv(config, request, run_id, files, history)
     except QueueError as exc:
-        store.job_finished(job_id, attempt, "bad input", 2, str(exc))
+        store.job_finished(job_id, attempt, JobOutcome.BAD_INPUT, 2, str(exc))
         raise
     log = folder / f"attempt-{attempt}.log"
     try:

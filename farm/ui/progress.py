@@ -20,7 +20,7 @@ from farm.results import BoardStatus
 from farm.util import printable
 
 STATUSES = {s.value for s in BoardStatus}
-DONE_STYLES = {BoardStatus.OK: "green"}
+DONE_STYLES: dict[str, str] = {BoardStatus.OK: "green"}
 
 
 def cell(text: object) -> str:

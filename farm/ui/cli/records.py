@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from farm import resources
 from farm.config.options import BY_NAME, OUT, SIGNOFF_OPTIONS, add_to_argparse, resolve
 from farm.errors import ConfigError, HistoryError, SignoffError
+from farm.statuses import Change
 
 if TYPE_CHECKING:
     from farm.config.checklist import Checklist
@@ -103,7 +104,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
               f"{row['change_pct']:>+8.1f}%  {row['verdict']}")
     if not rows:
         print("no board x variant measured in both runs")
-    return 1 if any(r["verdict"] == "regression" for r in rows) else 0
+    return 1 if any(r["verdict"] == Change.REGRESSION for r in rows) else 0
 
 
 def _signing(args: argparse.Namespace) -> tuple[Path | None, Path, dict, Checklist | None]:

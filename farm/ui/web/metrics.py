@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from farm.statuses import UNFIT, BoardStatus
+from farm.statuses import UNFIT, BoardStatus, RunOutcome
 from farm.ui.web import data
 
 LAST_RUNS = 20
@@ -52,8 +52,8 @@ class LabCollector:
         checks = GaugeMetricFamily("farm_checks", f"checks of the last {LAST_RUNS} runs by status", labels=["status"])
         duration = GaugeMetricFamily("farm_last_run_duration_seconds", "wall time of the newest run")
         table = self.sources.history.runs(limit=LAST_RUNS * 5)
-        for status in ("passed", "failed"):
-            runs.add_metric([status], sum(1 for r in table if bool(r["all_passed"]) == (status == "passed")))
+        for outcome in RunOutcome:
+            runs.add_metric([outcome], sum(1 for r in table if bool(r["all_passed"]) == (outcome == RunOutcome.PASSED)))
         for status, count in sorted(self.sources.history.check_counts(LAST_RUNS).items()):
             checks.add_metric([status], count)
         if table and table[0]["finished"]:
