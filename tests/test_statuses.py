@@ -133,3 +133,27 @@ def test_a_health_state_the_history_does_not_know_is_refused_with_the_fix(tmp_pa
 def test_job_states_are_procrastinates_own():
     jobs = pytest.importorskip("procrastinate.jobs")
     assert [s.value for s in JobState] == [s.value for s in jobs.Status]
+
+
+def test_farm_compare_with_an_unknown_status_in_results_json_exits_2_naming_the_file(tmp_path, capsys):
+    from farm.ui.cli import main
+
+    for run_id in ("r1", "r2"):
+        (tmp_path / run_id).mkdir()
+        (tmp_path / run_id / "results.json").write_text(json.dumps(_with(["boards", 1, "status"], "auth_failed")))
+    assert main(["compare", "r1", "r2", "--out", str(tmp_path), "--history", "none"]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'r1' / 'results.json'}: not a farm results document (unknown board status 'auth_failed'" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_run_the_history_holds_with_an_unknown_status_is_a_history_error(tmp_path):
+    from farm.record.history import _pack
+
+    history = History(str(tmp_path / "history.sqlite"))
+    history.record(RunResult.from_json(OLD_RESULTS))
+    with history._store() as store:  # as a hand-edited (or newer farm's) database holds it
+        store.execute("UPDATE runs SET document = ? WHERE run_id = ?",
+                      (_pack(_with(["boards", 0, "status"], "hung")), "r1"))
+    with pytest.raises(HistoryError, match=r"run r1 in the history .* \(unknown board status 'hung'"):
+        history.load_run("r1")

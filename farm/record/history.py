@@ -332,7 +332,11 @@ class History:
             rows = store.execute("SELECT document FROM runs WHERE run_id = ?", (run_id,))
         if not rows:
             raise HistoryError(f"run {run_id} is not in the history {self._where()}")
-        return RunResult.from_json(_unpack(rows[0]["document"]))
+        try:
+            return RunResult.from_json(_unpack(rows[0]["document"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise HistoryError(f"run {run_id} in the history {self._where()} is not a farm results document "
+                               f"({exc}); read its run folder's results.json instead") from exc
 
     def baseline(self, board: str, model: str, variant: str, before: str | None = None) -> Baseline | None:
         """The pinned run, else the last run (other than `before`) in which every check passed."""

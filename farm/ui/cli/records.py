@@ -34,7 +34,11 @@ def _load_run(args: argparse.Namespace, run_id: str):
 
     path = Path(args.out) / run_id / "results.json"
     if path.is_file():
-        return RunResult.from_json(json.loads(path.read_text()))
+        try:
+            return RunResult.from_json(json.loads(path.read_text()))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{path}: not a farm results document ({exc}); restore it from the run's "
+                              "copy in the history, or compare another run") from exc
     return _history(args).load_run(run_id)
 
 
