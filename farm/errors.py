@@ -8,6 +8,8 @@ never the run's.
 
 from __future__ import annotations
 
+from farm.statuses import BoardStatus
+
 
 class FarmError(Exception):
     """Base of every error farm raises on purpose."""
@@ -58,16 +60,19 @@ class ModelError(ConfigError):
 
 
 class BoardError(FarmError):
-    """One board could not be measured; `status` is the board status it maps to."""
+    """One board could not be measured; `status` is the board status it maps to (a member: never a bare word,
+    whose typo would show only when the fault happens)."""
 
-    def __init__(self, message: str, status: str = "unreachable"):
+    def __init__(self, message: str, status: BoardStatus = BoardStatus.UNREACHABLE):
+        if not isinstance(status, BoardStatus):
+            raise TypeError(f"BoardError's status is a BoardStatus member, not {status!r}")
         super().__init__(message)
         self.status = status
 
 
 class BoardBusy(BoardError):
     def __init__(self, message: str):
-        super().__init__(message, "busy")
+        super().__init__(message, BoardStatus.BUSY)
 
 
 class Stopped(BoardError):
@@ -76,14 +81,14 @@ class Stopped(BoardError):
 
 class Cancelled(Stopped):
     def __init__(self, message: str = "run cancelled"):
-        super().__init__(message, "cancelled")
+        super().__init__(message, BoardStatus.CANCELLED)
 
 
 class AgentError(BoardError):
     """The agent could not report: carries the tail of its stderr."""
 
     def __init__(self, message: str):
-        super().__init__(message, "agent-error")
+        super().__init__(message, BoardStatus.AGENT_ERROR)
 
 
 class HistoryError(FarmError):

@@ -9,48 +9,15 @@ boards/<board>.json. Nothing else walks those documents by hand.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from enum import Enum
 from typing import Any, ClassVar
 
+# The statuses are part of the result model; they live below it so that farm.errors can use them too.
+from farm.statuses import PER_VARIANT as PER_VARIANT
+from farm.statuses import BoardStatus as BoardStatus
+from farm.statuses import BuildStatus as BuildStatus
+from farm.statuses import CheckStatus as CheckStatus
+
 SCHEMA = "farm.run/1"
-
-
-class BoardStatus(str, Enum):
-    """How a board's run ended; anything but `ok` turns its tests into errors with the reason."""
-
-    OK = "ok"
-    UNREACHABLE = "unreachable"
-    AUTH_FAILED = "auth-failed"
-    HOST_KEY_MISMATCH = "host-key-mismatch"
-    NOT_READY = "not-ready"
-    BUSY = "busy"
-    AGENT_ERROR = "agent-error"
-    TIMEOUT = "timeout"
-    PUSH_FAILED = "push-failed"
-    CANCELLED = "cancelled"
-    INTERNAL_ERROR = "internal-error"  # a bug in farm, with its traceback in the board's log
-    LINK_LOST = "link-lost"            # the connection died mid-way (a cable, a switch, a reboot)
-    DISK_FULL = "disk-full"            # with the board's free space
-    PERMISSION_DENIED = "permission-denied"  # with the path
-    KILLED = "killed"                  # the agent died of a signal (named: SIGKILL is often the OOM killer)
-    MODEL_ERROR = "model-error"        # the model fails at run time on this board
-
-    def __str__(self) -> str:
-        return self.value
-
-
-# A board whose session ran to its end but some variants did not: those variants say why, the others count.
-PER_VARIANT = (BoardStatus.TIMEOUT, BoardStatus.KILLED, BoardStatus.MODEL_ERROR, BoardStatus.AGENT_ERROR)
-
-
-class CheckStatus(str, Enum):
-    PASS = "pass"
-    FAIL = "fail"
-    ERROR = "error"  # could not be judged: the measurement itself failed
-    SKIP = "skip"    # does not apply here, with the reason
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def _known(cls, doc: dict) -> dict:
@@ -106,7 +73,7 @@ class VariantResult:
     """One variant measured on one board: the agent's figures and, once judged, the checks."""
 
     name: str
-    status: str = "ok"  # ok, or the BoardStatus that stopped this variant (timeout, killed, model-error...)
+    status: BoardStatus = BoardStatus.OK  # or the one that stopped this variant alone (PER_VARIANT)
     error: str | None = None
     sha256: str | None = None
     provider_used: str | None = None
@@ -176,6 +143,7 @@ class VariantResult:
     def from_json(cls, doc: dict) -> VariantResult:
         known = _known(cls, doc)
         known["checks"] = [Check.from_json(c) for c in doc.get("checks") or []]
+        known["status"] = BoardStatus(doc.get("status", BoardStatus.OK))
         return cls(**known)
 
 
@@ -251,7 +219,7 @@ class BoardResult:
     @property
     def usable(self) -> bool:
         """Measured to the end: every variant ok, or some stopped for reasons of their own."""
-        return self.ok or (self.status in PER_VARIANT and any(v.status == "ok" for v in self.variants.values()))
+        return self.ok or (self.status in PER_VARIANT and any(v.status == BoardStatus.OK for v in self.variants.values()))
 
     def to_json(self) -> dict:
         doc = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("steps", "variants")}
@@ -277,7 +245,7 @@ class BoardResult:
 class VariantBuild:
     """How one variant was built (from the manifest): what the board was given."""
 
-    status: str = "ok"  # ok | failed | no-op (quantized nothing: not judged as INT8)
+    status: BuildStatus = BuildStatus.OK
     reason: str | None = None
     sha256: str | None = None
     size_bytes: int | None = None
@@ -298,6 +266,7 @@ class VariantBuild:
     def from_json(cls, doc: dict) -> VariantBuild:
         known = _known(cls, doc)
         known["mixed"] = MixedPrecision.from_json(doc["mixed"]) if doc.get("mixed") else None
+        known["status"] = BuildStatus(doc.get("status", BuildStatus.OK))
         return cls(**known)
 
 
@@ -383,7 +352,7 @@ class Explanation(_Layered):
     variant: str
     why: str = ""  # the accuracy check's own words
     layers: list = field(default_factory=list)  # ExplainedLayer, the most sensitive first
-    mixed_status: str | None = None  # int8_mixed's build status (None: not built this run)
+    mixed_status: BuildStatus | None = None  # int8_mixed's (None: not built this run)
     mixed_reason: str | None = None
     kept_in_float: list = field(default_factory=list)
     mixed_accuracy: str | None = None  # int8_mixed's accuracy verdict on this board
@@ -391,6 +360,11 @@ class Explanation(_Layered):
     speedup_vs_fp32: float | None = None  # int8_mixed's p50 against FP32's on this board
     speedup_vs_variant: float | None = None  # ... against the failing variant's
     LAYER: ClassVar[type] = ExplainedLayer
+
+    @classmethod
+    def from_json(cls, doc: dict) -> Explanation:
+        mixed = doc.get("mixed_status")
+        return super().from_json({**doc, "mixed_status": None if mixed is None else BuildStatus(mixed)})
 
 
 @dataclass

@@ -17,6 +17,7 @@ from farm import resources
 from farm._agents import farm_agent as library  # the agent's own feeding and metrics
 from farm.config.settings import Measurement
 from farm.errors import AgentError
+from farm.statuses import AgentStage
 
 SCHEMA = library.SCHEMA
 REQUIRED_KEYS = ("facts", "model", "latency_ms", "samples_ms", "peak_rss_mb", "accuracy", "errors")
@@ -83,6 +84,11 @@ def parse_agent_output(stdout: str, stderr: str = "") -> dict:
     problem = malformed(doc)
     if problem:
         raise AgentError(f"the agent's document is malformed: {problem}; stderr tail: {tail or '(empty)'}")
+    try:  # the agent says its stages as words (it imports nothing from farm): members from here on
+        for error in doc["errors"]:
+            error["stage"] = AgentStage(error["stage"])
+    except ValueError as exc:
+        raise AgentError(f"the agent's document is malformed: errors: {exc}") from exc
     return doc
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from farm.board.transport import Transport
 from farm.errors import BoardError
+from farm.statuses import BoardStatus
 from farm.util import file_sha256
 
 # Fixed scripts; folders and hashes arrive as positional parameters, never spliced in.
@@ -86,7 +87,7 @@ def blob_path(workdir: str, artifact: Artifact) -> str:
 def _valid_blobs(connection: Transport, workdir: str, hashes: list[str]) -> set[str]:
     result = connection.run(["sh", "-c", _HASH_PRESENT, "sh", blob_dir(workdir), *hashes], deadline_s=300)
     if not result.ok:
-        status = "permission-denied" if "ermission denied" in result.tail() else "push-failed"
+        status = BoardStatus.PERMISSION_DENIED if "ermission denied" in result.tail() else BoardStatus.PUSH_FAILED
         raise BoardError(f"{connection.board.name}: cannot use {blob_dir(workdir)}: {result.tail()}", status)
     valid = set()
     for line in result.stdout.splitlines():
@@ -108,13 +109,13 @@ def _upload_error(connection: Transport, workdir: str, artifact: Artifact, exc: 
     board, target = connection.board.name, blob_path(workdir, artifact)
     if exc.errno in (errno.EACCES, errno.EPERM) or "ermission denied" in str(exc):
         return BoardError(f"{board}: permission denied writing {target}: let {connection.board.user or 'the login user'}"
-                          f" write {blob_dir(workdir)}, or choose another workdir", "permission-denied")
+                          f" write {blob_dir(workdir)}, or choose another workdir", BoardStatus.PERMISSION_DENIED)
     free = connection.run(["sh", "-c", _DROP_PARTIAL_FREE_KB, "sh", blob_dir(workdir)], deadline_s=30).stdout.strip()
     if exc.errno == errno.ENOSPC or (free.isdigit() and int(free) * 1024 < artifact.size):
         shown = f"{int(free) / 1024:.1f} MB free" if free.isdigit() else "no space left"
         return BoardError(f"{board}: disk full: {shown} in {blob_dir(workdir)}, {artifact.path.name} needs "
-                          f"{artifact.size / 1e6:.1f} MB; `farm boards clean` frees old blobs", "disk-full")
-    return BoardError(f"{board}: pushing {artifact.path.name} to {target} failed: {exc}", "push-failed")
+                          f"{artifact.size / 1e6:.1f} MB; `farm boards clean` frees old blobs", BoardStatus.DISK_FULL)
+    return BoardError(f"{board}: pushing {artifact.path.name} to {target} failed: {exc}", BoardStatus.PUSH_FAILED)
 
 
 def push(connection: Transport, workdir: str, artifacts: list[Artifact], run_id: str | None = None,
@@ -142,7 +143,7 @@ def push(connection: Transport, workdir: str, artifacts: list[Artifact], run_id:
     if pending:
         names = ", ".join(a.path.name for a in pending)
         raise BoardError(f"{connection.board.name}: {names} arrived corrupted twice (sha256 mismatch on the board)",
-                         "push-failed")
+                         BoardStatus.PUSH_FAILED)
     if run_id:
         connection.run(["sh", "-c", _RECORD_RUN, "sh", runs_dir(workdir), run_id, *(a.sha256 for a in unique)],
                        deadline_s=30)
@@ -155,5 +156,5 @@ def clean(connection: Transport, workdir: str, keep_runs: int) -> int:
     words = result.stdout.split()
     if not result.ok or words[:1] != ["freed"]:
         raise BoardError(f"{connection.board.name}: cleaning {workdir} failed: {result.tail()}",
-                         "permission-denied" if "ermission denied" in result.tail() else "agent-error")
+                         BoardStatus.PERMISSION_DENIED if "ermission denied" in result.tail() else BoardStatus.AGENT_ERROR)
     return int(words[1])

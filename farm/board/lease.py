@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from farm.board.transport import Transport
 from farm.errors import BoardBusy, BoardError
+from farm.statuses import BoardStatus
 
 TTL_S = 60  # a dead holder frees the board this long after its last heartbeat
 FIELDS = ("run", "host", "pid", "user", "renewed", "ttl")
@@ -111,7 +112,7 @@ class Lease:
             if holder is None:
                 raise BoardError(f"{self.connection.board.name}: cannot take the lock in {self.workdir}: "
                                  f"{result.tail() or result.stdout.strip() or 'an unreadable lock file'}",
-                                 "permission-denied" if "ermission denied" in result.tail() else "agent-error")
+                                 BoardStatus.PERMISSION_DENIED if "ermission denied" in result.tail() else BoardStatus.AGENT_ERROR)
             board_now = int(words[1])
             if (holder.run, holder.host, holder.pid) == (self.run_id, socket.gethostname(), str(os.getpid())):
                 # this very process's, from a connection that died (a power cycle): taken back
@@ -146,7 +147,7 @@ class Lease:
             try:
                 result = self.connection.run(self._argv(_RENEW), deadline_s=max(5, self.ttl_s // 4))
             except BoardError as exc:
-                if exc.status == "link-lost" and not self._stop.is_set():
+                if exc.status == BoardStatus.LINK_LOST and not self._stop.is_set():
                     self.connection.close()
                     return
                 continue

@@ -6,6 +6,7 @@ import json
 
 from farm.board.transport import Transport
 from farm.errors import BoardError
+from farm.statuses import BoardStatus
 
 # Fixed text, no user input; runs on Python >= 3 and says what is missing rather than failing.
 # Importing numpy and onnxruntime costs a board about 0.25 CPU-s here (seconds on a Cortex-A53), so
@@ -91,11 +92,11 @@ def probe(transport: Transport, workdir: str) -> dict:
     board = transport.board
     result = transport.run([board.python, "-c", PROBE_SCRIPT, workdir], deadline_s=60)
     if not result.ok:
-        raise BoardError(f"{board.name}: {board.python!r} does not run on the board: {result.tail()}", "not-ready")
+        raise BoardError(f"{board.name}: {board.python!r} does not run on the board: {result.tail()}", BoardStatus.NOT_READY)
     try:
         facts = json.loads(result.stdout.strip().splitlines()[-1])
     except (json.JSONDecodeError, IndexError) as exc:
-        raise BoardError(f"{board.name}: probe printed no facts: {result.tail()}", "not-ready") from exc
+        raise BoardError(f"{board.name}: probe printed no facts: {result.tail()}", BoardStatus.NOT_READY) from exc
     return facts
 
 
@@ -104,4 +105,4 @@ def require_ready(transport: Transport, facts: dict) -> None:
     board = transport.board
     if facts["missing"]:
         raise BoardError(f"{board.name}: not ready: missing {', '.join(facts['missing'])} for {board.python}",
-                         "not-ready")
+                         BoardStatus.NOT_READY)

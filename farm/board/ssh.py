@@ -33,6 +33,7 @@ from farm.board.transport import (
 )
 from farm.config.inventory import Board
 from farm.errors import BoardError, Cancelled
+from farm.statuses import BoardStatus
 
 KEEPALIVE_S = 5       # an SSH keepalive this often keeps NAT and firewalls from dropping an idle session
 PUSH_IDLE_S = 30      # a push that moves no byte for this long has a dead link under it
@@ -71,19 +72,19 @@ def _classify(board: Board, target: tuple[str, int], known_hosts: Path | None, e
     where = f"{board.name} ({board.address})"
     name = known_hosts_name(*target)
     if isinstance(exc, paramiko.AuthenticationException):
-        return BoardError(f"{where}: authentication failed ({exc}); check user and identity_file", "auth-failed")
+        return BoardError(f"{where}: authentication failed ({exc}); check user and identity_file", BoardStatus.AUTH_FAILED)
     if isinstance(exc, paramiko.BadHostKeyException):
         return BoardError(
             f"{where}: host key mismatch: the board offers {exc.key.get_name()} {exc.key.get_fingerprint().hex()} "
             f"but {known_hosts} holds another. If the board was re-imaged, remove the old entry with "
             f"`ssh-keygen -R '{name}' -f {known_hosts}`; otherwise do not connect",
-            "host-key-mismatch")
+            BoardStatus.HOST_KEY_MISMATCH)
     if isinstance(exc, paramiko.SSHException) and "known_hosts" in str(exc):
         return BoardError(
             f"{where}: host key unknown: not in {known_hosts}. Add it after checking its fingerprint "
             f"(`ssh-keyscan -p {target[1]} {target[0]} >> {known_hosts}`) or set host_key_policy: accept-new",
-            "host-key-mismatch")
-    return BoardError(f"{where}: unreachable ({type(exc).__name__}: {exc})", "unreachable")
+            BoardStatus.HOST_KEY_MISMATCH)
+    return BoardError(f"{where}: unreachable ({type(exc).__name__}: {exc})", BoardStatus.UNREACHABLE)
 
 
 class SshTransport(BaseTransport):
@@ -148,7 +149,7 @@ class SshTransport(BaseTransport):
     @property
     def conn(self) -> Connection:
         if self._conn is None:
-            raise BoardError(f"{self.board.name}: not connected", "unreachable")
+            raise BoardError(f"{self.board.name}: not connected", BoardStatus.UNREACHABLE)
         return self._conn
 
     def close(self) -> None:
@@ -164,11 +165,11 @@ class SshTransport(BaseTransport):
         except TimeoutError as exc:
             if not self.link_alive():
                 raise BoardError(f"{self.board.name}: the link went silent while a command ran (no answer for "
-                                 f"{timeout:.0f} s, nor to a new channel)", "link-lost") from exc
+                                 f"{timeout:.0f} s, nor to a new channel)", BoardStatus.LINK_LOST) from exc
             raise CommandTimeout() from exc
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise BoardError(f"{self.board.name}: the connection was lost while a command ran ({exc or type(exc).__name__})",
-                             "link-lost") from exc
+                             BoardStatus.LINK_LOST) from exc
 
     def link_alive(self) -> bool:
         """Does the board still answer (a new channel within 5 s): a command outliving its time, or a link
@@ -220,7 +221,7 @@ class SshTransport(BaseTransport):
             if time.monotonic() - started > deadline_s:
                 raise BoardError(f"{self.board.name}: pushing {local.name} ({size} bytes) passed its {deadline_s:.0f} s "
                                  f"deadline at {sent} bytes: the link moves under {PUSH_MIN_RATE / 1e6:.0f} MB/s",
-                                 "link-lost")
+                                 BoardStatus.LINK_LOST)
 
         partial = f"{remote}.partial-{os.getpid()}"
         try:
@@ -230,8 +231,8 @@ class SshTransport(BaseTransport):
             sftp.posix_rename(partial, remote)
         except TimeoutError as exc:
             raise BoardError(f"{self.board.name}: pushing {local.name}: no byte moved for {PUSH_IDLE_S} s, the link "
-                             "stalled", "link-lost") from exc
+                             "stalled", BoardStatus.LINK_LOST) from exc
         except (EOFError, ConnectionError, paramiko.SSHException) as exc:  # not an SFTP error: push() reads those
             raise BoardError(f"{self.board.name}: the connection was lost while pushing {local.name} "
-                             f"({exc or type(exc).__name__}: the board stopped answering)", "link-lost") from exc
+                             f"({exc or type(exc).__name__}: the board stopped answering)", BoardStatus.LINK_LOST) from exc
         return size

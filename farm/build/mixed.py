@@ -22,6 +22,7 @@ from farm.build.modelfile import ModelInfo
 from farm.build.sensitivity import analyse, worst_ratio
 from farm.build.spec import ModelSpec
 from farm.build.variants import Recipe, _build_variant, _host_figures, host_losses
+from farm.statuses import BuildStatus
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def build_mixed(info: ModelInfo, data: DataSet, spec: ModelSpec, recipe: Recipe,
                  f"({', '.join(x['layer'] for x in kept[:4])}{', ...' if k > 4 else ''})")
         entries[k] = _build_variant(info, data, spec, "int8_mixed", mix, count, out_dir)
         row = {"float_layers": k, "kept_in_float": [layer["layer"] for layer in kept], "status": entries[k]["status"]}
-        if entries[k]["status"] == "ok":
+        if entries[k]["status"] == BuildStatus.OK:
             host = _host_figures(out_dir / entries[k]["file"], out_dir, files, timing=False)
             row["losses"] = host_losses(spec, host, fp32_accuracy)
             row["worst_ratio"] = round(worst_ratio(row["losses"], spec), 4)
@@ -86,7 +87,7 @@ def build_mixed(info: ModelInfo, data: DataSet, spec: ModelSpec, recipe: Recipe,
     if chosen is None:
         best = min((r for r in tried if r.get("losses")), default=None, key=lambda r: r["worst_ratio"])
         if best is None:
-            entry = {"status": "failed", "recipe": recipe.for_variant("int8_mixed"), "notes": [],
+            entry = {"status": BuildStatus.FAILED, "recipe": recipe.for_variant("int8_mixed"), "notes": [],
                      "reason": f"no mix could be built ({tried[0]['status'] if tried else 'no quantized layer'})"}
             entry["mixed"] = {"within": False, "kept_in_float": [], "tried": tried, "best": None}
             return entry, sensitivity

@@ -17,6 +17,7 @@ from farm.build.modelfile import ModelInfo, default_opset, inspect_model, quanti
 from farm.build.spec import ModelSpec
 from farm.config.options import parse_variants
 from farm.errors import ModelError
+from farm.statuses import BuildStatus
 
 
 def _compatible(a: tuple, b: tuple) -> bool:
@@ -70,7 +71,7 @@ def user_variant_entry(name: str, info: ModelInfo, reference: ModelInfo, out_dir
         shutil.copy(info.path, partial)
         partial.replace(target)
     census = quantization_census(target)
-    return {"status": "ok", "reason": None, "recipe": {}, "notes": [], "cached": cached,
+    return {"status": BuildStatus.OK, "reason": None, "recipe": {}, "notes": [], "cached": cached,
             "origin": {"path": str(info.path.resolve()), "sha256": info.sha256},
             "file": target.name, "sha256": info.sha256, "size_bytes": target.stat().st_size,
             "opset": default_opset(info.proto), "float_op_types": census.left,

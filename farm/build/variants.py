@@ -48,6 +48,7 @@ from farm.config.settings import (
 from farm.errors import AgentError, ModelError
 from farm.judge.accuracy import output_rows
 from farm.results import ModelResult, Sensitivity, VariantBuild
+from farm.statuses import BUILT, BuildStatus, CheckStatus
 from farm.util import file_sha256, write_json_atomic
 
 CALIBRATION_RANGE = (100, 1000)
@@ -247,7 +248,7 @@ def _key(*parts) -> str:
 def _build_variant(info: ModelInfo, data: DataSet, spec: ModelSpec, variant: str, recipe: Recipe,
                    calibration_count: int | None, out_dir: Path) -> dict:
     """Build (or reuse) one variant; a failure is recorded, never raised."""
-    entry: dict = {"status": "ok", "reason": None, "recipe": recipe.for_variant(variant), "notes": []}
+    entry: dict = {"status": BuildStatus.OK, "reason": None, "recipe": recipe.for_variant(variant), "notes": []}
     fp32 = out_dir / f"{info.name}.fp32.onnx"
     toolchain = builder(variant)
     if not fp32.exists() or file_sha256(fp32) != info.sha256:
@@ -274,7 +275,7 @@ def _build_variant(info: ModelInfo, data: DataSet, spec: ModelSpec, variant: str
                 ort.InferenceSession(str(partial), providers=["CPUExecutionProvider"])
             except Exception as exc:
                 partial.unlink(missing_ok=True)
-                return {**entry, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+                return {**entry, "status": BuildStatus.FAILED, "reason": f"{type(exc).__name__}: {exc}"}
             partial.replace(target)
     if toolchain is not None:
         entry["toolchains"] = built_for(variant)  # measured on their boards only
@@ -290,7 +291,7 @@ def _build_variant(info: ModelInfo, data: DataSet, spec: ModelSpec, variant: str
                  opset=default_opset(onnx.load(str(target), load_external_data=False)),
                  float_op_types=left, quantized_op_types=quantized, float_between_qdq=between)
     if variant not in FLOAT_VARIANTS and not entry["quantized_op_types"]:
-        entry.update(status="no-op", reason=_no_op_reason(variant, recipe, info.path))
+        entry.update(status=BuildStatus.NO_OP, reason=_no_op_reason(variant, recipe, info.path))
     return entry
 
 
@@ -361,7 +362,7 @@ def host_losses(spec: ModelSpec, host: dict, fp32_accuracy: dict | None, target:
         base = ((fp32_accuracy or {}).get("outputs") or {}).get(output.name)
         for row in output_rows(doc, figures, base, ITEMS["accuracy"]["max_loss_pct"]):
             rows.append({"output": output.name, "metric": row["metric"], "loss": row["value"], "unit": row["unit"],
-                         "limit": row["limit"], "ok": None if row["verdict"] is None else row["verdict"] == "pass"})
+                         "limit": row["limit"], "ok": None if row["verdict"] is None else row["verdict"] == CheckStatus.PASS})
     return rows
 
 
@@ -394,7 +395,7 @@ def _search_recipes(info: ModelInfo, data: DataSet, spec: ModelSpec, base: Recip
         log.info(f"build: recipe search {index}/{len(candidates)}: {recipe.for_variant('int8_static')}")
         entry = _build_variant(info, data, spec, "int8_static", recipe, count, out_dir)
         row = {"recipe": recipe.for_variant("int8_static"), "status": entry["status"], "reason": entry["reason"]}
-        if entry["status"] == "ok":
+        if entry["status"] == BuildStatus.OK:
             host = _host_figures(out_dir / entry["file"], out_dir, files)
             losses = host_losses(spec, host, fp32_accuracy, target_loss)
             row.update(p50_ms=host.get("p50_ms"), losses=losses,
@@ -466,7 +467,7 @@ def build_variants(info: ModelInfo, data: DataSet, spec: ModelSpec, out_dir: str
             entry = _build_variant(info, data, spec, variant, variant_recipe, calibration_count, out_dir)
         if calibrated(variant):
             entry["recipe"]["calibration_samples"] = calibration_count
-        if entry["status"] in ("ok", "no-op") and host_figures:
+        if entry["status"] in BUILT and host_figures:
             entry["host"] = _host_figures(out_dir / entry["file"], out_dir, files)
             if variant == "fp32":
                 fp32_accuracy = entry["host"].get("accuracy")

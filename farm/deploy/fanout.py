@@ -108,7 +108,7 @@ class Fanout:
             threading.Thread(target=worker, daemon=True, name=f"farm-board-{index}").start()
         all_done = lambda: all(r is not None for r in results.values())  # noqa: E731
         limit_s = self._deadline(boards, workers)
-        stopped: BoardError = Stopped(f"the run's deadline passed ({limit_s:.0f} s)", "timeout")
+        stopped: BoardError = Stopped(f"the run's deadline passed ({limit_s:.0f} s)", BoardStatus.TIMEOUT)
         try:
             with finished:
                 if not finished.wait_for(all_done, timeout=limit_s):
@@ -131,7 +131,7 @@ class Fanout:
             for board in boards:
                 if results[board.name] is None:
                     result = board_result(board)
-                    result.status = BoardStatus(stopped.status)
+                    result.status = stopped.status
                     result.error = f"{board.name}: {stopped}; the board did not finish in time to report"
                     result.finished = utc_now()
                     results[board.name] = result

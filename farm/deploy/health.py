@@ -20,6 +20,7 @@ from farm.deploy.job import Job
 from farm.errors import ConfigError
 from farm.record.history import History
 from farm.results import BoardResult
+from farm.statuses import HealthState
 
 MIN_TOP1 = 0.9
 REFERENCE = Measurement(warmup=2, runs=20)
@@ -31,6 +32,10 @@ class Verdict:
     board: str
     healthy: bool
     reason: str
+
+    @property
+    def state(self) -> HealthState:
+        return HealthState.GOOD if self.healthy else HealthState.BAD
 
 
 def judge(board: BoardResult) -> Verdict:
@@ -71,5 +76,5 @@ def check(settings: RunSettings) -> list[Verdict]:
     history = History(settings.history_url)
     verdicts = [judge(board) for board in result.boards]
     for verdict in verdicts:
-        history.set_health(verdict.board, "good" if verdict.healthy else "bad", verdict.reason, result.run_id)
+        history.set_health(verdict.board, verdict.state, verdict.reason, result.run_id)
     return verdicts

@@ -44,7 +44,8 @@ from farm.judge.stats import percentile_of, runs_needed
 from farm.judge.verdicts import BoardVerdict, judge_board
 from farm.record.history import History, sqlite_path
 from farm.record.rundir import RunDir
-from farm.results import Baseline, BoardResult, RunResult
+from farm.results import Baseline, BoardResult, BoardStatus, RunResult
+from farm.statuses import UNFIT
 from farm.util import utc_now
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ class Job:
             return {}  # no history yet: no board marked, and no results folder made before the configuration is checked
         try:
             return {name: row for name, row in History(settings.history_url).health().items()
-                    if row["state"] in ("bad", "retired")}
+                    if row["state"] in UNFIT}
         except HistoryError as exc:
             log.warning(f"board health unknown (history unavailable: {exc}); no board is left out")
             return {}
@@ -195,7 +196,7 @@ class Job:
         board's result, which `finish` stores."""
         model = model_result(self.manifest)
         for result in self.group:
-            measured = {v: found for v, found in result.variants.items() if found.status == "ok"}
+            measured = {v: found for v, found in result.variants.items() if found.status == BoardStatus.OK}
             if not measured or result.name not in self.selection.boards:
                 continue
             baselines: dict[str, Baseline] | None = None

@@ -35,6 +35,7 @@ from farm.errors import AgentError, BoardError, PowerError, Stopped
 from farm.judge.stats import latency_summary
 from farm.record.boardlog import for_board
 from farm.results import PER_VARIANT, BoardResult, BoardStatus, Recovery, Step, VariantResult
+from farm.statuses import BUILT, AgentStage
 from farm.util import utc_now
 
 SETUP_STEPS = ("connect", "lock", "probe", "push")
@@ -87,7 +88,7 @@ class DeployPlan:
         artifact = lambda entry: Artifact(folder / entry["file"], entry["sha256"]) if entry else None  # noqa: E731
         files = manifest["files"]
         return cls(run_id=run_id, agent=Artifact.of(resources.agent()),
-                   variants={v: artifact(e) for v, e in manifest["variants"].items() if e["status"] in ("ok", "no-op")},
+                   variants={v: artifact(e) for v, e in manifest["variants"].items() if e["status"] in BUILT},
                    spec=artifact(files.get("spec")), feed=artifact(files.get("feed")), data=artifact(files.get("data")),
                    reference=artifact(files.get("reference")), measurement=measurement,
                    variant_toolchains={v: e.get("toolchains") for v, e in manifest["variants"].items()}, **options)
@@ -263,7 +264,7 @@ class BoardSession:
         self.control.check()
         if self.lease is not None and self.lease.lost:
             raise BoardError(f"{self.board.name}: lost its lock to {self.lease.lost}: this run's heartbeat stalled "
-                             f"past the lease's {self.lease.ttl_s} s, so another run took the board", "busy")
+                             f"past the lease's {self.lease.ttl_s} s, so another run took the board", BoardStatus.BUSY)
         self.log.info(name)
         self._progress(self.board.name, name)
         started = time.monotonic()
@@ -327,7 +328,7 @@ class BoardSession:
         try:
             self._measure(variant)
         except BoardError as exc:
-            if isinstance(exc, Stopped) or BoardStatus(exc.status) not in PER_VARIANT or self._can_recover(exc):
+            if isinstance(exc, Stopped) or exc.status not in PER_VARIANT or self._can_recover(exc):
                 raise
             found = self.result.variants.get(variant) or VariantResult(variant)
             found.status, found.error = exc.status, self._hang_reason(exc)
@@ -353,9 +354,9 @@ class BoardSession:
             argv = agent_argv(board.python, agent, files, measurement, "latency", watch_stdin=True, extra=extra)
             with self._measuring(), self.step(f"measure {variant}" + (f" ({index + 1}/{rounds})" if rounds > 1 else "")):
                 docs.append(self._run_agent(variant, argv))
-        failed = next((e for d in docs for e in d["errors"] if e["stage"] in ("load", "latency")), None)
+        failed = next((e for d in docs for e in d["errors"] if e["stage"] in (AgentStage.LOAD, AgentStage.LATENCY)), None)
         if failed:
-            raise BoardError(f"{board.name}: {variant}: {failed['message']}", "model-error")
+            raise BoardError(f"{board.name}: {variant}: {failed['message']}", BoardStatus.MODEL_ERROR)
         result = VariantResult.from_agent(variant, docs[0])
         result.toolchain = toolchain.name
         if len(docs) > 1 and all(d.get("latency_ms") for d in docs):
@@ -391,22 +392,22 @@ class BoardSession:
         self.control.check()  # stopped while it ran: the agent was killed, its output means nothing
         if result.timed_out:
             raise BoardError(f"{board.name}: agent on {variant} passed its {plan.variant_deadline_s:.0f} s "
-                             f"deadline and was killed", "timeout")
+                             f"deadline and was killed", BoardStatus.TIMEOUT)
         if result.exit_code > 128 or result.exit_code < 0:
             raise BoardError(f"{board.name}: agent on {variant} was killed by {_signal_name(result.exit_code)} after "
-                             f"{result.duration_s:.1f} s; stderr tail: {result.tail() or '(empty)'}", "killed")
+                             f"{result.duration_s:.1f} s; stderr tail: {result.tail() or '(empty)'}", BoardStatus.KILLED)
         if result.exit_code != 0:
             raise AgentError(f"{board.name}: agent on {variant} exited {result.exit_code}; stderr tail: {result.tail()}")
         return parse_agent_output(result.stdout, result.stderr)
 
     # -- recovery -------------------------------------------------------------------------------
     def _can_recover(self, exc: BoardError) -> bool:
-        return (not isinstance(exc, Stopped) and BoardStatus(exc.status) in HANGS and self.board.power is not None
+        return (not isinstance(exc, Stopped) and exc.status in HANGS and self.board.power is not None
                 and self.result.recovery is None and "measure" in self.plan.steps)
 
     def _hang_reason(self, exc: BoardError) -> str:
         """A hang's reason says when nothing could be done about it."""
-        if BoardStatus(exc.status) in HANGS and self.board.power is None:
+        if exc.status in HANGS and self.board.power is None:
             return f"{exc}; {NO_POWER}"
         return str(exc)
 
@@ -443,7 +444,7 @@ class BoardSession:
                 getattr(self, name)()
         if "measure" in self.plan.steps:
             for variant in self.plan.variants_for(self.board):
-                if variant not in self.result.variants or self.result.variants[variant].status != "ok":
+                if variant not in self.result.variants or self.result.variants[variant].status != BoardStatus.OK:
                     self.measure(variant)
                     self._save(self.result)
 
@@ -460,11 +461,11 @@ class BoardSession:
                     self._work()
                 except BoardError as again:  # a second failure is the board's
                     raise BoardError(f"{again} (again, after {self.result.recovery.note})", again.status) from again
-            stopped = [v for v in self.result.variants.values() if v.status != "ok"]
-            self.result.status = BoardStatus(stopped[0].status) if stopped else BoardStatus.OK
+            stopped = [v for v in self.result.variants.values() if v.status != BoardStatus.OK]
+            self.result.status = stopped[0].status if stopped else BoardStatus.OK
             self.result.error = "; ".join(f"{v.name}: {v.error}" for v in stopped) or None
         except BoardError as exc:
-            self.result.status, self.result.error = BoardStatus(exc.status), self._hang_reason(exc)
+            self.result.status, self.result.error = exc.status, self._hang_reason(exc)
         except Exception as exc:  # a bug in farm: said so, with the traceback, never blamed on the board
             self.result.status = BoardStatus.INTERNAL_ERROR
             self.result.error = (f"internal error in farm ({type(exc).__name__}: {exc}); traceback in "

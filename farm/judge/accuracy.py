@@ -8,6 +8,8 @@ regression item and the report all read them through here.
 
 from __future__ import annotations
 
+from farm.statuses import BuildStatus, CheckStatus
+
 # the figure that says "how good", higher is better, per metric: (with labels, against FP32)
 QUALITY = {"top1": ("top1", "agreement"), "binary": ("accuracy", "agreement"), "iou": (None, "iou"),
            "sequence": (None, "timestep_agreement"), "cosine": (None, "cosine"), "detection": ("map50", "recall"),
@@ -93,7 +95,7 @@ def output_rows(output: dict, figures: dict | None, fp32: dict | None, default_l
 
 
 def _row(output: dict, metric: str, value: float | None, limit: float, unit: str, what: str) -> dict:
-    verdict = None if value is None else "pass" if passes({"metric": metric}, value, limit) else "fail"
+    verdict = None if value is None else CheckStatus.PASS if passes({"metric": metric}, value, limit) else CheckStatus.FAIL
     return {"output": output["name"], "metric": metric, "value": value, "limit": limit, "unit": unit, "what": what,
             "verdict": verdict}
 
@@ -156,9 +158,9 @@ def build_failures(variants: dict[str, dict], requested: list[str]) -> list[str]
     if problem:
         found.append(f"fp32: {problem}")
     for name, entry in variants.items():
-        if entry["status"] == "failed" or entry["status"] == "no-op" and int8 == [name]:
+        if entry["status"] == BuildStatus.FAILED or entry["status"] == BuildStatus.NO_OP and int8 == [name]:
             found.append(f"{name}: {entry['status']} ({entry['reason']})")
-        if entry["status"] == "no-op":
+        if entry["status"] == BuildStatus.NO_OP:
             continue
         for row in (entry.get("host") or {}).get("losses", []):
             if row["ok"] is False:

@@ -16,7 +16,7 @@ from typing import Any
 
 from farm.judge.items import judge
 from farm.judge.stats import latency_summary
-from farm.results import Baseline, BoardResult, Check, RunResult, VariantResult
+from farm.results import Baseline, BoardResult, BoardStatus, Check, CheckStatus, RunResult, VariantResult
 
 SUMMARY_FIGURES = ("n", "mean", "min", "max", "p50", "p90", "p95", "p99")
 RAW_FIGURES = ("samples_ms", "peak_rss_mb", "accuracy", "opset", "sha256", "latency_ms", "status", "offload", "simulated")
@@ -90,7 +90,7 @@ def recompute(result: RunResult, limits: dict[str, dict], emulated: dict[str, st
     for board in result.boards:
         if not board.usable or board.name not in limits:
             continue
-        measured = {name: _from_samples(v) for name, v in board.variants.items() if v.status == "ok"}
+        measured = {name: _from_samples(v) for name, v in board.variants.items() if v.status == BoardStatus.OK}
         board_baselines = {v: b for (name, v), b in baselines.items() if name == board.name}
         verdicts[board.name] = judge(limits[board.name], emulated.get(board.name), measured, result.model,
                                      board_baselines)
@@ -130,7 +130,7 @@ def verdict_disagreements(result: RunResult, verdicts: dict[str, dict[str, list[
     return found
 
 
-def status_disagreements(statuses: dict[tuple[str, str, str], str], verdicts: dict[str, dict[str, list[Check]]],
+def status_disagreements(statuses: dict[tuple[str, str, str], CheckStatus], verdicts: dict[str, dict[str, list[Check]]],
                          where: str) -> list[Disagreement]:
     """Outcomes kept elsewhere (the JUnit file: board, variant, item -> pass/fail/error/skip) against the
     recomputation; a verdict with no outcome there is a disagreement too."""
@@ -142,11 +142,11 @@ def status_disagreements(statuses: dict[tuple[str, str, str], str], verdicts: di
                 key = (board, variant, check.item)
                 seen.add(key)
                 outcome = statuses.get(key)
-                if outcome != check.status.value:
+                if outcome != check.status:
                     found.append(Disagreement(where, board, variant, check.item, outcome or "no test case",
                                               shown(check)))
     for (board, variant, item), outcome in statuses.items():
-        if (board, variant, item) not in seen and outcome in ("pass", "fail"):
+        if (board, variant, item) not in seen and outcome in (CheckStatus.PASS, CheckStatus.FAIL):
             found.append(Disagreement(where, board, variant, item, outcome, "nothing measured to judge"))
     return found
 

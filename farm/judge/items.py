@@ -15,7 +15,8 @@ from farm.config.inventory import Board
 from farm.judge.accuracy import fp32_self_loss, output_rows, quality
 from farm.judge.changes import recent_change
 from farm.judge.stats import latency_change, percentile_of, quantile_bounds, round_spread, runs_needed
-from farm.results import Baseline, Check, CheckStatus, ModelResult, VariantResult
+from farm.results import Baseline, BuildStatus, Check, CheckStatus, ModelResult, VariantResult
+from farm.statuses import Change
 
 PASS, FAIL, ERROR, SKIP = CheckStatus.PASS, CheckStatus.FAIL, CheckStatus.ERROR, CheckStatus.SKIP
 TIMING_ITEMS = ("latency", "speedup", "regression")
@@ -63,7 +64,7 @@ OVERHEAD_OPS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "
 def _no_op(variant: VariantResult, model: ModelResult) -> str | None:
     """Why a variant is not judged as INT8: it quantized nothing."""
     build = model.variants.get(variant.name)
-    if build is not None and build.status == "no-op":
+    if build is not None and build.status == BuildStatus.NO_OP:
         return f"{variant.name} quantized nothing (no-op): {build.reason}; not judged as INT8"
     return None
 
@@ -131,8 +132,8 @@ def _accuracy(variant: VariantResult, limits: dict, model: ModelResult, fp32: Va
         return Check("accuracy", ERROR, None, limit, "%", f"output {unjudged[0]['output']}: {unjudged[0]['what']}",
                      tuple(rows))
     # The check shows the output nearest its limit (or furthest past it); every output is in the details.
-    worst = max(rows, key=lambda r: (r["verdict"] == "fail", _closeness(r)))
-    failed = [r for r in rows if r["verdict"] == "fail"]
+    worst = max(rows, key=lambda r: (r["verdict"] == FAIL, _closeness(r)))
+    failed = [r for r in rows if r["verdict"] == FAIL]
     text = "; ".join(f"{r['output']} {r['metric']}: {r['value']:.4g} {r['unit']} ({r['what']}, limit {r['limit']})"
                      .replace("  ", " ") for r in (failed or rows))
     return Check("accuracy", FAIL if failed else PASS, round(worst["value"], 4), worst["limit"], worst["unit"],
@@ -277,7 +278,7 @@ def memory_change(baseline_mb: float | None, new_mb: float | None, max_increase_
         return None
     growth = (new_mb - baseline_mb) / baseline_mb * 100
     return {"figure": "peak_rss_mb", "baseline": baseline_mb, "new": new_mb, "change_pct": growth, "unit": "MB",
-            "limit": f"+{max_increase_pct} %", "verdict": "regression" if growth > max_increase_pct else "same"}
+            "limit": f"+{max_increase_pct} %", "verdict": Change.REGRESSION if growth > max_increase_pct else Change.SAME}
 
 
 def _regression(variant: VariantResult, limits: dict, baseline: Baseline | None, model: ModelResult | None = None,
@@ -305,15 +306,15 @@ def _regression(variant: VariantResult, limits: dict, baseline: Baseline | None,
         drop = (base_acc - new_acc) * 100
         details.append({"figure": f"accuracy {output['name']}", "baseline": base_acc, "new": new_acc,
                         "change_pct": -drop, "unit": "points", "limit": f"-{limits['max_accuracy_drop_points']} points",
-                        "verdict": "regression" if drop > limits["max_accuracy_drop_points"] else
-                        "improvement" if drop < -limits["max_accuracy_drop_points"] else "same"})
+                        "verdict": Change.REGRESSION if drop > limits["max_accuracy_drop_points"] else
+                        Change.IMPROVEMENT if drop < -limits["max_accuracy_drop_points"] else Change.SAME})
     if limits.get("changes"):
         details += _changes_since(baseline, variant, limits)
     memory = memory_change(base.peak_rss_mb, variant.peak_rss_mb, limits["max_memory_increase_pct"])
     if memory:
         details.append(memory)
-    worse = [d for d in details if d["verdict"] == "regression"]
-    better = [d for d in details if d["verdict"] == "improvement"]
+    worse = [d for d in details if d["verdict"] == Change.REGRESSION]
+    better = [d for d in details if d["verdict"] == Change.IMPROVEMENT]
     against = f"against run {baseline.run_id}{' (pinned)' if baseline.pinned else ''}"
     worst = max((d["change_pct"] for d in details if d["unit"] == "ms"), default=None)
     value = round(worst, 2) if worst is not None else None
@@ -341,7 +342,7 @@ def _changes_since(baseline: Baseline, variant: VariantResult, limits: dict) -> 
             found.append({"figure": "change since baseline", "metric": figure, "baseline": change.before,
                           "new": change.after, "change_pct": change.change_pct, "p_value": change.p_value,
                           "began": began, "unit": "ms", "limit": f"+{limits['change_min_pct']:g} %, "
-                          f"p <= {limits['change_alpha']:g}", "verdict": "regression"})
+                          f"p <= {limits['change_alpha']:g}", "verdict": Change.REGRESSION})
     return found
 
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from farm.results import BoardResult, RunResult
+from farm.results import BoardResult, BoardStatus, RunResult
+from farm.statuses import BUILT
 
 
 @dataclass
@@ -101,13 +102,13 @@ def check_policy(result: RunResult, policy: dict, now: datetime) -> PolicyOutcom
         outcome.unmet.append("boards: no board of the run counts under the policy")
     for variant in policy["variants"]:
         build = result.model.variants.get(variant)
-        if build is None or build.status not in ("ok", "no-op"):
+        if build is None or build.status not in BUILT:
             why = "was not built" if build is None else f"failed to build: {build.reason}"
             outcome.unmet.append(f"variants: {variant} {why}")
             continue
         for board in counted:
             measured = board.variants.get(variant)
-            if measured is None or measured.status != "ok":
+            if measured is None or measured.status != BoardStatus.OK:
                 outcome.unmet.append(f"variants: {variant} was not measured on {board.name}"
                                      + (f" ({measured.status}: {measured.error})" if measured else ""))
                 continue

@@ -6,6 +6,8 @@ from typing import Sequence
 
 import numpy as np
 
+from farm.statuses import Change
+
 PERCENTILES = (50, 90, 95, 99)
 
 
@@ -81,11 +83,11 @@ def latency_change(baseline_ms: Sequence[float], new_ms: Sequence[float], figure
     slower = mannwhitneyu(new_ms, baseline_ms, alternative="greater").pvalue
     faster = mannwhitneyu(new_ms, baseline_ms, alternative="less").pvalue
     if change > threshold_pct and slower < alpha:
-        verdict = "regression"
+        verdict = Change.REGRESSION
     elif change < -threshold_pct and faster < alpha:
-        verdict = "improvement"
+        verdict = Change.IMPROVEMENT
     else:
-        verdict = "same"
+        verdict = Change.SAME
     return {"figure": figure, "baseline": base, "new": new, "change_pct": change,
             "p_value": min(slower, faster), "verdict": verdict}
 

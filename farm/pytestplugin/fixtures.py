@@ -7,6 +7,7 @@ import logging
 import pytest
 
 from farm.pytestplugin.hooks import STATE, session_job
+from farm.statuses import BoardStatus, CheckStatus
 from farm.util import printable
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def board(request: pytest.FixtureRequest, farm_run):
 def board_outcome(board, farm_run):
     """The board's result (farm.results.BoardResult): status, facts, every variant."""
     result = farm_run.result.board(board.name)
-    if not any(v.status == "ok" for v in result.variants.values()):
+    if not any(v.status == BoardStatus.OK for v in result.variants.values()):
         raise BoardUnavailable(f"{board.name} is {result.status}: {result.error}")
     return result
 
@@ -76,7 +77,7 @@ def board_result(board_outcome, variant: str):
     if found is None:
         why = "not built" if board_outcome.ok else f"not measured: the board is {board_outcome.status}: {board_outcome.error}"
         raise BoardUnavailable(f"{board_outcome.name}: variant {variant} {why}")
-    if found.status != "ok":
+    if found.status != BoardStatus.OK:
         raise BoardUnavailable(f"{board_outcome.name}: variant {variant} is {found.status}: {found.error}")
     return found
 
@@ -91,9 +92,9 @@ def verdict(request: pytest.FixtureRequest, board_outcome, board_result, variant
     found = board_result.check(item)
     if found is None:
         pytest.skip(f"the checklist {farm_run.checklist.name!r} has no item {item!r}")
-    if found.status == "skip":
+    if found.status == CheckStatus.SKIP:
         pytest.skip(printable(found.why))
-    if found.status == "error":
+    if found.status == CheckStatus.ERROR:
         raise CheckError(found.message(board_outcome.name, variant))
     return found
 

@@ -22,6 +22,7 @@ import procrastinate
 from procrastinate.jobs import Status
 
 from farm.queue.store import ROLES, SCHEMA, SCHEMA_MARK, Store
+from farm.statuses import JobOutcome
 
 RUN_TASK, SCHEDULE_TASK = "farm:run", "farm:schedules"
 SCHEDULE_QUEUE = "farm-schedules"
@@ -123,7 +124,7 @@ async def retry_stalled(app: procrastinate.App, store: Store, after_s: float, ev
                     log.warning("job %s: its worker stopped beating; queued again for another worker", job.id)
                 else:
                     await app.job_manager.finish_job_by_id_async(job.id, status=Status.FAILED, delete_job=False)
-                    await asyncio.to_thread(store.job_note, job.id, "failed",
+                    await asyncio.to_thread(store.job_note, job.id, JobOutcome.FAILED,
                                             f"its worker died on attempt {job.attempts + 1} of {MAX_ATTEMPTS}")
         except Exception as exc:  # another worker retried it first, or the database blinked: next round
             log.warning("stalled-job check: %s", exc)
@@ -137,8 +138,8 @@ def cancel(store: Store, job_id: int) -> str:
     if not rows:
         raise ConfigError(f"job {job_id} is not in the queue {store.where}: check the number (farm queue)")
     done = store.cancel(job_id)
-    if done == "cancelled":
+    if done == JobOutcome.CANCELLED:
         return f"job {job_id}: cancelled before it started"
-    if done == "stopping":
+    if done == JobOutcome.STOPPING:
         return f"job {job_id}: running on {rows[0]['worker']}; asked to stop (what it collected is kept)"
     return f"job {job_id}: already ended ({rows[0]['state']}, {rows[0]['outcome']}); nothing to cancel"

@@ -30,10 +30,12 @@ from farm.errors import QueueError
 from farm.queue import request as job_request
 from farm.queue.store import Store
 from farm.record.storeurl import split_password
+from farm.statuses import JobOutcome
 from farm.util import NAME_RE
 
 RUN_FILES = ("results.json", "junit.xml", "report.html")
-OUTCOMES = {0: "passed", 1: "failed", 2: "bad input", 130: "stopped", 143: "stopped"}
+OUTCOMES = {0: JobOutcome.PASSED, 1: JobOutcome.FAILED, 2: JobOutcome.BAD_INPUT, 130: JobOutcome.STOPPED,
+            143: JobOutcome.STOPPED}
 PR_SET_PDEATHSIG = 1
 
 
@@ -124,7 +126,7 @@ def execute(context: procrastinate.JobContext, request: dict) -> None:
         history, secret = _history_secret(config, folder)
         argv = child_argv(config, request, run_id, files, history)
     except QueueError as exc:
-        store.job_finished(job_id, attempt, "bad input", 2, str(exc))
+        store.job_finished(job_id, attempt, JobOutcome.BAD_INPUT, 2, str(exc))
         raise
     log = folder / f"attempt-{attempt}.log"
     try:
@@ -142,7 +144,7 @@ def execute(context: procrastinate.JobContext, request: dict) -> None:
     code = child.returncode
     run_dir = config.out / run_id
     store.save_run_files(run_id, attempt, {n: run_dir / n for n in RUN_FILES if (run_dir / n).is_file()})
-    outcome = "cancelled" if stopped else OUTCOMES.get(code, f"exit {code}")
+    outcome = JobOutcome.CANCELLED if stopped else OUTCOMES.get(code, JobOutcome.OTHER_EXIT)
     store.job_finished(job_id, attempt, outcome, code, "" if code in (0, 1) else _tail(log))
     if stopped:
         raise exceptions.JobAborted(f"job {job_id} cancelled; run {run_id} keeps what it collected")

@@ -17,6 +17,7 @@ from typing import Any, Iterator
 
 from farm.errors import ConfigError, QueueError
 from farm.record.storeurl import redact_url, scrub
+from farm.statuses import JobOutcome, JobState
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS farm_blobs (
@@ -107,16 +108,23 @@ END $$;
 
 
 # procrastinate's job states as farm shows them: a finished, failed, cancelled or aborted job is done.
-SHOWN_STATES = {"todo": "queued", "doing": "running"}
+SHOWN_STATES = {JobState.TODO: "queued", JobState.DOING: "running"}
 
 
 def pool_counts(jobs: list[dict]) -> dict[str, dict[str, int]]:
     """Jobs (rows of Store.jobs) per pool and state: queued, running, done."""
     counts: dict[str, dict[str, int]] = {}
     for job in jobs:
-        state = SHOWN_STATES.get(job["state"] or "", "done")
+        state = SHOWN_STATES.get(job["state"], "done")
         counts.setdefault(job["pool"], {"queued": 0, "running": 0, "done": 0})[state] += 1
     return counts
+
+
+def _outcome(word: str | None) -> JobOutcome | None:
+    """farm_jobs.outcome as a member; `exit N` (an older farm's word for another exit code) is OTHER_EXIT."""
+    if word is None:
+        return None
+    return JobOutcome.OTHER_EXIT if word.startswith("exit ") else JobOutcome(word)
 
 
 class Store:
@@ -198,19 +206,20 @@ class Store:
                              f"{self.where} had farm's schema): submit it again")
         return row[0]
 
-    def cancel(self, job_id: int) -> str | None:
+    def cancel(self, job_id: int) -> JobOutcome | None:
         """'cancelled' (it was queued), 'stopping' (its worker is asked to stop it) or None (it ended);
         farm_cancel refuses another's job unless this session's role may cancel any."""
         with self.connect() as db:
-            return db.execute("SELECT farm_cancel(%s)", (job_id,)).fetchone()[0]
+            done = db.execute("SELECT farm_cancel(%s)", (job_id,)).fetchone()[0]
+        return JobOutcome(done) if done is not None else None
 
-    def job_finished(self, job_id: int, attempt: int, outcome: str, exit_code: int | None, message: str) -> None:
+    def job_finished(self, job_id: int, attempt: int, outcome: JobOutcome, exit_code: int | None, message: str) -> None:
         """The end of an attempt; an older attempt never overwrites a newer one's outcome."""
         with self.connect() as db:
             db.execute("UPDATE farm_jobs SET finished_at = now(), outcome = %s, exit_code = %s, message = %s "
                        "WHERE job_id = %s AND attempt <= %s", (outcome, exit_code, message, job_id, attempt))
 
-    def job_note(self, job_id: int, outcome: str, message: str) -> None:
+    def job_note(self, job_id: int, outcome: JobOutcome, message: str) -> None:
         """An outcome decided outside a worker: cancelled while queued, given up after its retry."""
         with self.connect() as db:
             db.execute("UPDATE farm_jobs SET outcome = %s, message = %s, finished_at = now() WHERE job_id = %s",
@@ -226,10 +235,14 @@ class Store:
             clauses.append("f.job_id = %s")
             params.append(job_id)
         clause = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        return self._rows(
+        rows = self._rows(
             "SELECT f.*, j.status::text AS state, j.abort_requested FROM farm_jobs f "
             f"LEFT JOIN procrastinate_jobs j ON j.id = f.job_id {clause} ORDER BY f.job_id DESC LIMIT %s",
             (*params, limit))
+        for row in rows:  # None: procrastinate's row is gone (a job cancelled while queued)
+            row["state"] = JobState(row["state"]) if row["state"] is not None else None
+            row["outcome"] = _outcome(row["outcome"])
+        return rows
 
     # -- run files --------------------------------------------------------------------------------
     def save_run_files(self, run_id: str, attempt: int, files: dict[str, Path]) -> None:

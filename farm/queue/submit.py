@@ -20,8 +20,8 @@ from farm.config.settings import RunSettings
 from farm.errors import ConfigError
 from farm.queue.request import file_name
 from farm.queue.store import Store
+from farm.statuses import FINAL, JobOutcome, JobState
 
-FINAL = ("succeeded", "failed", "cancelled", "aborted")
 log = logging.getLogger(__name__)
 
 
@@ -75,6 +75,6 @@ def follow(store: Store, job_id: int, poll_s: float = 1.0) -> dict:
 
 def exit_code(row: dict) -> int:
     """The run's own exit code; a job that ended without one (cancelled, lost its worker) is not a pass."""
-    if row["exit_code"] is not None and row["outcome"] != "running":
+    if row["exit_code"] is not None and row["outcome"] != JobOutcome.RUNNING:
         return row["exit_code"]
-    return 130 if row["state"] in ("cancelled", "aborted") else 1
+    return 130 if row["state"] in (JobState.CANCELLED, JobState.ABORTED) else 1

@@ -22,6 +22,7 @@ from typing import Any, Iterator
 from farm.errors import HistoryError
 from farm.record.storeurl import redact_url, scrub
 from farm.results import Baseline, RunResult, VariantResult
+from farm.statuses import HealthState
 from farm.util import utc_now
 
 TABLES = """
@@ -242,7 +243,7 @@ class History:
         return runs
 
     # -- board health: `bad` boards are left out of selection until a health check passes -----------
-    def set_health(self, board: str, state: str, reason: str, run_id: str | None = None) -> None:
+    def set_health(self, board: str, state: HealthState, reason: str, run_id: str | None = None) -> None:
         """A board's health after a check (`good` / `bad`) or a person's mark (`retired` / `good`), and its event."""
         now = utc_now()
         with self._store() as store, store.transaction():
@@ -253,7 +254,11 @@ class History:
     def health(self) -> dict[str, dict]:
         """Every board's last health state: board -> {state, reason, since, checked, run_id}."""
         with self._store() as store:
-            return {row["board"]: row for row in store.execute("SELECT * FROM board_health")}
+            rows = store.execute("SELECT * FROM board_health")
+        try:
+            return {row["board"]: {**row, "state": HealthState(row["state"])} for row in rows}
+        except ValueError as exc:
+            raise HistoryError(f"{self._where()}: board_health: {exc}: mark the board again (farm boards restore)") from exc
 
     def events(self, board: str | None = None, limit: int = 50) -> list[dict]:
         """Power cycles and health changes, newest first."""
@@ -327,7 +332,11 @@ class History:
             rows = store.execute("SELECT document FROM runs WHERE run_id = ?", (run_id,))
         if not rows:
             raise HistoryError(f"run {run_id} is not in the history {self._where()}")
-        return RunResult.from_json(_unpack(rows[0]["document"]))
+        try:
+            return RunResult.from_json(_unpack(rows[0]["document"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise HistoryError(f"run {run_id} in the history {self._where()} is not a farm results document "
+                               f"({exc}); read its run folder's results.json instead") from exc
 
     def baseline(self, board: str, model: str, variant: str, before: str | None = None) -> Baseline | None:
         """The pinned run, else the last run (other than `before`) in which every check passed."""

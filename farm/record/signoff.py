@@ -38,7 +38,7 @@ from farm.judge.items import limits_for
 from farm.judge.policy import PolicyOutcome, check_policy, signing_time_problems
 from farm.record import sshsig
 from farm.record.rundir import run_file_problem
-from farm.results import Baseline, BoardResult, RunResult, VariantResult
+from farm.results import Baseline, BoardResult, BoardStatus, CheckStatus, RunResult, VariantResult
 from farm.util import file_sha256
 
 SCHEMA = "farm.signoff/2"
@@ -60,7 +60,7 @@ def _read_run(run_dir: Path) -> RunResult:
         raise SignoffError(f"{path}: not a farm results document ({exc})") from exc
 
 
-def junit_outcomes(path: Path) -> dict[tuple[str, str, str], str]:
+def junit_outcomes(path: Path) -> dict[tuple[str, str, str], CheckStatus]:
     """(board, variant, item) -> pass / fail / error / skip, from the JUnit file's test cases."""
     outcomes = {}
     for case in ET.parse(path).getroot().iter("testcase"):
@@ -68,8 +68,8 @@ def junit_outcomes(path: Path) -> dict[tuple[str, str, str], str]:
         if not {"board", "variant", "item"} <= set(props):
             continue
         kinds = {child.tag for child in case}
-        outcome = ("error" if "error" in kinds else "fail" if "failure" in kinds else
-                   "skip" if "skipped" in kinds else "pass")
+        outcome = (CheckStatus.ERROR if "error" in kinds else CheckStatus.FAIL if "failure" in kinds else
+                   CheckStatus.SKIP if "skipped" in kinds else CheckStatus.PASS)
         outcomes[(props["board"], props["variant"], props["item"])] = outcome
     return outcomes
 
@@ -189,7 +189,7 @@ def _figures(result: RunResult, where: str) -> list[Disagreement]:
         for name, variant in board.variants.items():
             found += audit.summary_disagreements(board.name, variant, where)
             built = result.model.variants.get(name)
-            if variant.status == "ok" and built and variant.sha256 != built.sha256:
+            if variant.status == BoardStatus.OK and built and variant.sha256 != built.sha256:
                 found.append(Disagreement(where, board.name, name, "sha256", variant.sha256,
                                           f"{built.sha256} (the variant that was built)"))
     return found

@@ -22,7 +22,7 @@ from farm.results import BoardStatus
 from farm.util import printable
 
 STATUSES = {s.value for s in BoardStatus}
-DONE_STYLES = {"ok": "green"}
+DONE_STYLES: dict[str, str] = {BoardStatus.OK: "green"}
 
 
 def cell(text: object) -> str:

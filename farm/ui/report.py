@@ -15,11 +15,13 @@ from farm.config.checklist import ITEMS
 from farm.judge.accuracy import summary as accuracy_summary
 from farm.judge.items import speedup_floor, speedup_ratio
 from farm.results import BoardResult, Check, RunResult, VariantResult
+from farm.statuses import BoardStatus, BuildStatus, CheckStatus
 
 COLUMNS = ("board", "cpu", "variant", "toolchain", "provider", "offload", "p50 ms", "p95 ms", "p99 ms", "peak MB",
            "accuracy", "value vs limit")
-STATUS_COLOURS = {"pass": "#2e7d32", "fail": "#c62828", "error": "#ef6c00", "skip": "#757575"}
-LETTERS = {"pass": "P", "fail": "F", "error": "E", "skip": "-"}
+STATUS_COLOURS = {CheckStatus.PASS: "#2e7d32", CheckStatus.FAIL: "#c62828", CheckStatus.ERROR: "#ef6c00",
+                  CheckStatus.SKIP: "#757575"}
+LETTERS = {CheckStatus.PASS: "P", CheckStatus.FAIL: "F", CheckStatus.ERROR: "E", CheckStatus.SKIP: "-"}
 
 
 def _pyplot():
@@ -186,13 +188,13 @@ def summary_matrix(result: RunResult) -> str:
         cells = []
         for name in variants:
             if not board.ok:
-                cells.append(f'<td style="color:{STATUS_COLOURS["error"]}">error: {html.escape(str(board.status))}</td>')
+                cells.append(f'<td style="color:{STATUS_COLOURS[CheckStatus.ERROR]}">error: {html.escape(str(board.status))}</td>')
                 continue
             entry = board.variants.get(name)
             marks = []
             for item in items:
                 check = entry.check(item) if entry else None
-                status = check.status.value if check else "error"
+                status = check.status if check else CheckStatus.ERROR
                 marks.append(f'<span title="{html.escape(item)}: {status}" '
                              f'style="color:{STATUS_COLOURS[status]};font-weight:bold">{LETTERS[status]}</span>')
             cells.append("<td>" + " ".join(marks) + "</td>")
@@ -258,7 +260,7 @@ def explanation_section(result: RunResult) -> str | None:
             continue
         if e.mixed_reason:
             parts.append(f"<p>int8_mixed: {html.escape(e.mixed_status)}: {html.escape(e.mixed_reason)}</p>")
-        if e.mixed_status != "ok":
+        if e.mixed_status != BuildStatus.OK:
             continue
         gained = ", ".join(f"{v:.2f}x against {w}" for v, w in ((e.speedup_vs_fp32, "FP32"),
                                                                   (e.speedup_vs_variant, e.variant)) if v)
@@ -274,7 +276,7 @@ def notes(result: RunResult) -> str | None:
     lines = [f"{b.name}: {b.lock_note}" for b in result.boards if b.lock_note]
     lines += [f"{b.name}: {b.recovery.cause}; {b.recovery.note}" for b in result.boards if b.recovery]
     lines += [f"{b.name} {v.name}: {v.status}: {v.error}" for b in result.boards for v in b.variants.values()
-              if v.status != "ok"]
+              if v.status != BoardStatus.OK]
     lines += [f"{b.name}: {b.status}: {b.error}" for b in result.boards if not b.ok and not b.variants]
     if not lines:
         return None

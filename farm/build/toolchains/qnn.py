@@ -23,6 +23,7 @@ from farm.build.modelfile import ModelInfo
 from farm.build.spec import ModelSpec
 from farm.build.toolchains.base import BoardFile, Toolchain, options
 from farm.config.inventory import Board
+from farm.statuses import BuildStatus
 from farm.util import file_sha256
 
 PROVIDER = "QNNExecutionProvider"
@@ -95,7 +96,7 @@ class QnnToolchain(Toolchain):
             quantize(str(source), str(target), config)
 
     def board_files(self, board: Board, variant: str, entry: dict, folder: Path) -> list[BoardFile]:
-        if entry.get("status") != "ok" or variant not in self.builds:
+        if entry.get("status") != BuildStatus.OK or variant not in self.builds:
             return []
         found = context_binary(folder / entry["file"], entry["sha256"], options(board), folder)
         return [found] if found else []

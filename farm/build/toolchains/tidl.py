@@ -20,6 +20,7 @@ from pathlib import Path
 from farm.build.toolchains.base import BoardFile, Toolchain, options
 from farm.config.inventory import Board
 from farm.errors import ModelError
+from farm.statuses import BuildStatus
 from farm.util import file_sha256
 
 PROVIDER = "TIDLExecutionProvider"
@@ -99,7 +100,7 @@ class TidlToolchain(Toolchain):
     provider = PROVIDER
 
     def board_files(self, board: Board, variant: str, entry: dict, folder: Path) -> list[BoardFile]:
-        if variant != "fp32" or entry.get("status") != "ok":  # TIDL quantizes the float model itself
+        if variant != "fp32" or entry.get("status") != BuildStatus.OK:  # TIDL quantizes the float model itself
             return []
         archive = pack(compiled(board, folder / entry["file"], entry["sha256"], folder), folder)
         return [BoardFile("artifacts", archive, file_sha256(archive), f"TIDL artifacts for {entry['file']}")]

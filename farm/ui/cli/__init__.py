@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import sys
+from typing import NoReturn
 
 import farm
 from farm.board.agent import SCHEMA as AGENT_SCHEMA

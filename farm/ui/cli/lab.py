@@ -8,6 +8,7 @@ import logging
 from farm import resources
 from farm.config.options import OUT, SELECTION, add_to_argparse
 from farm.errors import ConfigError
+from farm.statuses import UNFIT
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def _unfit_boards() -> dict[str, dict]:
     if not path.is_file():
         return {}
     try:
-        return {n: r for n, r in History(path).health().items() if r["state"] in ("bad", "retired")}
+        return {n: r for n, r in History(path).health().items() if r["state"] in UNFIT}
     except HistoryError as exc:
         log.warning(f"board health unknown: {exc}")
         return {}

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from farm import resources
 from farm.config.options import BY_NAME, HELD_TO, OUT, SIGNOFF_OPTIONS, add_to_argparse, resolve
 from farm.errors import ConfigError, HistoryError, SignoffError
+from farm.statuses import Change
 
 if TYPE_CHECKING:
     from farm.config.checklist import Checklist
@@ -38,7 +39,11 @@ def _load_run(args: argparse.Namespace, run_id: str):
 
     path = Path(args.out) / run_id / "results.json"
     if path.is_file():
-        return RunResult.from_json(json.loads(path.read_text()))
+        try:
+            return RunResult.from_json(json.loads(path.read_text()))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{path}: not a farm results document ({exc}); restore it from the run's "
+                              "copy in the history, or compare another run") from exc
     return _history(args).load_run(run_id)
 
 
@@ -108,7 +113,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
               f"{row['change_pct']:>+8.1f}%  {row['verdict']}")
     if not rows:
         print("no board x variant measured in both runs")
-    return 1 if any(r["verdict"] == "regression" for r in rows) else 0
+    return 1 if any(r["verdict"] == Change.REGRESSION for r in rows) else 0
 
 
 def _signing(args: argparse.Namespace, options: tuple) -> tuple[Path, dict, Checklist | None]:

@@ -7,6 +7,7 @@ import logging
 
 from farm import resources
 from farm.config import options
+from farm.statuses import BoardStatus
 from farm.util import printable
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ def print_summary(result) -> None:
             table.add_row(cell(board.name), f"[red]{board.status}[/]", "-", "-", "-", "-", cell(board.error or ""))
             continue
         for name, variant in board.variants.items():
-            if variant.status != "ok":
+            if variant.status != BoardStatus.OK:
                 table.add_row(cell(board.name), f"[red]{variant.status}[/]", cell(name), "-", "-", "-",
                               cell(variant.error or ""))
                 continue
@@ -39,7 +40,7 @@ def print_summary(result) -> None:
             failed = [c.item for c in variant.checks if not c.passed]
             if failed:
                 text += f" [red]({cell(', '.join(failed))})[/]"
-            table.add_row(cell(board.name), "ok" if board.ok else f"[red]{board.status}[/]", cell(name),
+            table.add_row(cell(board.name), BoardStatus.OK if board.ok else f"[red]{board.status}[/]", cell(name),
                           fmt(stats.get("p50")),
                           fmt(stats.get("p95")), fmt(variant.peak_rss_mb), text)
     Console().print(table)
@@ -96,7 +97,7 @@ def _health_check(settings, names: list[str], why: str) -> None:
         return
     log.info(f"health check of {', '.join(names)}: {why}")
     for verdict in health.check(replace(settings, boards=names, pools=[], tags=[])):
-        log.info(f"{verdict.board}: {'good' if verdict.healthy else 'bad'}: {verdict.reason}")
+        log.info(f"{verdict.board}: {verdict.state}: {verdict.reason}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

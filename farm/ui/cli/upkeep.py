@@ -7,6 +7,7 @@ from pathlib import Path
 
 from farm import resources
 from farm.errors import ConfigError
+from farm.statuses import HealthState
 
 
 def _board(inventory: str | None, name: str):
@@ -54,11 +55,11 @@ def cmd_health(args: argparse.Namespace) -> int:
     settings = options.run_settings(resolved(args))
     verdicts = check(settings)
     for verdict in verdicts:
-        print(f"{verdict.board:<14}{'good' if verdict.healthy else 'bad':<6}{verdict.reason}")
+        print(f"{verdict.board:<14}{verdict.state:<6}{verdict.reason}")
     return 0 if all(v.healthy for v in verdicts) else 1
 
 
-def _mark(args: argparse.Namespace, state: str) -> int:
+def _mark(args: argparse.Namespace, state: HealthState) -> int:
     import getpass
 
     from farm.config.settings import history_url
@@ -67,18 +68,18 @@ def _mark(args: argparse.Namespace, state: str) -> int:
     url = history_url(args.out, args.history)
     if url is None:
         raise ConfigError("--history none: board health lives in the history; give one")
-    History(url).set_health(args.board, state, f"{'retired' if state == 'retired' else 'restored'} by "
+    History(url).set_health(args.board, state, f"{'retired' if state == HealthState.RETIRED else 'restored'} by "
                                                f"{getpass.getuser()}" + (f": {args.reason}" if args.reason else ""))
     print(f"{args.board}: {state}")
     return 0
 
 
 def cmd_boards_retire(args: argparse.Namespace) -> int:
-    return _mark(args, "retired")
+    return _mark(args, HealthState.RETIRED)
 
 
 def cmd_boards_restore(args: argparse.Namespace) -> int:
-    return _mark(args, "good")
+    return _mark(args, HealthState.GOOD)
 
 
 def register_marks(boards) -> None:

@@ -33,6 +33,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from farm.statuses import RunOutcome
 from farm.ui.web import data
 from farm.ui.web.metrics import exposition
 from farm.util import NAME_RE
@@ -40,7 +41,7 @@ from farm.util import NAME_RE
 MEDIA = {"report.html": "text/html", "junit.xml": "application/xml", "results.json": "application/json"}
 TEXT_FILTER = re.compile(r"^[A-Za-z0-9._:*@ -]{0,100}$")   # pool, board, model, variant filters
 DATE_FILTER = re.compile(r"^\d{4}-\d{2}-\d{2}([T ][0-9:.+Z-]*)?$")   # the shape; fromisoformat the calendar
-STATUS_FILTER = ("", "passed", "failed")
+STATUS_FILTER = ("", *RunOutcome)
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
 # Every response: only farm's own scripts (plotly sets inline styles), never framed, no sniffing, no referrer.
 SECURITY_HEADERS = {

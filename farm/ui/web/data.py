@@ -17,6 +17,7 @@ from farm.judge.changes import series_changes
 from farm.queue.store import SHOWN_STATES, pool_counts
 from farm.record.history import History
 from farm.results import BoardStatus
+from farm.statuses import JobState, RunOutcome
 from farm.ui.report import offload_text, provider_text
 
 # LAVA's health idea: a board that often cannot be reached or prepared is unhealthy, whatever the model does.
@@ -89,14 +90,14 @@ def _holders(sources: Sources) -> dict[str, str]:
     if sources.queue is None:
         return {}
     return {row["pool"]: f"job {row['job_id']} on {row['worker']} ({row['submitted_by']})"
-            for row in sources.queue.jobs(limit=200) if row["state"] == "doing"}
+            for row in sources.queue.jobs(limit=200) if row["state"] == JobState.DOING}
 
 
 def runs(sources: Sources, *, pool: str = "", board: str = "", model: str = "", status: str = "",
          since: str = "", until: str = "", limit: int = 1000) -> dict:
     """The runs matching every filter given, newest first, each with its files' links."""
     found = sources.history.runs(pool=pool or None, board=board or None, model=model or None,
-                                      passed={"passed": True, "failed": False}.get(status),
+                                      passed={RunOutcome.PASSED: True, RunOutcome.FAILED: False}.get(status),
                                       since=since or None, until=until or None, limit=limit)
     for run in found:
         folder = sources.results / run["run_id"]

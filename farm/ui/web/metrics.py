@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from farm.statuses import UNFIT, BoardStatus, RunOutcome
 from farm.ui.web import data
 
 LAST_RUNS = 20
@@ -36,23 +37,23 @@ class LabCollector:
             for board in lab["boards"]:
                 if pool in board["pools"]:
                     status = board["last_status"]
-                    counts["up" if status == "ok" else "busy" if status == "busy" else "failing"] += 1
+                    counts["up" if status == BoardStatus.OK else "busy" if status == BoardStatus.BUSY else "failing"] += 1
             for state, count in counts.items():
                 states.add_metric([pool, state], count)
         for board in lab["boards"]:
-            board_up.add_metric([board["name"], board["class"] or ""], float(board["last_status"] == "ok"))
+            board_up.add_metric([board["name"], board["class"] or ""], float(board["last_status"] == BoardStatus.OK))
             health.add_metric([board["name"]], board["failure_rate"])
         bad = GaugeMetricFamily("farm_board_bad", "1 while the board is bad (failed its health check) or retired: "
                                 "left out of selection", labels=["board", "state", "reason"])
         for name, row in sorted(self.sources.history.health().items()):
-            if row["state"] in ("bad", "retired"):
+            if row["state"] in UNFIT:
                 bad.add_metric([name, row["state"], row["reason"] or ""], 1.0)
         runs = GaugeMetricFamily("farm_runs", f"the last {LAST_RUNS * 5} runs by outcome", labels=["status"])
         checks = GaugeMetricFamily("farm_checks", f"checks of the last {LAST_RUNS} runs by status", labels=["status"])
         duration = GaugeMetricFamily("farm_last_run_duration_seconds", "wall time of the newest run")
         table = self.sources.history.runs(limit=LAST_RUNS * 5)
-        for status in ("passed", "failed"):
-            runs.add_metric([status], sum(1 for r in table if bool(r["all_passed"]) == (status == "passed")))
+        for outcome in RunOutcome:
+            runs.add_metric([outcome], sum(1 for r in table if bool(r["all_passed"]) == (outcome == RunOutcome.PASSED)))
         for status, count in sorted(self.sources.history.check_counts(LAST_RUNS).items()):
             checks.add_metric([status], count)
         if table and table[0]["finished"]:
