@@ -90,7 +90,8 @@ def _sshd_settings(state: Path, port: int, user: str, authorized: Path) -> list[
 
 
 def _boot_id_setting() -> str:
-    """A native stand-in's "boot": new each time its sshd starts (farm lab power on), as a board's boot_id is."""
+    """A stand-in's "boot" (native or emulated): new each time its sshd starts (farm lab power on), as a
+    board's boot_id is; an emulated one's /proc is the controller's, whose boot id never changes."""
     return f"SetEnv FARM_BOOT_ID={uuid.uuid4()}"
 
 
@@ -114,7 +115,7 @@ def _argv(spec: StandinSpec, state: Path, port: int, user: str, authorized: Path
     if qemu_cpu:
         emulation.ensure_qemu(progress)
         rootfs = emulation.ensure_rootfs(user, progress)
-        config.write_text("\n".join(settings + emulation.sshd_settings(qemu_cpu)) + "\n")
+        config.write_text("\n".join([*settings, *emulation.sshd_settings(qemu_cpu), _boot_id_setting()]) + "\n")
         argv = emulation.chrooted_sshd(rootfs, SSHD, config)
     else:
         config.write_text("\n".join([*settings, _boot_id_setting()]) + "\n")
