@@ -231,7 +231,7 @@ def test_a_bad_board_gets_no_queued_job_and_a_pool_all_bad_fails_its_job_at_once
     history.set_health("west-1", "bad", "health check: agent-error")
     try:
         east = queue.submit("east", *FAST)
-        followed = queue.farm("submit", "--pool", "west", *FAST, "--follow")  # what its submitter sees
+        followed = queue.farm("submit", "--pool", "west", *FAST, "--wait")  # what its submitter sees
         west = int(followed.stdout.split()[1].rstrip(":"))
         done = queue.wait_done(east)
         assert done["state"] == "succeeded", done
