@@ -74,6 +74,50 @@ def test_farm_run_on_an_emulated_cortex_a72(tmp_path):
         assert checks["latency"]["value"] > 0
 
 
+def _greets(port: int) -> bool:
+    """An sshd that answers with its banner (a frozen one accepts the connection and says nothing)."""
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+            sock.settimeout(2)
+            return sock.recv(64).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_an_emulated_stand_in_has_a_power_switch_and_a_cycle_brings_it_back_with_a_new_boot_id(shared_dir, tmp_path):
+    import sys
+
+    from farm.config.inventory import StandinSpec
+    from farm.lab.standins import Lab
+
+    lab = Lab(shared_dir / "lab-arm-power")
+    switch = [sys.executable, "-m", "farm", "lab", "power"]  # what a PDU's localcmdline would call
+    power = {"on_command": [*switch, "on", "a72-power"], "off_command": [*switch, "off", "a72-power"], "off_s": 1,
+             "boot_s": 90}
+    lab.up([StandinSpec("a72-power", cores=1, arch="arm64", fields=(("class", "cortex-a72"), ("power", power)))])
+    env = {"FARM_LAB_DIR": str(lab.dir)}
+    inventory = lab.dir / "inventory.yaml"
+    try:
+        before = lab.running()["a72-power"]
+        off = farm("power", "off", "a72-power", "--inventory", inventory, cwd=tmp_path, env=env)
+        assert off.returncode == 0, off.stderr
+        assert not _greets(before["port"])  # frozen: the board hangs
+        on = farm("power", "on", "a72-power", "--inventory", inventory, cwd=tmp_path, env=env)
+        assert on.returncode == 0 and _greets(before["port"]), on.stderr
+        assert lab.running()["a72-power"]["pid"] != before["pid"]
+        # --wait reads the boot id the board answers with before the cycle, and waits for another one: the
+        # emulated board's /proc is the controller's, so only the stand-in's own boot id can change
+        cycled = farm("power", "cycle", "a72-power", "--inventory", inventory, "--wait", cwd=tmp_path, env=env,
+                      timeout=300)
+        assert cycled.returncode == 0 and "a72-power: answering again after" in cycled.stdout, \
+            cycled.stdout + cycled.stderr
+    finally:
+        lab.down()
+
+
 @pytest.mark.slow
 @pytest.mark.fullsystem
 def test_farm_run_on_a_full_system_cortex_a72(tmp_path):
