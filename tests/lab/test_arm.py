@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from helpers import farm
+from helpers import farm, sshd_greets
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -74,18 +74,6 @@ def test_farm_run_on_an_emulated_cortex_a72(tmp_path):
         assert checks["latency"]["value"] > 0
 
 
-def _greets(port: int) -> bool:
-    """An sshd that answers with its banner (a frozen one accepts the connection and says nothing)."""
-    import socket
-
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
-            sock.settimeout(2)
-            return sock.recv(64).startswith(b"SSH-")
-    except OSError:
-        return False
-
-
 @pytest.mark.slow
 def test_an_emulated_stand_in_has_a_power_switch_and_a_cycle_brings_it_back_with_a_new_boot_id(shared_dir, tmp_path):
     import sys
@@ -104,9 +92,9 @@ def test_an_emulated_stand_in_has_a_power_switch_and_a_cycle_brings_it_back_with
         before = lab.running()["a72-power"]
         off = farm("power", "off", "a72-power", "--inventory", inventory, cwd=tmp_path, env=env)
         assert off.returncode == 0, off.stderr
-        assert not _greets(before["port"])  # frozen: the board hangs
+        assert not sshd_greets(before["port"])  # frozen: the board hangs
         on = farm("power", "on", "a72-power", "--inventory", inventory, cwd=tmp_path, env=env)
-        assert on.returncode == 0 and _greets(before["port"]), on.stderr
+        assert on.returncode == 0 and sshd_greets(before["port"]), on.stderr
         assert lab.running()["a72-power"]["pid"] != before["pid"]
         # --wait reads the boot id the board answers with before the cycle, and waits for another one: the
         # emulated board's /proc is the controller's, so only the stand-in's own boot id can change
