@@ -223,3 +223,14 @@ def history_run(run_id: str, board: str, p50: float, passed: bool = True,
                             accuracy={"n": 450, "outputs": {"logits": {"top1": 0.98}}}, checks=[check])
     return RunResult(run_id, started, started, "lab.yaml", {"name": "dms"}, model=ModelResult("digits", "ab" * 32),
                      boards=[BoardResult(board, BoardStatus.OK, None, pools=["nightly"], variants={"fp32": variant})])
+
+
+def sshd_greets(port: int) -> bool:
+    """An sshd on 127.0.0.1:`port` answers with its banner (a frozen one, a board whose power was cut, accepts the
+    connection and says nothing)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+            sock.settimeout(2)
+            return sock.recv(64).startswith(b"SSH-")
+    except OSError:
+        return False

@@ -32,6 +32,21 @@ BOARD_CLASSES: dict[str, dict] = {
                "latency_budget_ms": 30.0, "toolchain": "tidl"},
 }
 
+# How far a health check's reference latency (p50) may move from the board's own level (the median of its
+# last passing checks) before the board is `bad`: a factor either way (3: a third to three times the level).
+# Timing between processes is noisy (30-50 % on a shared machine, more under load): 3x leaves that room and
+# still catches a board that is plainly wrong (throttled to a crawl, a stale image, an accelerator fallen back
+# to CPU, or a reference that cannot have run at that speed). Passively cooled boards throttle more.
+HEALTH_ALLOWANCE: dict[str, float] = {"cortex-a53": 4.0, "cortex-a72": 3.0, "cortex-a76": 3.0, "jetson-orin": 3.0,
+                                      "qcs8255": 3.0, "tda4vm": 3.0}
+HEALTH_ALLOWANCE_DEFAULT = 3.0  # a board of no class, or of a class not listed
+
+
+def health_allowance(board_class: str | None) -> float:
+    """The factor a board's health-check latency may move from its own level (HEALTH_ALLOWANCE)."""
+    return HEALTH_ALLOWANCE.get(board_class or "", HEALTH_ALLOWANCE_DEFAULT)
+
+
 # A stand-in's CPU is this machine's: it keeps its class's budgets and providers, but not the
 # class's cores, memory or threads (threads beyond its taskset stall onnxruntime's spinning pool).
 _HARDWARE = ("cores", "memory_mb", "threads")

@@ -34,9 +34,10 @@ class Selection:
         for name, row in left_out.items():
             log.warning(f"{name}: left out: {row['state']} since {row['since']}: {row['reason']} "
                 f"(`farm health --board {name}` checks it again; `farm boards restore {name}` clears it)")
-        if left_out and len(left_out) == len(self.names):
-            raise FarmError(f"every selected board is bad or retired ({', '.join(left_out)}): nothing to measure; "
-                            "`farm lab status` says why, `farm health` checks them again")
+        if left_out and len(left_out) == len(self.names):  # the one line a queued job's status shows: with why
+            why = "; ".join(f"{name} {row['state']} since {row['since']}: {row['reason']}" for name, row in left_out.items())
+            raise FarmError(f"every selected board is bad or retired ({why}): nothing to measure; "
+                            "`farm health` checks them again, `farm boards restore` clears one")
         self.names = [name for name in self.names if name not in left_out]
         self.boards = {name: b for name, b in self.boards.items() if name not in left_out}
         self.standin_specs = [spec for spec in self.standin_specs if spec.name not in left_out]

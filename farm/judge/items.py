@@ -360,6 +360,11 @@ def _informational(check: Check, emulation: str) -> Check:
                        f"measured {check.value} {check.unit} against {check.limit} {check.unit}")
 
 
+def untimed(emulated_cpu: str | None, variant: VariantResult) -> str | None:
+    """Why a variant's timing is no silicon timing (an emulated CPU, a simulated accelerator); None when it is."""
+    return f"emulated board (QEMU {emulated_cpu})" if emulated_cpu else variant.simulated
+
+
 def judge(limits: dict[str, dict], emulated_cpu: str | None, variants: dict[str, VariantResult], model: ModelResult,
           baselines: dict[str, Baseline] | None = None) -> dict[str, list[Check]]:
     """Checks from a board's limits (item -> settings, in checklist order) and its raw figures.
@@ -369,7 +374,7 @@ def judge(limits: dict[str, dict], emulated_cpu: str | None, variants: dict[str,
     fp32 = variants.get("fp32")
     checks = {}
     for name, variant in variants.items():  # an emulated CPU times nothing; a simulated accelerator times its variant
-        emulation = f"emulated board (QEMU {emulated_cpu})" if emulated_cpu else variant.simulated
+        emulation = untimed(emulated_cpu, variant)
         # timing that is not judged is not judged under its board's state either (an emulated speedup was an error)
         settings_of = {item: {**settings, "board_state": "ignore"} if emulation and item in TIMING_ITEMS else settings
                        for item, settings in limits.items()}

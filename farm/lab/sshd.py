@@ -86,9 +86,18 @@ def _sshd_settings(state: Path, port: int, user: str, authorized: Path) -> list[
             "ClientAliveInterval 5", "ClientAliveCountMax 3"]
 
 
-def _boot_id_setting() -> str:
-    """A native stand-in's "boot": new each time its sshd starts (farm lab power on), as a board's boot_id is."""
-    return f"SetEnv FARM_BOOT_ID={uuid.uuid4()}"
+def _with_boot_id(lines: list[str]) -> list[str]:
+    """A stand-in's sshd settings with a new "boot" (native or emulated; `farm lab power on` makes another), as a
+    board's boot_id is new at each boot: an emulated one's /proc is the controller's, whose boot id never changes.
+    sshd reads only the first SetEnv line, so the id goes on that one (an emulated board's sets QEMU_CPU)."""
+    boot = f"FARM_BOOT_ID={uuid.uuid4()}"
+    kept = [" ".join(w for w in line.split() if not w.startswith("FARM_BOOT_ID=")) if line.startswith("SetEnv ")
+            else line for line in lines]
+    kept = [line for line in kept if line != "SetEnv"]
+    first = next((i for i, line in enumerate(kept) if line.startswith("SetEnv ")), None)
+    if first is None:
+        return [*kept, f"SetEnv {boot}"]
+    return [*kept[:first], f"{kept[first]} {boot}", *kept[first + 1:]]
 
 
 # A stand-in shares the controller's CPU. Its sshd, and so every agent it starts (nice is inherited,
@@ -111,10 +120,10 @@ def _argv(spec: StandinSpec, state: Path, port: int, user: str, authorized: Path
     if qemu_cpu:
         emulation.ensure_qemu()
         rootfs = emulation.ensure_rootfs(user)
-        config.write_text("\n".join(settings + emulation.sshd_settings(qemu_cpu)) + "\n")
+        config.write_text("\n".join(_with_boot_id([*settings, *emulation.sshd_settings(qemu_cpu)])) + "\n")
         argv = emulation.chrooted_sshd(rootfs, SSHD, config)
     else:
-        config.write_text("\n".join([*settings, _boot_id_setting()]) + "\n")
+        config.write_text("\n".join(_with_boot_id(settings)) + "\n")
         argv = [SSHD, "-D", "-e", "-f", str(config)]
         if spec.memory_mb:  # QEMU reserves the guest's whole address space: no cap on emulated boards
             argv = ["prlimit", f"--as={spec.memory_mb * 1024 * 1024}", "--", *argv]
@@ -212,8 +221,7 @@ def power_on(entry: dict, state: Path) -> dict:
         while pid_alive(entry, state) and not _reaped(entry["pid"]) and time.monotonic() < deadline:
             time.sleep(0.02)
     config = config_path(state, False)  # the lab's own file, never a path the record names
-    lines = [line for line in config.read_text().splitlines() if not line.startswith("SetEnv FARM_BOOT_ID=")]
-    config.write_text("\n".join([*lines, _boot_id_setting()]) + "\n")
+    config.write_text("\n".join(_with_boot_id(config.read_text().splitlines())) + "\n")
     log = state / "sshd.log"
     with open(log, "ab") as handle:
         process = subprocess.Popen(entry["argv"], stdout=handle, stderr=handle, stdin=subprocess.DEVNULL,

@@ -195,8 +195,9 @@ class Lab:
         entry = record["boards"].get(name)
         if entry is None:
             raise ConfigError(f"no stand-in {name!r} in {self.dir} (running: {', '.join(record['boards']) or 'none'})")
-        if entry.get("qemu_cpu") or entry.get("full_system") or "argv" not in entry:
-            raise ConfigError(f"stand-in {name!r}: only a native stand-in started by this farm has a power switch")
+        if entry.get("full_system") or "argv" not in entry:  # a VM's power would be QEMU's monitor: not done
+            raise ConfigError(f"stand-in {name!r}: only a native or emulated (qemu-user) stand-in started by this "
+                              "farm has a power switch")
         if action == "off":
             sshd.power_off(entry, self.dir / name)
             return

@@ -145,7 +145,11 @@ def execute(context: procrastinate.JobContext, request: dict) -> None:
     run_dir = config.out / run_id
     store.save_run_files(run_id, attempt, {n: run_dir / n for n in RUN_FILES if (run_dir / n).is_file()})
     outcome = JobOutcome.CANCELLED if stopped else OUTCOMES.get(code, JobOutcome.OTHER_EXIT)
-    store.job_finished(job_id, attempt, outcome, code, "" if code in (0, 1) else _tail(log))
+    # A run that judged its boards says why in its files; one that failed before measuring anything (every
+    # board of the pool bad, say) only in its last line: that line is the job's message.
+    measured = (run_dir / "results.json").is_file()
+    message = "" if code == 0 or (code == 1 and measured) else _tail(log, 1 if code == 1 else 3)
+    store.job_finished(job_id, attempt, outcome, code, message)
     if stopped:
         raise exceptions.JobAborted(f"job {job_id} cancelled; run {run_id} keeps what it collected")
     if code not in (0, 1):

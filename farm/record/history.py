@@ -43,6 +43,9 @@ CREATE TABLE IF NOT EXISTS pins (
     PRIMARY KEY (board, model_name, variant));
 CREATE TABLE IF NOT EXISTS board_health (
     board TEXT PRIMARY KEY, state TEXT, reason TEXT, since TEXT, checked TEXT, run_id TEXT);
+CREATE TABLE IF NOT EXISTS health_figures (
+    board TEXT, checked TEXT, run_id TEXT, p50 {real});
+CREATE INDEX IF NOT EXISTS health_figures_lookup ON health_figures (board, checked);
 CREATE TABLE IF NOT EXISTS board_events (
     board TEXT, at TEXT, kind TEXT, note TEXT, run_id TEXT);
 CREATE INDEX IF NOT EXISTS board_events_lookup ON board_events (board, at);
@@ -243,13 +246,30 @@ class History:
         return runs
 
     # -- board health: `bad` boards are left out of selection until a health check passes -----------
-    def set_health(self, board: str, state: HealthState, reason: str, run_id: str | None = None) -> None:
-        """A board's health after a check (`good` / `bad`) or a person's mark (`retired` / `good`), and its event."""
+    def set_health(self, board: str, state: HealthState, reason: str, run_id: str | None = None,
+                   p50: float | None = None, forget_figures: bool = False) -> None:
+        """A board's health after a check (`good` / `bad`) or a person's mark (`retired` / `good`), and its event.
+
+        `p50`: a passing check's reference latency, kept as this board's own level for the next checks;
+        `forget_figures`: a person's restore, after which the board's level is learnt afresh.
+        """
         now = utc_now()
         with self._store() as store, store.transaction():
             store.execute("DELETE FROM board_health WHERE board = ?", (board,))
             store.execute("INSERT INTO board_health VALUES (?, ?, ?, ?, ?, ?)", (board, state, reason, now, now, run_id))
             store.execute("INSERT INTO board_events VALUES (?, ?, ?, ?, ?)", (board, now, state, reason, run_id))
+            if forget_figures:
+                store.execute("DELETE FROM health_figures WHERE board = ?", (board,))
+            if state == HealthState.GOOD and p50 is not None:  # ordered to the microsecond: checks come seconds apart
+                at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+                store.execute("INSERT INTO health_figures VALUES (?, ?, ?, ?)", (board, at, run_id, p50))
+
+    def health_figures(self, board: str, limit: int) -> list[float]:
+        """The reference p50 (ms) of a board's last `limit` passing health checks, newest first."""
+        with self._store() as store:
+            rows = store.execute("SELECT p50 FROM health_figures WHERE board = ? ORDER BY checked DESC LIMIT ?",
+                                 (board, limit))
+        return [row["p50"] for row in rows]
 
     def health(self) -> dict[str, dict]:
         """Every board's last health state: board -> {state, reason, since, checked, run_id}."""

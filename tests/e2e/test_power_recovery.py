@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import processes, wait_for_processes
+from helpers import processes, sshd_greets, wait_for_processes
 
 from farm.config.inventory import StandinSpec
 from farm.lab.standins import Lab
@@ -77,26 +77,17 @@ def _pdudaemon(port: int, request: str, outlet: str = "p1") -> str:
         return answer.read().decode()
 
 
-def _sshd_answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
-            sock.settimeout(2)
-            return sock.recv(64).startswith(b"SSH-")
-    except OSError:
-        return False
-
-
 def test_pdudaemon_off_hangs_a_stand_in_and_on_brings_it_back_with_a_new_boot_id(powered):
     lab, port, _ = powered
     entry = lab.running()["p1"]
     sshd_config = lab.dir / "p1" / "sshd_config"  # the lab's own file: the record names no path
     config = sshd_config.read_text()
-    assert _sshd_answers(entry["port"])
+    assert sshd_greets(entry["port"])
     assert "OK" in _pdudaemon(port, "off")
-    assert not _sshd_answers(entry["port"])  # accepted by the kernel, never greeted: a hung board
+    assert not sshd_greets(entry["port"])  # accepted by the kernel, never greeted: a hung board
     assert "OK" in _pdudaemon(port, "on")
     after = lab.running()["p1"]
-    assert after["pid"] != entry["pid"] and after["port"] == entry["port"] and _sshd_answers(after["port"])
+    assert after["pid"] != entry["pid"] and after["port"] == entry["port"] and sshd_greets(after["port"])
     boot = re.compile(r"FARM_BOOT_ID=(\S+)")
     assert boot.search(config).group(1) != boot.search(sshd_config.read_text()).group(1)
 

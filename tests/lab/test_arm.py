@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from helpers import farm
+from helpers import farm, sshd_greets
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -72,6 +72,38 @@ def test_farm_run_on_an_emulated_cortex_a72(tmp_path):
             assert abs(on_board[output]["top1"] - figures["top1"]) * 100 < 1.0
         assert checks["latency"]["status"] == "skip" and "emulated" in checks["latency"]["why"]
         assert checks["latency"]["value"] > 0
+
+
+@pytest.mark.slow
+def test_an_emulated_stand_in_has_a_power_switch_and_a_cycle_brings_it_back_with_a_new_boot_id(shared_dir, tmp_path):
+    import sys
+
+    from farm.config.inventory import StandinSpec
+    from farm.lab.standins import Lab
+
+    lab = Lab(shared_dir / "lab-arm-power")
+    switch = [sys.executable, "-m", "farm", "lab", "power"]  # what a PDU's localcmdline would call
+    power = {"on_command": [*switch, "on", "a72-power"], "off_command": [*switch, "off", "a72-power"], "off_s": 1,
+             "boot_s": 90}
+    lab.up([StandinSpec("a72-power", cores=1, arch="arm64", fields=(("class", "cortex-a72"), ("power", power)))])
+    env = {"FARM_LAB_DIR": str(lab.dir)}
+    inventory = lab.dir / "inventory.yaml"
+    try:
+        before = lab.running()["a72-power"]
+        off = farm("power", "off", "a72-power", "--inventory", inventory, cwd=tmp_path, env=env)
+        assert off.returncode == 0, off.stderr
+        assert not sshd_greets(before["port"])  # frozen: the board hangs
+        on = farm("power", "on", "a72-power", "--inventory", inventory, cwd=tmp_path, env=env)
+        assert on.returncode == 0 and sshd_greets(before["port"]), on.stderr
+        assert lab.running()["a72-power"]["pid"] != before["pid"]
+        # --wait reads the boot id the board answers with before the cycle, and waits for another one: the
+        # emulated board's /proc is the controller's, so only the stand-in's own boot id can change
+        cycled = farm("power", "cycle", "a72-power", "--inventory", inventory, "--wait", cwd=tmp_path, env=env,
+                      timeout=300)
+        assert cycled.returncode == 0 and "a72-power: answering again after" in cycled.stdout, \
+            cycled.stdout + cycled.stderr
+    finally:
+        lab.down()
 
 
 @pytest.mark.slow

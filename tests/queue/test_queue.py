@@ -230,7 +230,9 @@ def test_a_bad_board_gets_no_queued_job_and_a_pool_all_bad_fails_its_job_at_once
     history.set_health("east-1", "bad", "health check: unreachable")
     history.set_health("west-1", "bad", "health check: agent-error")
     try:
-        east, west = queue.submit("east", *FAST), queue.submit("west", *FAST)
+        east = queue.submit("east", *FAST)
+        followed = queue.farm("submit", "--pool", "west", *FAST, "--wait")  # what its submitter sees
+        west = int(followed.stdout.split()[1].rstrip(":"))
         done = queue.wait_done(east)
         assert done["state"] == "succeeded", done
         assert [b.name for b in history.load_run(done["run_id"]).boards] == ["east-2"]
@@ -239,8 +241,16 @@ def test_a_bad_board_gets_no_queued_job_and_a_pool_all_bad_fails_its_job_at_once
         failed = queue.wait_done(west)
         assert failed["outcome"] == "failed" and failed["exit_code"] == 1, failed
         log = next((queue.cwd / "out-west-a" / ".queue" / f"job-{west}").glob("attempt-*.log")).read_text()
-        assert "every selected board is bad or retired (west-1)" in log, log[-1500:]
+        assert "every selected board is bad or retired (west-1 bad since" in log, log[-1500:]
         assert (failed["finished_at"] - failed["started_at"]).total_seconds() < 60  # at once, not at a timeout
+        # the job's own status says which boards and why, not only its attempt's log
+        why = "every selected board is bad or retired (west-1 bad since"
+        assert why in failed["message"] and "health check: agent-error" in failed["message"], failed
+        assert followed.returncode == 1, followed.stdout + followed.stderr[-1500:]
+        assert f"job {west}: failed (exit 1): farm: {why}" in followed.stdout, followed.stdout
+        listed = next(line for line in queue.farm("queue", "--pool", "west").stdout.splitlines()
+                      if line.startswith(f"{west} "))
+        assert why in listed and "health check: agent-error" in listed, listed
     finally:
         history.set_health("east-1", "good", "restored by the test")
         history.set_health("west-1", "good", "restored by the test")

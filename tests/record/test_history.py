@@ -125,3 +125,35 @@ def test_history_changes_lists_each_change_point_with_the_run_where_it_began(sto
                             timeout=60)
     assert steady.returncode == 0 and steady.stdout.splitlines()[1:] == [
         f"no change point at p <= 0.01 and 5.0 % or more for board {tag}-steady"]
+
+
+def test_health_figures_keep_each_passing_checks_p50_newest_first_and_a_restore_forgets_them(store_url):
+    import uuid
+
+    board, other = f"b-{uuid.uuid4().hex[:6]}", f"o-{uuid.uuid4().hex[:6]}"
+    history = History(store_url)
+    history.set_health(board, "good", "health check passed", "r1", p50=2.0)
+    history.set_health(board, "bad", "health check: figures off its own history", "r2")
+    history.set_health(board, "good", "health check passed", "r3", p50=2.2)
+    history.set_health(other, "good", "health check passed", "r4", p50=9.0)
+    history.set_health(board, "retired", "retired by a person", p50=5.0)  # only a passing check's figure is kept
+    assert history.health_figures(board, 5) == [2.2, 2.0] and history.health_figures(board, 1) == [2.2]
+    history.set_health(board, "good", "restored by a person", forget_figures=True)
+    assert history.health_figures(board, 5) == [] and history.health_figures(other, 5) == [9.0]
+    assert history.health()[board]["state"] == "good"
+
+
+def test_a_history_file_from_before_health_figures_opens_and_keeps_its_board_health(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "history.sqlite"
+    History(path).set_health("b1", "bad", "health check: unreachable")
+    old = sqlite3.connect(path, isolation_level=None)  # as a farm before health figures left it
+    old.execute("DROP INDEX health_figures_lookup")
+    old.execute("DROP TABLE health_figures")
+    old.close()
+    history = History(path)
+    assert history.health()["b1"]["reason"] == "health check: unreachable"
+    assert history.health_figures("b1", 5) == []
+    history.set_health("b1", "good", "health check passed", "r1", p50=1.5)
+    assert history.health_figures("b1", 5) == [1.5]

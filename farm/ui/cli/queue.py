@@ -107,12 +107,13 @@ def cmd_queue(args: argparse.Namespace) -> int:
     rows = _store(args).jobs(pool=args.pool, limit=args.limit)
     for pool, count in sorted(pool_counts(rows).items()):
         print(f"pool {pool}: {count['queued']} queued, {count['running']} running, {count['done']} done")
-    print(f"{'job':<6}{'pool':<12}{'state':<11}{'outcome':<11}{'run':<26}{'submitted by':<28}{'worker':<20}since")
+    print(f"{'job':<6}{'pool':<12}{'state':<11}{'outcome':<11}{'run':<26}{'submitted by':<28}{'worker':<20}"
+          f"{'since':<21}why")
     for row in rows:
         since = row["finished_at"] or row["started_at"] or row["submitted_at"]
         print(f"{row['job_id']:<6}{row['pool']:<12}{row['state'] or '-':<11}{row['outcome'] or '-':<11}"
               f"{row['run_id']:<26}{row['submitted_by'] or '-':<28}{row['worker'] or '-':<20}"
-              f"{since:%Y-%m-%d %H:%M:%S}")
+              f"{since:%Y-%m-%d %H:%M:%S}" + (f"  {row['message']}" if row["message"] else ""))
     if not rows:
         print("no job" + (f" for pool {args.pool}" if args.pool else ""))
     return 0

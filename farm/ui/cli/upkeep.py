@@ -68,9 +68,13 @@ def _mark(args: argparse.Namespace, state: HealthState) -> int:
     url = history_url(args.out, args.history)
     if url is None:
         raise ConfigError("--history none: board health lives in the history; give one")
+    # A person's restore is their word that the board is sound as it is now (a new image, a new cooler): its
+    # health figures start afresh, or the next check would judge it against the level it had before.
     History(url).set_health(args.board, state, f"{'retired' if state == HealthState.RETIRED else 'restored'} by "
-                                               f"{getpass.getuser()}" + (f": {args.reason}" if args.reason else ""))
-    print(f"{args.board}: {state}")
+                                               f"{getpass.getuser()}" + (f": {args.reason}" if args.reason else ""),
+                            forget_figures=state == HealthState.GOOD)
+    print(f"{args.board}: {state}" + ("; its health figures start afresh (its level is learnt from its next "
+                                       "checks)" if state == HealthState.GOOD else ""))
     return 0
 
 
