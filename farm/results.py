@@ -217,6 +217,13 @@ class BoardResult:
         return self.status == BoardStatus.OK
 
     @property
+    def kernel_boot_id(self) -> str | None:
+        """The board's kernel's boot id (the controller's for a stand-in); `boot_id` is what a power cycle changes.
+
+        Records written before the two were told apart held the kernel's in `boot_id`."""
+        return self.facts.get("kernel_boot_id", self.facts.get("boot_id"))
+
+    @property
     def usable(self) -> bool:
         """Measured to the end: every variant ok, or some stopped for reasons of their own."""
         return self.ok or (self.status in PER_VARIANT and any(v.status == BoardStatus.OK for v in self.variants.values()))

@@ -22,9 +22,9 @@ except OSError:
 workdir = sys.argv[1] if len(sys.argv) > 1 else None
 try:  # one per kernel boot: a board that shares the controller's kernel is the controller
     with open("/proc/sys/kernel/random/boot_id") as handle:
-        facts["boot_id"] = handle.read().strip()
+        facts["kernel_boot_id"] = handle.read().strip()
 except OSError:
-    pass
+    facts["kernel_boot_id"] = None
 try:
     with open(os.path.join(workdir, "farm.lock")) as handle:
         facts["lock"] = handle.read().strip()

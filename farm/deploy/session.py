@@ -299,7 +299,7 @@ class BoardSession:
             self.result.facts.update(facts)
             # By the board's kernel and by what its address resolves to: a stand-in under any other name.
             self.result.on_controller = locality.on_controller(
-                self.board.address, self.board.standin, facts.get("boot_id"), {locality.controller_boot_id()})
+                self.board.address, self.board.standin, self.result.kernel_boot_id, {locality.controller_boot_id()})
             require_ready(self.transport, facts)
 
     def push(self) -> None:

@@ -149,7 +149,7 @@ def review(run_dir: Path, *, checklist: Checklist, inventory: Path, history=None
         emulated[board.name] = entry.emulated_cpu
         outcome.limits[board.name] = limits_for(checklist, entry)
         # A stand-in under any name: the entry's address resolved here, and the board's kernel against ours.
-        here = locality.on_controller(entry.address, entry.standin, board.facts.get("boot_id"), controller)
+        here = locality.on_controller(entry.address, entry.standin, board.kernel_boot_id, controller)
         if here and not board.on_controller:
             outcome.disagreements.append(Disagreement(str(inventory_path), board.name, None, "on the controller",
                                                       False, True))
@@ -387,7 +387,7 @@ def _policy(record: dict, release: Checklist | None, now: datetime) -> list[str]
         return problems
     controller = result.provenance.get("controller_boot_id")
     for board in result.boards:
-        if not board.on_controller and controller and board.facts.get("boot_id") == controller:
+        if not board.on_controller and controller and board.kernel_boot_id == controller:
             problems.append(f"{board.name} runs the controller's kernel (boot id {controller}) but the record does "
                             "not count it as on the controller")
             board.on_controller = True

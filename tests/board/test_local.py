@@ -150,3 +150,18 @@ def test_a_command_s_output_is_kept_only_up_to_its_bound_and_said_so(tmp_path):
     with LocalTransport(board) as transport:
         small = transport.run(["sh", "-c", "echo out; echo err >&2"])
     assert (small.stdout, small.stderr) == ("out\n", "err\n")
+
+
+def test_a_probe_tells_the_id_a_power_cycle_changes_from_the_kernel_s_that_says_where_the_board_runs(tmp_path):
+    from farm.config import locality
+    from farm.results import BoardResult
+
+    board = Board(name="cycled", host="localhost", transport="local", python=sys.executable,
+                  workdir=str(tmp_path), env=(("FARM_BOOT_ID", "cycle-7"),))  # a stand-in's sshd sets one per start
+    with LocalTransport(board) as transport:
+        facts = probe(transport, str(tmp_path))
+    assert facts["boot_id"] == "cycle-7"  # what recovery waits to see change
+    assert facts["kernel_boot_id"] == locality.controller_boot_id()  # what makes it the controller
+    assert BoardResult("cycled", facts=facts).kernel_boot_id == locality.controller_boot_id()
+    older = {"boot_id": "k-1"}  # a record from before the two were told apart held the kernel's in boot_id
+    assert BoardResult("old", facts=older).kernel_boot_id == "k-1"
