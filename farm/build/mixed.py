@@ -18,9 +18,9 @@ from pathlib import Path
 
 from farm.build.datafile import DataSet
 from farm.build.modelfile import ModelInfo
+from farm.build.quantizers import Progress, Recipe, _build_variant, _host_figures, host_losses
 from farm.build.sensitivity import analyse, worst_ratio
 from farm.build.spec import ModelSpec
-from farm.build.variants import Progress, Recipe, _build_variant, _host_figures, host_losses
 
 # layers kept in float, at most this share of them: past it the variant is no longer an INT8 model
 MAX_FLOAT_SHARE = 0.5

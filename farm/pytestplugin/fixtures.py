@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from farm.pytestplugin.hooks import STATE, session_job
+from farm.pytestplugin.hooks import session_job
+from farm.pytestplugin.state import STATE
 from farm.util import printable
 
 
@@ -98,7 +99,7 @@ def verdict(request: pytest.FixtureRequest, board_outcome, board_result, variant
 @pytest.fixture
 def board_connection(board_outcome, farm_run):
     """An open connection (SSH, or local) to the board, for tests that run their own commands there."""
-    from farm.board.transport import open_transport
+    from farm.board.connect import open_transport
 
     with open_transport(farm_run.selection.boards[board_outcome.name]) as connection:
         yield connection

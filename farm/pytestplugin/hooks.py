@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pytest
 
 from farm.config import options
+from farm.pytestplugin.html import FarmHtml
+from farm.pytestplugin.state import STATE, FarmState
 
 if TYPE_CHECKING:  # imported when a farm fixture runs, never at plugin load
     from farm.deploy.job import Job
@@ -23,16 +24,6 @@ class PreparedJob:
 
     def __init__(self, job: Job):
         self.job = job
-
-
-@dataclass
-class FarmState:
-    job: Job | None = None
-    ran: bool = False
-    interrupted: bool = False  # the run was stopped: tests report what was collected, the session ends stopped
-
-
-STATE = pytest.StashKey[FarmState]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -64,8 +55,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE] = FarmState()
     config.addinivalue_line("markers", "farm_item(name): the checklist item a deployment test judges")
     if requested(config) and config.pluginmanager.has_plugin("html"):
-        from farm.pytestplugin.html import FarmHtml
-
         config.pluginmanager.register(FarmHtml(config), "farm-html")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from farm.pytestplugin.hooks import STATE
+from farm.pytestplugin.state import STATE
 
 
 class FarmHtml:

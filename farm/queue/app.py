@@ -21,20 +21,14 @@ from typing import Any, ContextManager, Iterator
 import procrastinate
 from procrastinate.jobs import Status
 
+from farm.queue.execute import execute
+from farm.queue.request import lock_of, queue_of
 from farm.queue.store import ROLES, SCHEMA, SCHEMA_MARK, Store
 
 RUN_TASK, SCHEDULE_TASK = "farm:run", "farm:schedules"
 SCHEDULE_QUEUE = "farm-schedules"
 MAX_ATTEMPTS = 2  # the first, and one retry on another worker when the first one's worker died
 log = logging.getLogger("farm.queue")
-
-
-def queue_of(pool: str) -> str:
-    return f"farm-pool-{pool}"
-
-
-def lock_of(pool: str) -> str:
-    return f"farm-pool:{pool}"
 
 
 # The tasks, declared once; bound to a database for a while with `bound` (one database per process at a time).
@@ -87,8 +81,6 @@ def grant_roles(url: str) -> None:
 
 @tasks.task(name=RUN_TASK, pass_context=True)
 def run(context: procrastinate.JobContext, **request: Any) -> None:
-    from farm.queue.execute import execute
-
     execute(context, request)
 
 

@@ -22,9 +22,9 @@ def _board(inventory: str | None, name: str):
 
 def cmd_power(args: argparse.Namespace) -> int:
     """Switch a board on, off, or cycle it; with --wait, until it answers SSH with a new boot id."""
+    from farm.board.connect import open_transport
     from farm.board.power import switch, wait_for_boot
     from farm.board.probe import boot_id
-    from farm.board.transport import open_transport
     from farm.errors import FarmError
 
     board = _board(args.inventory, args.board)
