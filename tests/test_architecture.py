@@ -20,6 +20,19 @@ def test_layers_point_down_and_the_judge_does_no_io():
     assert "4 kept, 0 broken" in proc.stdout
 
 
+# What `farm` and the pytest plugin (loaded by every pytest session) leave to the command or fixture that needs it.
+HEAVY = ("numpy", "onnxruntime", "onnx", "paramiko", "fabric", "yaml", "psycopg", "procrastinate", "starlette", "rich",
+         "matplotlib")
+
+
+@pytest.mark.real  # a fresh interpreter
+@pytest.mark.parametrize("module", ["farm.ui.cli", "farm.pytestplugin"])
+def test_the_cli_and_the_plugin_load_no_heavy_dependency_until_a_command_or_a_fixture_runs(module):
+    code = f"import sys, {module}; print(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert proc.stdout.split() == []  # one loaded: import it inside the function that uses it, and say why there
+
+
 def cycles(graph: grimp.ImportGraph) -> list[set[str]]:
     """The strongly connected sets of modules of more than one (Tarjan), over direct module imports: those at
     the top, those inside functions and those under TYPE_CHECKING alike."""

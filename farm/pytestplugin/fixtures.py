@@ -31,7 +31,7 @@ def farm_run(request: pytest.FixtureRequest):
     state = config.stash[STATE]
     job = session_job(config)
     if not state.ran:
-        from farm.ui.progress import BoardProgress
+        from farm.ui.progress import BoardProgress  # rich: in farm sessions, not at plugin load
 
         capture = config.pluginmanager.getplugin("capturemanager")
         with capture.global_and_fixture_disabled():
@@ -99,7 +99,7 @@ def verdict(request: pytest.FixtureRequest, board_outcome, board_result, variant
 @pytest.fixture
 def board_connection(board_outcome, farm_run):
     """An open connection (SSH, or local) to the board, for tests that run their own commands there."""
-    from farm.board.connect import open_transport
+    from farm.board.connect import open_transport  # paramiko, fabric: not at plugin load
 
     with open_transport(farm_run.selection.boards[board_outcome.name]) as connection:
         yield connection

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from farm.config import options
+from farm.config.project import find_project_config
+from farm.errors import FarmError
 from farm.pytestplugin.html import FarmHtml
 from farm.pytestplugin.state import STATE, FarmState
 
@@ -32,9 +34,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _project(config: pytest.Config):
-    from farm.config.project import find_project_config
-    from farm.errors import FarmError
-
     try:
         return find_project_config(config.invocation_params.dir)
     except FarmError as exc:
@@ -66,8 +65,7 @@ def session_job(config: pytest.Config) -> Job:
         if prepared is not None:
             state.job = prepared.job
         else:
-            from farm.deploy.job import Job
-            from farm.errors import FarmError
+            from farm.deploy.job import Job  # at first use, not at plugin load (in every pytest session)
 
             try:
                 resolved = options.resolve(lambda name: config.getoption(f"farm_{name}"), project=_project(config))
@@ -95,7 +93,7 @@ def _row_properties(item: pytest.Item) -> dict | None:
     callspec = getattr(item, "callspec", None)
     if state is None or not state.ran or callspec is None or "variant" not in callspec.params:
         return None
-    from farm.ui.report import row_properties
+    from farm.ui.report import row_properties  # numpy, PyYAML: in farm sessions, not at plugin load
 
     board = state.job.result.board(callspec.params["board"])
     if board is None:

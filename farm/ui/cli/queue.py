@@ -9,8 +9,10 @@ from pathlib import Path
 
 from farm import resources
 from farm.config import options
+from farm.config.project import find_project_config
 from farm.errors import ConfigError
 from farm.ui.cli.common import say
+from farm.util import NAME_RE
 
 # What a submitter chooses; where the boards are, where results go, the run's name and how long to wait
 # for a board someone holds outside the queue are the worker's.
@@ -22,8 +24,6 @@ NIGHTLY_DEFAULTS = {"checklist": str(resources.checklist("dms-nightly")), "round
 
 
 def _resolve(args: argparse.Namespace, which: tuple, defaults: dict | None = None) -> dict[str, options.Setting]:
-    from farm.config.project import find_project_config
-
     return options.resolve(lambda name: getattr(args, name, None), project=find_project_config(),
                            defaults=defaults, options=which)
 
@@ -146,7 +146,6 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     if not files:
         raise ConfigError(f"run {run_id}: no files in the queue {store.where} (not run yet, or not a queued run)")
     from farm.record.rundir import run_file_problem
-    from farm.util import NAME_RE
 
     if not NAME_RE.match(run_id):
         raise ConfigError(f"run id {run_id!r}: expected letters, digits, '.', '_' or '-'")
@@ -170,7 +169,6 @@ def cmd_schedule_nightly(args: argparse.Namespace) -> int:
     from croniter import croniter
 
     from farm.queue.app import ensure_schema
-    from farm.util import NAME_RE
 
     if not croniter.is_valid(args.cron):
         raise ConfigError(f"--cron {args.cron!r}: expected a cron expression of five fields, e.g. '0 2 * * *'")

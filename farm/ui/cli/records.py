@@ -9,7 +9,10 @@ from typing import TYPE_CHECKING
 
 from farm import resources
 from farm.config.options import BY_NAME, OUT, SIGNOFF_OPTIONS, add_to_argparse, resolve
+from farm.config.project import find_project_config, release_policy
+from farm.config.settings import history_url
 from farm.errors import ConfigError, HistoryError, SignoffError
+from farm.results import RunResult
 
 if TYPE_CHECKING:
     from farm.config.checklist import Checklist
@@ -19,7 +22,6 @@ STORE_OPTIONS = (OUT, BY_NAME["history"])
 
 
 def _history(args: argparse.Namespace):
-    from farm.config.settings import history_url
     from farm.record.history import History
 
     url = history_url(args.out, args.history)
@@ -29,8 +31,6 @@ def _history(args: argparse.Namespace):
 
 
 def _load_run(args: argparse.Namespace, run_id: str):
-    from farm.results import RunResult
-
     path = Path(args.out) / run_id / "results.json"
     if path.is_file():
         return RunResult.from_json(json.loads(path.read_text()))
@@ -109,9 +109,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def _signing(args: argparse.Namespace) -> tuple[Path | None, Path, dict, Checklist | None]:
     """The signing key and allowed_signers (command line > FARM_* > [tool.farm] > allowed_signers beside it),
     the checklist and inventory a run is held to, and the project's pinned release policy (or None)."""
-    from farm.config.options import BY_NAME, resolve
-    from farm.config.project import find_project_config, release_policy
-
     project = find_project_config()
     found = resolve(lambda name: getattr(args, name, None), project=project,
                     options=SIGNOFF_OPTIONS + (BY_NAME["checklist"], BY_NAME["inventory"]))
@@ -165,7 +162,6 @@ def cmd_signoff(args: argparse.Namespace) -> int:
     inventory = settings["inventory"].value or resources.standin_inventory()
     history = None
     if args.history != "none":
-        from farm.config.settings import history_url
         from farm.record.history import History
 
         try:
@@ -219,8 +215,6 @@ def _store_options(parser, command):
     add_to_argparse(parser, STORE_OPTIONS)
 
     def resolved(args: argparse.Namespace) -> int:
-        from farm.config.project import find_project_config
-
         found = resolve(lambda name: getattr(args, name, None), project=find_project_config(), options=STORE_OPTIONS)
         args.out, args.history = found["out"].value, found["history"].value
         return command(args)
