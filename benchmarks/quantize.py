@@ -37,7 +37,8 @@ from farm.config.settings import Measurement  # noqa: E402
 FARM_STATIC = r"""
 import resource, sys
 from farm.build.loading import load_model_and_data
-from farm.build.variants import Recipe, build_variants
+from farm.build.quantizers import Recipe
+from farm.build.variants import build_variants
 model, data, spec, out, method = sys.argv[1:6]
 info, dataset, found = load_model_and_data(model, data, None if spec == "-" else spec)
 entry = build_variants(info, dataset, found, out, variants=["int8_static"], recipe=Recipe(calibration_method=method),

@@ -30,7 +30,8 @@ from pathlib import Path
 from farm import resources
 from farm.build.loading import load_model_and_data
 from farm.build.sensitivity import analyse
-from farm.build.variants import Recipe, _check_calibration, build_variants
+from farm.build.quantizers import Recipe
+from farm.build.variants import build_variants, check_calibration
 
 name, out = sys.argv[1], Path(sys.argv[2])
 folder = Path(sys.argv[3]) / name
@@ -40,7 +41,7 @@ else:
     model, data, spec = folder / f"{name}.onnx", folder / f"{name}.npz", folder / f"{name}.farm.yaml"
 info, data, spec = load_model_and_data(model, data, spec)
 manifest = build_variants(info, data, spec, out, variants=["fp32"])
-count = _check_calibration(data, Recipe(), True)
+count = check_calibration(data, Recipe(), True)
 started = time.monotonic()
 fp32 = manifest["variants"]["fp32"]["host"]["accuracy"]
 doc = analyse(info, data, spec, Recipe(), count, out, manifest["files"], fp32)

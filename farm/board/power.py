@@ -17,8 +17,8 @@ import urllib.parse
 import urllib.request
 from typing import Callable
 
+from farm.board.connect import open_transport
 from farm.board.probe import boot_id
-from farm.board.transport import open_transport
 from farm.config.inventory import Board, Power
 from farm.errors import FarmError, PowerError
 

@@ -186,13 +186,3 @@ class Transport(Protocol):
 
     def __exit__(self, *exc_info) -> None: ...
 
-
-def open_transport(board: Board, *, connect_timeout: float = 10.0, attempts: int = 3) -> Transport:
-    """The transport the inventory asks for, not yet opened."""
-    if board.transport == "local":
-        from farm.board.local import LocalTransport
-
-        return LocalTransport(board)
-    from farm.board.ssh import SshTransport
-
-    return SshTransport(board, connect_timeout=connect_timeout, attempts=attempts)

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from farm.board.agent import library
 from farm.build.datafile import DataSet, load_data
 from farm.build.modelfile import ModelInfo, inspect_model
 from farm.build.spec import ModelSpec, check_names, load_spec_file, resolve_spec, spec_beside
@@ -52,8 +53,6 @@ def returned_shapes(info: ModelInfo, rows: dict[str, np.ndarray], inputs: list[A
     """Each output's shape as the model returns it on the first deployment batch (declared shapes lie);
     none where it cannot run here."""
     import onnxruntime as ort
-
-    from farm.board.agent import library
 
     spec = {"batch": batch, "inputs": [i.to_json() for i in inputs]}
     feeder = library.Feeder(np, spec, {i.name: rows[i.name] for i in inputs if i.source == "data"})

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from farm.build.datafile import DataSet
 from farm.build.modelfile import ModelInfo
+from farm.build.quantizers import Recipe, _build_variant, _host_figures, host_losses
 from farm.build.sensitivity import analyse, worst_ratio
 from farm.build.spec import ModelSpec
-from farm.build.variants import Recipe, _build_variant, _host_figures, host_losses
 from farm.statuses import BuildStatus
 
 log = logging.getLogger(__name__)

@@ -39,8 +39,8 @@ from onnxruntime.quantization.qdq_loss_debug import (
 
 from farm.build.datafile import DataSet
 from farm.build.modelfile import LAYOUT_OPS, ModelInfo
+from farm.build.quantizers import Recipe, _build_static, _Calibration, _ensure_names, _host_figures, host_losses
 from farm.build.spec import ModelSpec
-from farm.build.variants import Recipe, _build_static, _Calibration, _ensure_names, _host_figures, host_losses
 from farm.config.checklist import ITEMS
 
 SAMPLE_CAP = 32            # calibration samples fed to the activation matching (and its quantization)

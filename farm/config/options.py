@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 from farm import resources
 from farm.config.project import RELEASE_POLICY, RELEASE_POLICY_HELP, ProjectConfig, ProjectConfigError, check_keys
 from farm.config.settings import DEFAULT_VARIANTS, VARIANTS, Measurement, RunSettings
-from farm.errors import ConfigError
+from farm.errors import ConfigError, LocatedError
 from farm.util import NAME_RE, is_number, split_list
 
 
@@ -242,8 +242,7 @@ def _from_spec(resolved: dict[str, Setting]) -> None:
     spec = resolved["spec"]
     if not spec.value or (resolved["model"].value and resolved["data"].value):
         return
-    from farm.config.yamlfile import LineMap, load_yaml
-    from farm.errors import LocatedError
+    from farm.config.yamlfile import LineMap, load_yaml  # PyYAML: not loaded by every `farm` start, only for a spec
 
     doc = load_yaml(Path(spec.value), lambda p, line, message: LocatedError(p, line, message), "model spec")
     for name in ("model", "data"):

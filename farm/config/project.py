@@ -111,7 +111,7 @@ def release_policy(config: ProjectConfig | None):
     Pinned by the sha256 of what the checklist means (items and policy, `Checklist.sha256`):
     a file that no longer means what was pinned is an error, never a quietly different policy.
     """
-    from farm.config.checklist import load_checklist
+    from farm.config.checklist import load_checklist  # PyYAML: not loaded by every `farm` start, only for a policy
 
     if config is None or RELEASE_POLICY not in config.values:
         return None

@@ -18,13 +18,12 @@ from pathlib import Path
 
 import farm
 from farm.build.loading import load_model_and_data
+from farm.build.quantizers import Recipe, calibrated
 from farm.build.toolchains import built_for, toolchain_for
 from farm.build.uservariants import check_user_variants
 from farm.build.variants import (
     RUN_FIX,
-    Recipe,
     build_variants,
-    calibrated,
     check_calibration,
     check_variants,
     model_result,

@@ -23,10 +23,11 @@ from typing import Callable, Iterator, Protocol
 from farm import resources
 from farm.board.agent import AgentFiles, agent_argv, parse_agent_output
 from farm.board.artifacts import Artifact, blob_path, clean, push
+from farm.board.connect import open_transport
 from farm.board.lease import Lease
 from farm.board.power import switch, wait_for_boot
 from farm.board.probe import probe, require_ready
-from farm.board.transport import Transport, open_transport
+from farm.board.transport import Transport
 from farm.build.toolchains import BoardFile, toolchain_for
 from farm.config import locality
 from farm.config.inventory import Board

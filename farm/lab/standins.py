@@ -23,6 +23,7 @@ import yaml
 from farm.config.inventory import Board, StandinSpec
 from farm.errors import ConfigError
 from farm.lab import host, sshd
+from farm.lab.emulation import rootfs_path
 from farm.util import remove_tree
 
 # An emulated board's files live in the shared arm64 root file system: one folder per lab there.
@@ -84,7 +85,6 @@ class Lab:
         if entry.get("full_system"):
             return None
         if entry.get("qemu_cpu"):
-            from farm.lab.emulation import rootfs_path
             return rootfs_path() / self.workdir(name, True).lstrip("/") / "farm.lock"
         return Path(self.workdir(name, False)) / "farm.lock"
 

@@ -6,7 +6,8 @@ import logging
 
 import pytest
 
-from farm.pytestplugin.hooks import STATE, session_job
+from farm.pytestplugin.hooks import session_job
+from farm.pytestplugin.state import STATE
 from farm.statuses import BoardStatus, CheckStatus
 from farm.util import printable
 
@@ -35,7 +36,7 @@ def farm_run(request: pytest.FixtureRequest):
     state = config.stash[STATE]
     job = session_job(config)
     if not state.ran:
-        from farm.ui.console import console, kept_from_pytest
+        from farm.ui.console import console, kept_from_pytest  # rich: in farm sessions, not at plugin load
         from farm.ui.progress import BoardProgress
 
         capture = config.pluginmanager.getplugin("capturemanager")
@@ -102,7 +103,7 @@ def verdict(request: pytest.FixtureRequest, board_outcome, board_result, variant
 @pytest.fixture
 def board_connection(board_outcome, farm_run):
     """An open connection (SSH, or local) to the board, for tests that run their own commands there."""
-    from farm.board.transport import open_transport
+    from farm.board.connect import open_transport  # paramiko, fabric: not at plugin load
 
     with open_transport(farm_run.selection.boards[board_outcome.name]) as connection:
         yield connection

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pytest
 
 from farm.config import options
+from farm.config.project import find_project_config
+from farm.errors import FarmError
+from farm.pytestplugin.html import FarmHtml
+from farm.pytestplugin.state import STATE, FarmState
 
 if TYPE_CHECKING:  # imported when a farm fixture runs, never at plugin load
     from farm.deploy.job import Job
@@ -25,25 +28,12 @@ class PreparedJob:
         self.job = job
 
 
-@dataclass
-class FarmState:
-    job: Job | None = None
-    ran: bool = False
-    interrupted: bool = False  # the run was stopped: tests report what was collected, the session ends stopped
-
-
-STATE = pytest.StashKey[FarmState]()
-
-
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("farm", "farm: edge-AI device test farm")
     options.add_to_pytest(group)
 
 
 def _project(config: pytest.Config):
-    from farm.config.project import find_project_config
-    from farm.errors import FarmError
-
     try:
         return find_project_config(config.invocation_params.dir)
     except FarmError as exc:
@@ -64,8 +54,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE] = FarmState()
     config.addinivalue_line("markers", "farm_item(name): the checklist item a deployment test judges")
     if requested(config) and config.pluginmanager.has_plugin("html"):
-        from farm.pytestplugin.html import FarmHtml
-
         config.pluginmanager.register(FarmHtml(config), "farm-html")
 
 
@@ -77,8 +65,7 @@ def session_job(config: pytest.Config) -> Job:
         if prepared is not None:
             state.job = prepared.job
         else:
-            from farm.deploy.job import Job
-            from farm.errors import FarmError
+            from farm.deploy.job import Job  # at first use, not at plugin load (in every pytest session)
 
             try:
                 resolved = options.resolve(lambda name: config.getoption(f"farm_{name}"), project=_project(config))
@@ -106,7 +93,7 @@ def _row_properties(item: pytest.Item) -> dict | None:
     callspec = getattr(item, "callspec", None)
     if state is None or not state.ran or callspec is None or "variant" not in callspec.params:
         return None
-    from farm.ui.report import row_properties
+    from farm.ui.report import row_properties  # numpy, PyYAML: in farm sessions, not at plugin load
 
     board = state.job.result.board(callspec.params["board"])
     if board is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from farm.pytestplugin.hooks import STATE
+from farm.pytestplugin.state import STATE
 
 
 class FarmHtml:
@@ -15,12 +15,12 @@ class FarmHtml:
         report.title = "farm: deployment checklist"
 
     def pytest_html_results_table_header(self, cells: list) -> None:
-        from farm.ui.report import header_cells
+        from farm.ui.report import header_cells  # numpy, PyYAML: not at plugin load
 
         cells[2:2] = header_cells()
 
     def pytest_html_results_table_row(self, report, cells: list) -> None:
-        from farm.ui.report import row_cells
+        from farm.ui.report import row_cells  # numpy, PyYAML: not at plugin load
 
         cells[2:2] = row_cells(dict(getattr(report, "user_properties", ())))
 
@@ -28,6 +28,6 @@ class FarmHtml:
         """Only reads what the job computed; nothing here can fail on a store or a board."""
         state = session.config.stash.get(STATE, None)
         if state is not None and state.ran:
-            from farm.ui.report import summary_sections
+            from farm.ui.report import summary_sections  # numpy, PyYAML: not at plugin load
 
             prefix.extend(summary_sections(state.job.result, state.job.trends))

@@ -21,21 +21,17 @@ from typing import Any, ContextManager, Iterator
 import procrastinate
 from procrastinate.jobs import Status
 
+from farm.errors import ConfigError
+from farm.queue.execute import execute
+from farm.queue.request import lock_of, queue_of
 from farm.queue.store import ROLES, SCHEMA, SCHEMA_MARK, Store
+from farm.record.history import TABLES, History
 from farm.statuses import JobOutcome
 
 RUN_TASK, SCHEDULE_TASK = "farm:run", "farm:schedules"
 SCHEDULE_QUEUE = "farm-schedules"
 MAX_ATTEMPTS = 2  # the first, and one retry on another worker when the first one's worker died
 log = logging.getLogger(__name__)
-
-
-def queue_of(pool: str) -> str:
-    return f"farm-pool-{pool}"
-
-
-def lock_of(pool: str) -> str:
-    return f"farm-pool:{pool}"
 
 
 # The tasks, declared once; bound to a database for a while with `bound` (one database per process at a time).
@@ -75,8 +71,6 @@ def defer(app: procrastinate.App, request: dict) -> int:
 
 def grant_roles(url: str) -> None:
     """Create the schema, the history's tables and the group roles of docs/queue.md (as the database's owner)."""
-    from farm.record.history import TABLES, History
-
     ensure_schema(url)
     History(url)
     history = re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", TABLES)
@@ -88,8 +82,6 @@ def grant_roles(url: str) -> None:
 
 @tasks.task(name=RUN_TASK, pass_context=True)
 def run(context: procrastinate.JobContext, **request: Any) -> None:
-    from farm.queue.execute import execute
-
     execute(context, request)
 
 
@@ -132,8 +124,6 @@ async def retry_stalled(app: procrastinate.App, store: Store, after_s: float, ev
 
 def cancel(store: Store, job_id: int) -> str:
     """A queued job is removed; a running one is asked to stop (its worker stops the run like Ctrl-C)."""
-    from farm.errors import ConfigError
-
     rows = store.jobs(job_id=job_id, limit=1)
     if not rows:
         raise ConfigError(f"job {job_id} is not in the queue {store.where}: check the number (farm queue)")

@@ -5,7 +5,7 @@ worker trusts nothing in it: the kind is one of KINDS, the pool one the worker
 serves (and the job's own queue), each file one of ROLES (data the child reads,
 never code or a worker setting) with a sha256 and a plain file name, and each
 option one of FORWARDED with a plain value. A request that is anything else is
-refused before a byte is written.
+refused before a byte is written. Its pool names its queue and its lock (`queue_of`, `lock_of`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,16 @@ SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 VALUE_RE = re.compile(r"^[A-Za-z0-9._,*?\[\]:@+-]{1,200}$")  # numbers, variant lists, board globs, tags
 
 
+def queue_of(pool: str) -> str:
+    """The pool's queue: a worker takes the jobs of the pools it serves only."""
+    return f"farm-pool-{pool}"
+
+
+def lock_of(pool: str) -> str:
+    """The pool's lock: one job at a time on a pool's boards."""
+    return f"farm-pool:{pool}"
+
+
 def file_name(role: str, path: Path, sha: str) -> str:
     """The name a file travels under: its own when plain (a worker refuses any other), else role and hash."""
     name = Path(path).name
@@ -37,8 +47,6 @@ def _refuse(job_id: int, what: str) -> QueueError:
 
 def check(request: dict, job_id: int, queue: str, pools: tuple[str, ...]) -> None:
     """Raise QueueError unless the request is one farm submit could have made, for a pool this worker serves."""
-    from farm.queue.app import queue_of
-
     if not isinstance(request, dict):
         raise _refuse(job_id, "the request is not a mapping")
     if request.get("kind") not in KINDS:

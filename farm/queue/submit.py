@@ -15,6 +15,8 @@ from pathlib import Path
 
 import yaml
 
+from farm.build.loading import load_model_and_data
+from farm.build.variants import check_variants
 from farm.config.checklist import load_checklist
 from farm.config.settings import RunSettings
 from farm.errors import ConfigError
@@ -36,9 +38,6 @@ def _flat_checklist(path: Path, folder: Path) -> Path:
 def build_request(settings: RunSettings, kind: str, pool: list[str], store: Store,
                   forwarded: dict) -> dict:
     """Check the run as `farm run` would, store its files, and return the job's request."""
-    from farm.build.loading import load_model_and_data
-    from farm.build.variants import check_variants
-
     if len(pool) != 1:
         raise ConfigError(f"a queued run is for exactly one pool (--pool P), got {len(pool)}: "
                           "submit one job per pool")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from farm.queue.app import SCHEDULE_QUEUE, bound, ensure_schema, queue_of, retry_stalled
+from farm.queue.app import SCHEDULE_QUEUE, bound, ensure_schema, retry_stalled
 from farm.queue.execute import WorkerConfig
+from farm.queue.request import queue_of
 
 
 async def _serve(config: WorkerConfig, pools: list[str], heartbeat_s: float, stalled_after_s: float,

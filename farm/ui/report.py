@@ -13,6 +13,7 @@ import io
 
 from farm.config.checklist import ITEMS
 from farm.judge.accuracy import summary as accuracy_summary
+from farm.judge.changes import find_changes
 from farm.judge.items import speedup_floor, speedup_ratio
 from farm.results import BoardResult, Check, RunResult, VariantResult
 from farm.statuses import BoardStatus, BuildStatus, CheckStatus
@@ -159,8 +160,6 @@ def trend_plot(trends: dict[str, dict[str, list[tuple]]], figure: str = "p95") -
 
 def trend_figure(trends: dict[str, dict[str, list[tuple]]], figure: str = "p95"):
     """The trend plot's matplotlib figure (None with no board of two runs or more)."""
-    from farm.judge.changes import find_changes
-
     boards = {b: v for b, v in trends.items() if any(len(points) > 1 for points in v.values())}
     if not boards:
         return None

@@ -9,8 +9,8 @@ import pytest
 from farm.build import mixed
 from farm.build.datafile import TensorSpec
 from farm.build.modelfile import ModelInfo
+from farm.build.quantizers import Recipe
 from farm.build.spec import ModelSpec, OutputSpec
-from farm.build.variants import Recipe
 
 SPEC = ModelSpec(1, False, [], [OutputSpec("scores", "iou", 0, 10.0), OutputSpec("boxes", "mae", 0, 2.0)])
 LAYERS = [{"layer": f"conv{i}", "nodes": [f"conv{i}", f"relu{i}"], "op_types": ["Conv", "Relu"],

@@ -8,7 +8,8 @@ import pytest
 from farm import resources
 from farm.build import sensitivity
 from farm.build.loading import load_model_and_data
-from farm.build.variants import Recipe, build_variants
+from farm.build.quantizers import Recipe
+from farm.build.variants import build_variants
 
 
 @pytest.fixture(scope="module")

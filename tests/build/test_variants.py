@@ -10,8 +10,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from farm.build import variants
-from farm.build.variants import Recipe, build
+from farm.build import quantizers
+from farm.build.quantizers import Recipe
+from farm.build.variants import build
 from farm.config.settings import DEFAULT_VARIANTS
 from farm.errors import ModelError
 from farm.ui.cli import main
@@ -134,7 +135,7 @@ def test_a_variant_that_cannot_be_built_is_recorded_and_others_go_on(tmp_path, d
     def broken(*args, **kwargs):
         raise RuntimeError("quantizer exploded")
 
-    monkeypatch.setattr(variants, "_build_dynamic", broken)
+    monkeypatch.setattr(quantizers, "_build_dynamic", broken)
     manifest = build(digits_model, digits_data, tmp_path, host_figures=False)
     assert manifest["variants"]["int8_dynamic"] == {**manifest["variants"]["int8_dynamic"],
                                                     "status": "failed", "reason": "RuntimeError: quantizer exploded"}

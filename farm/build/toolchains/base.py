@@ -8,6 +8,7 @@ from pathlib import Path
 from farm.build.datafile import DataSet
 from farm.build.modelfile import ModelInfo
 from farm.build.spec import ModelSpec
+from farm.build.toolchains.fp16 import build_fp16
 from farm.config.inventory import Board
 
 
@@ -38,8 +39,6 @@ class Toolchain:
     def build(self, variant: str, info: ModelInfo, data: DataSet, spec: ModelSpec, count: int | None,
               target: Path, notes: list[str], calibration=None) -> None:
         """The variants every accelerator toolchain builds alike (fp16); the others are the toolchain's own."""
-        from farm.build.toolchains.fp16 import build_fp16
-
         build_fp16(info, spec, target, notes)
 
     def board_files(self, board: Board, variant: str, entry: dict, folder: Path) -> list[BoardFile]:

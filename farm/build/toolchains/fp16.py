@@ -13,14 +13,13 @@ import onnx
 
 from farm.build.modelfile import ModelInfo
 from farm.build.spec import ModelSpec
+from farm.build.toolchains.shapes import fixed_shapes
 
 
 def build_fp16(info: ModelInfo, spec: ModelSpec, target: Path, notes: list[str]) -> None:
     import warnings
 
     from onnxconverter_common import float16
-
-    from farm.build.toolchains.qnn import fixed_shapes
 
     model = onnx.ModelProto.FromString(info.proto.SerializeToString())
     fixed_shapes(model, spec)

@@ -22,6 +22,7 @@ from farm.build.datafile import DataSet
 from farm.build.modelfile import ModelInfo
 from farm.build.spec import ModelSpec
 from farm.build.toolchains.base import BoardFile, Toolchain, options
+from farm.build.toolchains.shapes import fixed_shapes
 from farm.config.inventory import Board
 from farm.statuses import BuildStatus
 from farm.util import file_sha256
@@ -31,17 +32,6 @@ PLUGIN = "onnxruntime_qnn"
 ACTIVATIONS = {"int8_qnn": "QUInt8", "a16w8_qnn": "QUInt16"}
 # Options that change the compiled graph: a context binary is built per set of them.
 COMPILE_OPTIONS = ("soc_model", "htp_arch", "vtcm_mb", "enable_htp_fp16_precision")
-
-
-def fixed_shapes(model: onnx.ModelProto, spec: ModelSpec) -> dict[str, list]:
-    """Every input of the model fixed to the spec's deployment shape; returns what was fixed."""
-    from onnxruntime.tools.make_dynamic_shape_fixed import fix_output_shapes, make_input_shape_fixed
-
-    shapes = {i.name: list(i.shape) for i in spec.inputs}
-    for name, shape in shapes.items():
-        make_input_shape_fixed(model.graph, name, shape)
-    fix_output_shapes(model)
-    return shapes
 
 
 def qnn_version() -> str | None:

@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from farm.build.toolchains.base import BoardFile, Toolchain, options
+from farm.build.toolchains.qnn import file_key
 from farm.config.inventory import Board
 from farm.errors import ModelError
 from farm.statuses import BuildStatus
@@ -55,8 +56,6 @@ def compiled(board: Board, model: Path, sha256: str, folder: Path) -> Path:
         if not out.is_dir():
             raise ModelError(f"board {board.name}: toolchain_options.artifacts {out} is not a folder")
     else:
-        from farm.build.toolchains.qnn import file_key
-
         out = folder / f"{model.stem}.tidl.{file_key(sha256, argv)}"
         if not (out / MARK).is_file():
             out.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,9 @@
 
 Exit codes: 0 success; 1 a check failed or errored (or a refused sign-off);
 2 bad usage or configuration, with a one-line message naming file, line, field.
+
+Each command imports the rest of farm inside its function: `farm` starts without numpy, onnxruntime,
+paramiko, PyYAML or a database driver (tests/test_architecture.py), and a command loads what it runs.
 """
 
 from __future__ import annotations

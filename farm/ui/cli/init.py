@@ -6,6 +6,8 @@ import argparse
 from importlib.resources import files
 from pathlib import Path
 
+from farm.config.project import load_project_config
+
 # template -> where it goes in the project
 FILES = (("lab.yaml.tmpl", "inventory/lab.yaml"), ("test_my_board.py.tmpl", "suites/test_my_board.py"),
          ("model.farm.yaml.tmpl", "models/my_model.farm.yaml"), ("farm-nightly.yml.tmpl", "ci/farm-nightly.yml"),
@@ -18,8 +20,6 @@ def _template(name: str) -> str:
 
 def _config(folder: Path, farm_toml: bool) -> tuple[Path, str | None]:
     """Where the project configuration goes, and its text (None: one exists already)."""
-    from farm.config.project import load_project_config
-
     table = _template("farm.toml.tmpl")
     pyproject = folder / "pyproject.toml"
     if pyproject.is_file() and load_project_config(pyproject) is not None:

@@ -6,9 +6,11 @@ import argparse
 import logging
 
 from farm import resources
-from farm.config.options import OUT, SELECTION, add_to_argparse
-from farm.errors import ConfigError
+from farm.config.options import OUT, SELECTION, add_to_argparse, resolve
+from farm.errors import ConfigError, HistoryError
 from farm.statuses import UNFIT
+from farm.ui.cli.upkeep import register_marks
+from farm.util import new_run_id
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,6 @@ def _unfit_boards() -> dict[str, dict]:
     """Bad and retired boards, from the default history (results/history.sqlite) when there is one."""
     from pathlib import Path
 
-    from farm.errors import HistoryError
     from farm.record.history import History
 
     path = Path("results") / "history.sqlite"
@@ -114,13 +115,11 @@ def cmd_boards_clean(args: argparse.Namespace) -> int:
     """Free board disk: blobs that none of the newest runs used (each board locked while it is cleaned)."""
     from pathlib import Path
 
-    from farm.config.options import resolve
     from farm.deploy.fanout import Fanout
     from farm.deploy.selection import Selection
     from farm.deploy.session import DeployPlan
     from farm.record.rundir import RunDir
     from farm.ui.progress import BoardProgress
-    from farm.util import new_run_id
 
     if args.keep_runs < 0:
         raise ConfigError(f"--keep-runs {args.keep_runs}: must be 0 or more")
@@ -179,8 +178,6 @@ def register(sub) -> None:
     add_to_argparse(boards_clean, SELECTION + (OUT,))
     boards_clean.add_argument("--keep-runs", type=int, default=3, help="keep the blobs of this many newest runs")
     boards_clean.set_defaults(func=cmd_boards_clean, inventory_file=None)
-    from farm.ui.cli.upkeep import register_marks
-
     register_marks(boards)
 
     inventory = sub.add_parser("inventory", help="check or list an inventory").add_subparsers(dest="inv", required=True)

@@ -10,7 +10,9 @@ from pathlib import Path
 
 from farm import resources
 from farm.config import options
+from farm.config.project import find_project_config
 from farm.errors import ConfigError
+from farm.util import NAME_RE
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +26,6 @@ NIGHTLY_DEFAULTS = {"checklist": str(resources.checklist("dms-nightly")), "round
 
 
 def _resolve(args: argparse.Namespace, which: tuple, defaults: dict | None = None) -> dict[str, options.Setting]:
-    from farm.config.project import find_project_config
-
     return options.resolve(lambda name: getattr(args, name, None), project=find_project_config(),
                            defaults=defaults, options=which)
 
@@ -149,7 +149,6 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     if not files:
         raise ConfigError(f"run {run_id}: no files in the queue {store.where} (not run yet, or not a queued run)")
     from farm.record.rundir import run_file_problem
-    from farm.util import NAME_RE
 
     if not NAME_RE.match(run_id):
         raise ConfigError(f"run id {run_id!r}: expected letters, digits, '.', '_' or '-'")
@@ -173,7 +172,6 @@ def cmd_schedule_nightly(args: argparse.Namespace) -> int:
     from croniter import croniter
 
     from farm.queue.app import ensure_schema
-    from farm.util import NAME_RE
 
     if not croniter.is_valid(args.cron):
         raise ConfigError(f"--cron {args.cron!r}: expected a cron expression of five fields, e.g. '0 2 * * *'")

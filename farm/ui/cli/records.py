@@ -9,7 +9,10 @@ from typing import TYPE_CHECKING
 
 from farm import resources
 from farm.config.options import BY_NAME, HELD_TO, OUT, SIGNOFF_OPTIONS, add_to_argparse, resolve
+from farm.config.project import find_project_config, release_policy
+from farm.config.settings import history_url
 from farm.errors import ConfigError, HistoryError, SignoffError
+from farm.results import RunResult
 from farm.statuses import Change
 
 if TYPE_CHECKING:
@@ -25,7 +28,6 @@ SIGNOFF_USAGE = ("usage: farm signoff sign RUN_ID [--dry-run] [--signing-key KEY
 
 
 def _history(args: argparse.Namespace):
-    from farm.config.settings import history_url
     from farm.record.history import History
 
     url = history_url(args.out, args.history)
@@ -35,8 +37,6 @@ def _history(args: argparse.Namespace):
 
 
 def _load_run(args: argparse.Namespace, run_id: str):
-    from farm.results import RunResult
-
     path = Path(args.out) / run_id / "results.json"
     if path.is_file():
         try:
@@ -119,8 +119,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def _signing(args: argparse.Namespace, options: tuple) -> tuple[Path, dict, Checklist | None]:
     """allowed_signers (command line > FARM_* > [tool.farm] > allowed_signers beside it), the other `options`
     resolved the same way, and the project's pinned release policy (or None)."""
-    from farm.config.project import find_project_config, release_policy
-
     project = find_project_config()
     found = resolve(lambda name: getattr(args, name, None), project=project, options=options)
     allowed = found["allowed_signers"].value
@@ -255,8 +253,6 @@ def _store_options(parser, command):
     add_to_argparse(parser, STORE_OPTIONS)
 
     def resolved(args: argparse.Namespace) -> int:
-        from farm.config.project import find_project_config
-
         found = resolve(lambda name: getattr(args, name, None), project=find_project_config(), options=STORE_OPTIONS)
         args.out, args.history = found["out"].value, found["history"].value
         return command(args)

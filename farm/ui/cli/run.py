@@ -7,8 +7,9 @@ import logging
 
 from farm import resources
 from farm.config import options
+from farm.config.project import find_project_config
 from farm.statuses import BoardStatus
-from farm.util import printable
+from farm.util import new_run_id, printable
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,6 @@ def print_summary(result) -> None:
 
 def resolved(args: argparse.Namespace) -> dict[str, options.Setting]:
     """The run options of a command: its arguments, then FARM_*, then [tool.farm], then defaults."""
-    from farm.config.project import find_project_config
-
     return options.resolve(lambda name: getattr(args, name, None), project=find_project_config(),
                            defaults=getattr(args, "command_defaults", None))
 
@@ -117,7 +116,6 @@ def cmd_nightly(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from farm.config.project import find_project_config
     from farm.record.storeurl import redact_url
 
     project = find_project_config()
@@ -143,7 +141,6 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from farm.deploy.session import DeployPlan
     from farm.record.rundir import RunDir
     from farm.ui.progress import BoardProgress
-    from farm.util import new_run_id
 
     value = {name: setting.value for name, setting in resolved(args).items()}
     selection = Selection(Path(value["inventory"] or resources.standin_inventory()), value["pool"], value["tag"],

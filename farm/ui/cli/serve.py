@@ -11,6 +11,8 @@ import socket
 from pathlib import Path
 
 from farm.config import options
+from farm.config.project import find_project_config
+from farm.config.settings import history_url
 from farm.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -48,8 +50,6 @@ def allowed_hosts(given: list[str] | None, bind: str) -> tuple[str, ...]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from farm.config.project import find_project_config
-    from farm.config.settings import history_url
     from farm.record.history import History, sqlite_path
     from farm.ui.web.app import serve
     from farm.ui.web.data import Sources

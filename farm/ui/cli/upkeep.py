@@ -6,8 +6,12 @@ import argparse
 from pathlib import Path
 
 from farm import resources
-from farm.errors import ConfigError
+from farm.config import options
+from farm.config.options import BY_NAME, OUT, SELECTION, add_to_argparse
+from farm.config.settings import history_url
+from farm.errors import ConfigError, FarmError
 from farm.statuses import HealthState
+from farm.ui.cli.run import resolved
 
 
 def _board(inventory: str | None, name: str):
@@ -22,10 +26,9 @@ def _board(inventory: str | None, name: str):
 
 def cmd_power(args: argparse.Namespace) -> int:
     """Switch a board on, off, or cycle it; with --wait, until it answers SSH with a new boot id."""
+    from farm.board.connect import open_transport
     from farm.board.power import switch, wait_for_boot
     from farm.board.probe import boot_id
-    from farm.board.transport import open_transport
-    from farm.errors import FarmError
 
     board = _board(args.inventory, args.board)
     if board.power is None:
@@ -48,9 +51,7 @@ def cmd_power(args: argparse.Namespace) -> int:
 
 def cmd_health(args: argparse.Namespace) -> int:
     """The reference job on the selected boards (bad ones too); each board's health recorded in the history."""
-    from farm.config import options
     from farm.deploy.health import check
-    from farm.ui.cli.run import resolved
 
     settings = options.run_settings(resolved(args))
     verdicts = check(settings)
@@ -62,7 +63,6 @@ def cmd_health(args: argparse.Namespace) -> int:
 def _mark(args: argparse.Namespace, state: HealthState) -> int:
     import getpass
 
-    from farm.config.settings import history_url
     from farm.record.history import History
 
     url = history_url(args.out, args.history)
@@ -99,8 +99,6 @@ def register_marks(boards) -> None:
 
 
 def register(sub) -> None:
-    from farm.config.options import BY_NAME, OUT, SELECTION, add_to_argparse
-
     health = sub.add_parser("health", help="run the reference job on boards; a failing one becomes bad "
                                            "(out of selection) until a check passes")
     add_to_argparse(health, SELECTION + (OUT, BY_NAME["history"], BY_NAME["wait"]))

@@ -16,6 +16,7 @@ from pathlib import Path
 from farm.judge.changes import series_changes
 from farm.queue.store import SHOWN_STATES, pool_counts
 from farm.record.history import History
+from farm.record.signoff import canonical, verify
 from farm.results import BoardStatus
 from farm.statuses import JobState, RunOutcome
 from farm.ui.report import offload_text, provider_text
@@ -147,8 +148,6 @@ def _verified(sources: Sources, stored: bytes, signature: str, signers: bytes | 
     Verifying runs ssh-keygen 4 times per record and judges its verdicts again: on every GET, 100
     records took 36 s, anyone's to ask for (benchmarks/dashboard.py --signoffs).
     """
-    from farm.record.signoff import canonical, verify
-
     key = hashlib.sha256(b"\0".join([stored, signature.encode(), signers or b"-"])).hexdigest()
     kept = sources.verified.get(key)
     if kept is None or time.monotonic() - kept[0] > VERIFIED_FOR_S:
