@@ -52,8 +52,8 @@ def limits_for(checklist: Checklist, board: Board) -> dict[str, dict]:
     if "regression" in items and board.regression_rule is not None:
         items["regression"]["rule"] = board.regression_rule
     if board.standin:  # its cores are the controller's: farm's own work for the other boards loads them
-        for item in TIMING_ITEMS:
-            if items.get(item, {}).get("board_state") == "error":
+        for item in TIMING_ITEMS:  # farm's default rule only: a checklist that writes `board_state: error` means it
+            if items.get(item, {}).get("board_state") == "error" and (item, "board_state") not in checklist.explicit:
                 items[item]["foreign_load"] = "warn"
     return items
 

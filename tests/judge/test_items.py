@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -111,6 +113,11 @@ def test_a_stand_ins_speedup_under_foreign_load_alone_is_a_warning_and_under_any
     assert "warning: fp32: foreign load after: 3 other runnable tasks" in warned.why
     assert "a stand-in shares the controller's cores" in warned.why
     assert speedup(real).status == "error"  # a real board under foreign load is unfit to be timed
+    strict = load_checklist(resources.checklist("dms"))
+    strict = dataclasses.replace(strict, explicit=strict.explicit | {("speedup", "board_state")})
+    insisted = next(c for c in evaluate(strict, standin, variants, model_result(manifest))["int8_static"]
+                    if c.item == "speedup")
+    assert insisted.status == "error"  # a checklist that writes board_state: error down means it, stand-in or not
     variants["int8_static"].board_state = {"flags": ["hot after: cpu-thermal at 86.0 C, passive trip 85.0 C"]}
     assert speedup(standin).status == "error"  # heat is not farm's own work
 
