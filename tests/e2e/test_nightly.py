@@ -12,6 +12,9 @@ from helpers import farm, heavier, history_run, ssh_signer
 
 from farm.record.history import History
 
+# Nights of real runs on stand-ins, 5 minutes in all: the default run skips them, CI runs them (-m slow locally).
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 # What these tests judge is the regression logic, not this machine's timing: every verdict rests on a
 # change far larger than the noise between two processes here (an unchanged model's p50 moved 48 %
