@@ -214,7 +214,8 @@ def detector_sized(work: Path, samples: int = 100, one_pass_samples: int = 25) -
         if count == one_pass_samples // 2:
             first = ort_peak
     growth = (ort_peak - first) / (one_pass_samples - one_pass_samples // 2)
-    print(f"  (onnxruntime's single pass grows {growth:.0f} MB a sample: about {first + growth * (samples - one_pass_samples // 2):.0f} "
+    at_samples = first + growth * (samples - one_pass_samples // 2)
+    print(f"  (onnxruntime's single pass grows {growth:.0f} MB a sample: about {at_samples:.0f} "
           f"MB at {samples}; farm collects in chunks of at most 8 steps and merges)")
 
 
@@ -228,8 +229,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="farm-bench-") as tmp:
         work = Path(tmp)
         if not args.skip_demos:
-            print(f"{'model':<11}{'variant':<14}{'MB':>7}{'p50 1t':>9}{'p50 2t':>9}{'x 1t':>8}{'x 2t':>7}  loss per judged "
-                  "output (host, against the host's FP32)")
+            print(f"{'model':<11}{'variant':<14}{'MB':>7}{'p50 1t':>9}{'p50 2t':>9}{'x 1t':>8}{'x 2t':>7}  "
+                  "loss per judged output (host, against the host's FP32)")
             for folder in sorted(p.parent for p in (REPO / "models").glob("*/build.py")):
                 demo(folder, work, args.runs)
         detector_sized(work, one_pass_samples=args.one_pass_samples)

@@ -98,7 +98,8 @@ def main() -> None:
               - {name: steady-2, cores: 1, pools: [steady], regression_rule: "p50:30%,p95:60%"}
               - {name: changed-1, cores: 1, pools: [changed], regression_rule: "p50:30%,p95:60%"}
             """))
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("FARM_")}, "FARM_LAB_DIR": str(folder / "lab")}
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("FARM_")},
+               "FARM_LAB_DIR": str(folder / "lab")}
         farm = [sys.executable, "-m", "farm"]
         subprocess.run([*farm, "lab", "up", "--inventory", "lab.yaml"], cwd=folder, env=env, check=True,
                        capture_output=True)
@@ -126,7 +127,8 @@ def main() -> None:
             first = next((n for n, f in enumerate(nights, 1) if n >= args.change_at and f["changed-1"][method]), None)
             false = sum(f[b][method] for n, f in enumerate(nights, 1) for b in f
                         if b.startswith("steady") or n < args.change_at)
-            unchanged = sum(1 for n, f in enumerate(nights, 1) for b in f if b.startswith("steady") or n < args.change_at)
+            unchanged = sum(1 for n, f in enumerate(nights, 1) for b in f
+                            if b.startswith("steady") or n < args.change_at)
             when = f"night {first} ({first - args.change_at + 1} run(s) after)" if first else "never"
             changed = [f["changed-1"][method] for n, f in enumerate(nights, 1) if n >= args.change_at]
             print(f"{'change points' if method == 'change' else 'pairwise rule':<28}{when:>30}"

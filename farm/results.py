@@ -226,7 +226,8 @@ class BoardResult:
     @property
     def usable(self) -> bool:
         """Measured to the end: every variant ok, or some stopped for reasons of their own."""
-        return self.ok or (self.status in PER_VARIANT and any(v.status == BoardStatus.OK for v in self.variants.values()))
+        return self.ok or (self.status in PER_VARIANT
+                           and any(v.status == BoardStatus.OK for v in self.variants.values()))
 
     def to_json(self) -> dict:
         doc = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("steps", "variants")}
@@ -259,7 +260,8 @@ class VariantBuild:
     recipe: dict = field(default_factory=dict)
     float_op_types: dict = field(default_factory=dict)
     quantized_op_types: dict = field(default_factory=dict)  # INT8 kernels of the graph onnxruntime runs
-    float_between_qdq: dict = field(default_factory=dict)  # float ops it runs between DequantizeLinear and QuantizeLinear
+    # float ops it runs between DequantizeLinear and QuantizeLinear
+    float_between_qdq: dict = field(default_factory=dict)
     host: dict = field(default_factory=dict)  # the agent run on the controller: an indication, never a verdict
     origin: dict | None = None  # a team's own variant: {"path", "sha256"} of the file it was given as
     mixed: MixedPrecision | None = None  # int8_mixed: the layers kept in float, why, and every mix tried

@@ -108,7 +108,8 @@ def _upload_error(connection: Transport, workdir: str, artifact: Artifact, exc: 
     said is what the board had, not what the failed push left."""
     board, target = connection.board.name, blob_path(workdir, artifact)
     if exc.errno in (errno.EACCES, errno.EPERM) or "ermission denied" in str(exc):
-        return BoardError(f"{board}: permission denied writing {target}: let {connection.board.user or 'the login user'}"
+        user = connection.board.user or "the login user"
+        return BoardError(f"{board}: permission denied writing {target}: let {user}"
                           f" write {blob_dir(workdir)}, or choose another workdir", BoardStatus.PERMISSION_DENIED)
     free = connection.run(["sh", "-c", _DROP_PARTIAL_FREE_KB, "sh", blob_dir(workdir)], deadline_s=30).stdout.strip()
     if exc.errno == errno.ENOSPC or (free.isdigit() and int(free) * 1024 < artifact.size):
@@ -155,6 +156,7 @@ def clean(connection: Transport, workdir: str, keep_runs: int) -> int:
     result = connection.run(["sh", "-c", _CLEAN, "sh", workdir, str(keep_runs)], deadline_s=300)
     words = result.stdout.split()
     if not result.ok or words[:1] != ["freed"]:
+        denied = "ermission denied" in result.tail()
         raise BoardError(f"{connection.board.name}: cleaning {workdir} failed: {result.tail()}",
-                         BoardStatus.PERMISSION_DENIED if "ermission denied" in result.tail() else BoardStatus.AGENT_ERROR)
+                         BoardStatus.PERMISSION_DENIED if denied else BoardStatus.AGENT_ERROR)
     return int(words[1])

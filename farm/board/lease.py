@@ -51,7 +51,8 @@ printf '%s %s %s %s %s %s\n' "$run" "$host" "$pid" "$user" "$(date +%s)" "$ttl" 
 '''
 # Break only the exact stale lock that was read, so a fresh one is never removed.
 _BREAK = r'''lock="$1/farm.lock"; [ "$(cat "$lock" 2>/dev/null)" = "$2" ] && mv "$lock" "$lock.broken-$3"; exit 0'''
-_RELEASE = r'''lock="$1/farm.lock"; set -- "$lock" $(cat "$lock" 2>/dev/null); [ "$2" = "$RUN" ] && rm -f "$lock"; exit 0'''
+_RELEASE = (r'''lock="$1/farm.lock"; set -- "$lock" $(cat "$lock" 2>/dev/null); '''
+            r'''[ "$2" = "$RUN" ] && rm -f "$lock"; exit 0''')
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,8 @@ class Holder:
         return board_now > self.renewed + self.ttl
 
     def describe(self, board_now: int) -> str:
-        return (f"run {self.run} from {self.host} (pid {self.pid}, user {self.user}), heartbeat {board_now - self.renewed}"
-                f" s ago")
+        return (f"run {self.run} from {self.host} (pid {self.pid}, user {self.user}), "
+                f"heartbeat {board_now - self.renewed} s ago")
 
 
 @dataclass
@@ -112,7 +113,8 @@ class Lease:
             if holder is None:
                 raise BoardError(f"{self.connection.board.name}: cannot take the lock in {self.workdir}: "
                                  f"{result.tail() or result.stdout.strip() or 'an unreadable lock file'}",
-                                 BoardStatus.PERMISSION_DENIED if "ermission denied" in result.tail() else BoardStatus.AGENT_ERROR)
+                                 BoardStatus.PERMISSION_DENIED if "ermission denied" in result.tail()
+                                 else BoardStatus.AGENT_ERROR)
             board_now = int(words[1])
             if (holder.run, holder.host, holder.pid) == (self.run_id, socket.gethostname(), str(os.getpid())):
                 # this very process's, from a connection that died (a power cycle): taken back

@@ -40,7 +40,8 @@ def _pdudaemon(board: Board, power: Power, action: str) -> None:
             answer.read()
     except urllib.error.HTTPError as exc:  # pdudaemon says 500 "Invalid request" for an unknown PDU
         raise PowerError(f"{board.name}: pdudaemon at {power.pdudaemon}:{power.port} refused {request} of PDU "
-                         f"{power.pdu} outlet {power.outlet} (HTTP {exc.code}: {exc.read().decode(errors='replace').strip()}); "
+                         f"{power.pdu} outlet {power.outlet} "
+                         f"(HTTP {exc.code}: {exc.read().decode(errors='replace').strip()}); "
                          "is the PDU in its configuration?") from exc
     except (urllib.error.URLError, OSError) as exc:
         raise PowerError(f"{board.name}: pdudaemon at {power.pdudaemon}:{power.port} does not answer "

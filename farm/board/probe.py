@@ -92,7 +92,8 @@ def probe(transport: Transport, workdir: str) -> dict:
     board = transport.board
     result = transport.run([board.python, "-c", PROBE_SCRIPT, workdir], deadline_s=60)
     if not result.ok:
-        raise BoardError(f"{board.name}: {board.python!r} does not run on the board: {result.tail()}", BoardStatus.NOT_READY)
+        raise BoardError(f"{board.name}: {board.python!r} does not run on the board: {result.tail()}",
+                         BoardStatus.NOT_READY)
     try:
         facts = json.loads(result.stdout.strip().splitlines()[-1])
     except (json.JSONDecodeError, IndexError) as exc:

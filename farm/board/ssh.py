@@ -72,7 +72,8 @@ def _classify(board: Board, target: tuple[str, int], known_hosts: Path | None, e
     where = f"{board.name} ({board.address})"
     name = known_hosts_name(*target)
     if isinstance(exc, paramiko.AuthenticationException):
-        return BoardError(f"{where}: authentication failed ({exc}); check user and identity_file", BoardStatus.AUTH_FAILED)
+        return BoardError(f"{where}: authentication failed ({exc}); check user and identity_file",
+                          BoardStatus.AUTH_FAILED)
     if isinstance(exc, paramiko.BadHostKeyException):
         return BoardError(
             f"{where}: host key mismatch: the board offers {exc.key.get_name()} {exc.key.get_fingerprint().hex()} "
@@ -168,8 +169,8 @@ class SshTransport(BaseTransport):
                                  f"{timeout:.0f} s, nor to a new channel)", BoardStatus.LINK_LOST) from exc
             raise CommandTimeout() from exc
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise BoardError(f"{self.board.name}: the connection was lost while a command ran ({exc or type(exc).__name__})",
-                             BoardStatus.LINK_LOST) from exc
+            raise BoardError(f"{self.board.name}: the connection was lost while a command ran "
+                             f"({exc or type(exc).__name__})", BoardStatus.LINK_LOST) from exc
 
     def link_alive(self) -> bool:
         """Does the board still answer (a new channel within 5 s): a command outliving its time, or a link
@@ -219,8 +220,9 @@ class SshTransport(BaseTransport):
             if stopped():
                 raise Cancelled()
             if time.monotonic() - started > deadline_s:
-                raise BoardError(f"{self.board.name}: pushing {local.name} ({size} bytes) passed its {deadline_s:.0f} s "
-                                 f"deadline at {sent} bytes: the link moves under {PUSH_MIN_RATE / 1e6:.0f} MB/s",
+                raise BoardError(f"{self.board.name}: pushing {local.name} ({size} bytes) "
+                                 f"passed its {deadline_s:.0f} s deadline at {sent} bytes: "
+                                 f"the link moves under {PUSH_MIN_RATE / 1e6:.0f} MB/s",
                                  BoardStatus.LINK_LOST)
 
         partial = f"{remote}.partial-{os.getpid()}"
@@ -234,5 +236,6 @@ class SshTransport(BaseTransport):
                              "stalled", BoardStatus.LINK_LOST) from exc
         except (EOFError, ConnectionError, paramiko.SSHException) as exc:  # not an SFTP error: push() reads those
             raise BoardError(f"{self.board.name}: the connection was lost while pushing {local.name} "
-                             f"({exc or type(exc).__name__}: the board stopped answering)", BoardStatus.LINK_LOST) from exc
+                             f"({exc or type(exc).__name__}: the board stopped answering)",
+                             BoardStatus.LINK_LOST) from exc
         return size

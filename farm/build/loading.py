@@ -49,7 +49,8 @@ def check_labels(data: DataSet, spec: ModelSpec) -> None:
                              "characters of the classes in order, the blank left out) in the model spec to read them")
 
 
-def returned_shapes(info: ModelInfo, rows: dict[str, np.ndarray], inputs: list[Any], batch: int) -> dict[str, list[int]]:
+def returned_shapes(info: ModelInfo, rows: dict[str, np.ndarray], inputs: list[Any],
+                    batch: int) -> dict[str, list[int]]:
     """Each output's shape as the model returns it on the first deployment batch (declared shapes lie);
     none where it cannot run here."""
     import onnxruntime as ort

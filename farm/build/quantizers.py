@@ -316,6 +316,7 @@ def host_losses(spec: ModelSpec, host: dict, fp32_accuracy: dict | None, target:
         figures = ((host.get("accuracy") or {}).get("outputs") or {}).get(output.name)
         base = ((fp32_accuracy or {}).get("outputs") or {}).get(output.name)
         for row in output_rows(doc, figures, base, ITEMS["accuracy"]["max_loss_pct"]):
+            ok = None if row["verdict"] is None else row["verdict"] == CheckStatus.PASS
             rows.append({"output": output.name, "metric": row["metric"], "loss": row["value"], "unit": row["unit"],
-                         "limit": row["limit"], "ok": None if row["verdict"] is None else row["verdict"] == CheckStatus.PASS})
+                         "limit": row["limit"], "ok": ok})
     return rows

@@ -383,8 +383,9 @@ def _check_metric_fits(resolver: _Resolver, entry: dict, where: str, tensor: Ten
     line = _line(entry, "metric")
     if metric == "top1" and known:
         if not sample or sample[-1] < 2:
-            raise resolver.fail(line, f"top1 needs a class axis of 2 or more; {tensor.name!r} has {sample or 'one value'} "
-                                "per sample" + (" (labels on a one-column output are not top-1)" if labels else ""),
+            raise resolver.fail(line, f"top1 needs a class axis of 2 or more; "
+                                f"{tensor.name!r} has {sample or 'one value'} per sample"
+                                + (" (labels on a one-column output are not top-1)" if labels else ""),
                                 where, "metric", "use metric binary for one value per sample")
         if size != sample[-1]:
             raise resolver.fail(line, f"top1 judges one class vector per sample; {tensor.name!r} has {sample} per "

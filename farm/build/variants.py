@@ -232,8 +232,8 @@ def reuse_variants(folder: Path, info: ModelInfo, data: DataSet, spec: ModelSpec
             continue
         target = Path(folder) / entry["file"]
         if not target.is_file() or file_sha256(target) != entry["sha256"]:
-            raise ModelError(f"{target}: missing, or not the file the manifest recorded (sha256 {entry['sha256'][:12]}); "
-                             f"{rebuild}")
+            raise ModelError(f"{target}: missing, or not the file the manifest recorded "
+                             f"(sha256 {entry['sha256'][:12]}); {rebuild}")
     return manifest
 
 

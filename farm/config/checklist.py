@@ -168,7 +168,8 @@ def _policy(where: str, section, line: int, inherited: dict) -> dict:
     policy = dict(inherited)
     for key, value in section.items():
         at = section.line_of(key)
-        bad = lambda what: ChecklistError(where, at, f"expected {what}, got {value!r}",  # noqa: E731, B023 (used in this iteration)
+        # B023: bad() is called within this iteration only
+        bad = lambda what: ChecklistError(where, at, f"expected {what}, got {value!r}",  # noqa: E731, B023
                                           field=f"signoff.{key}")  # noqa: B023
         if key not in POLICY:
             raise ChecklistError(where, at, "unknown sign-off rule", field=f"signoff.{key}", hint=_hint(key, POLICY))

@@ -196,7 +196,8 @@ class StandinSpec:
             return None
         cpu = self.cpu or BOARD_CLASSES.get(self.values.get("class") or "", {}).get("cpu")
         if cpu not in QEMU_CPUS:
-            raise ConfigError(f"stand-in {self.name!r}: no emulated Arm CPU {cpu!r}: choose from {', '.join(QEMU_CPUS)}")
+            raise ConfigError(f"stand-in {self.name!r}: no emulated Arm CPU {cpu!r}: "
+                              f"choose from {', '.join(QEMU_CPUS)}")
         return cpu
 
     def board(self, **reached) -> Board:
@@ -224,8 +225,8 @@ def power_of(value: dict | str | None) -> Power | None:
         return None
     return Power(pdudaemon=value.get("pdudaemon"), port=value.get("port", 16421), pdu=value.get("pdu"),
                  outlet=str(value["outlet"]) if "outlet" in value else None,
-                 on=tuple(value.get("on_command", ())), off=tuple(value.get("off_command", ())), off_s=float(value.get("off_s", 5.0)),
-                 boot_s=float(value.get("boot_s", 120.0)))
+                 on=tuple(value.get("on_command", ())), off=tuple(value.get("off_command", ())),
+                 off_s=float(value.get("off_s", 5.0)), boot_s=float(value.get("boot_s", 120.0)))
 
 
 BUDGETS = ("latency_budget_ms", "memory_budget_mb")  # a board's limits, its own or its class's

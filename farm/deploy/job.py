@@ -263,7 +263,8 @@ class Job:
             checklist=self.checklist.describe(),
             provenance={"farm": farm.__version__, "git_commit": git_commit(Path(farm.__file__).resolve().parent.parent),
                         "controller": socket.gethostname(),
-                        "controller_boot_id": locality.controller_boot_id(), "measurement": settings.measurement.to_json(),
+                        "controller_boot_id": locality.controller_boot_id(),
+                        "measurement": settings.measurement.to_json(),
                         "variant_deadline_s": settings.variant_deadline_s},
             model=model_result(self.manifest) if self.manifest else model_result({"model": self.model.describe()}),
             boards=[self._board(name) for name in self.board_names])

@@ -35,7 +35,8 @@ class Selection:
             log.warning(f"{name}: left out: {row['state']} since {row['since']}: {row['reason']} "
                 f"(`farm health --board {name}` checks it again; `farm boards restore {name}` clears it)")
         if left_out and len(left_out) == len(self.names):  # the one line a queued job's status shows: with why
-            why = "; ".join(f"{name} {row['state']} since {row['since']}: {row['reason']}" for name, row in left_out.items())
+            why = "; ".join(f"{name} {row['state']} since {row['since']}: {row['reason']}"
+                            for name, row in left_out.items())
             raise FarmError(f"every selected board is bad or retired ({why}): nothing to measure; "
                             "`farm health` checks them again, `farm boards restore` clears one")
         self.names = [name for name in self.names if name not in left_out]

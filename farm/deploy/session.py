@@ -106,7 +106,8 @@ class DeployPlan:
 
     @property
     def artifacts(self) -> list[Artifact]:
-        return [self.agent, *self.variants.values(), *(a for a in (self.spec, self.feed, self.data, self.reference) if a)]
+        extras = (self.spec, self.feed, self.data, self.reference)
+        return [self.agent, *self.variants.values(), *(a for a in extras if a)]
 
     def variants_for(self, board: Board) -> list[str]:
         """The variants a board measures: the generic ones its toolchain takes and those built for it."""
@@ -130,8 +131,8 @@ def board_result(board: Board) -> BoardResult:
     """A board's result before anything happened to it: who it is, how it is reached."""
     return BoardResult(name=board.name, board_class=board.board_class, standin=board.standin,
                        emulated=bool(board.emulated_cpu), qemu_cpu=board.emulated_cpu, address=board.address,
-                       on_controller=board.shares_controller_cpu, pools=list(board.pools), providers_requested=list(board.providers),
-                       host_key_policy=board.host_key_policy)
+                       on_controller=board.shares_controller_cpu, pools=list(board.pools),
+                       providers_requested=list(board.providers), host_key_policy=board.host_key_policy)
 
 
 def _signal_name(exit_code: int) -> str:
@@ -353,9 +354,11 @@ class BoardSession:
         docs = []
         for index in range(rounds):
             argv = agent_argv(board.python, agent, files, measurement, "latency", watch_stdin=True, extra=extra)
-            with self._measuring(), self.step(f"measure {variant}" + (f" ({index + 1}/{rounds})" if rounds > 1 else "")):
+            which = f" ({index + 1}/{rounds})" if rounds > 1 else ""
+            with self._measuring(), self.step(f"measure {variant}{which}"):
                 docs.append(self._run_agent(variant, argv))
-        failed = next((e for d in docs for e in d["errors"] if e["stage"] in (AgentStage.LOAD, AgentStage.LATENCY)), None)
+        failed = next((e for d in docs for e in d["errors"] if e["stage"] in (AgentStage.LOAD, AgentStage.LATENCY)),
+                      None)
         if failed:
             raise BoardError(f"{board.name}: {variant}: {failed['message']}", BoardStatus.MODEL_ERROR)
         result = VariantResult.from_agent(variant, docs[0])
@@ -396,9 +399,11 @@ class BoardSession:
                              f"deadline and was killed", BoardStatus.TIMEOUT)
         if result.exit_code > 128 or result.exit_code < 0:
             raise BoardError(f"{board.name}: agent on {variant} was killed by {_signal_name(result.exit_code)} after "
-                             f"{result.duration_s:.1f} s; stderr tail: {result.tail() or '(empty)'}", BoardStatus.KILLED)
+                             f"{result.duration_s:.1f} s; stderr tail: {result.tail() or '(empty)'}",
+                             BoardStatus.KILLED)
         if result.exit_code != 0:
-            raise AgentError(f"{board.name}: agent on {variant} exited {result.exit_code}; stderr tail: {result.tail()}")
+            raise AgentError(f"{board.name}: agent on {variant} exited {result.exit_code}; "
+                             f"stderr tail: {result.tail()}")
         return parse_agent_output(result.stdout, result.stderr)
 
     # -- recovery -------------------------------------------------------------------------------

@@ -95,7 +95,8 @@ def output_rows(output: dict, figures: dict | None, fp32: dict | None, default_l
 
 
 def _row(output: dict, metric: str, value: float | None, limit: float, unit: str, what: str) -> dict:
-    verdict = None if value is None else CheckStatus.PASS if passes({"metric": metric}, value, limit) else CheckStatus.FAIL
+    verdict = (None if value is None
+               else CheckStatus.PASS if passes({"metric": metric}, value, limit) else CheckStatus.FAIL)
     return {"output": output["name"], "metric": metric, "value": value, "limit": limit, "unit": unit, "what": what,
             "verdict": verdict}
 

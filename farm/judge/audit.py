@@ -19,7 +19,8 @@ from farm.judge.stats import latency_summary
 from farm.results import Baseline, BoardResult, BoardStatus, Check, CheckStatus, RunResult, VariantResult
 
 SUMMARY_FIGURES = ("n", "mean", "min", "max", "p50", "p90", "p95", "p99")
-RAW_FIGURES = ("samples_ms", "peak_rss_mb", "accuracy", "opset", "sha256", "latency_ms", "status", "offload", "simulated")
+RAW_FIGURES = ("samples_ms", "peak_rss_mb", "accuracy", "opset", "sha256", "latency_ms", "status", "offload",
+               "simulated")
 
 
 @dataclass(frozen=True)

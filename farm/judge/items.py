@@ -92,7 +92,8 @@ def _opset(variant: VariantResult, limits: dict, **_) -> Check:
 
 def _calibration(variant: VariantResult, limits: dict, model: ModelResult, **_) -> Check:
     build = model.variants.get(variant.name)
-    calibrated = variant.name in ("int8_static", "int8_mixed") or build is not None and "calibration_samples" in build.recipe
+    calibrated = (variant.name in ("int8_static", "int8_mixed")
+                  or build is not None and "calibration_samples" in build.recipe)
     if not calibrated:  # static INT8, and the toolchains' calibrated variants (int8_qnn...) record their count
         return Check("calibration", SKIP, why="applies to statically calibrated INT8 only")
     count = model.calibration_samples
@@ -258,7 +259,8 @@ def _offload(variant: VariantResult, limits: dict, **_) -> Check:
     share = f"{found['on_accelerator']}/{found['nodes']} nodes on {found['provider']}"
     timed = f", {found['time_pct']:g} % of the profiled time" if found.get("time_pct") is not None else ""
     if found["node_pct"] >= limit and found.get("fallback_disabled"):
-        return Check("offload", PASS, found["node_pct"], limit, "%", f"{share}{timed} (loaded with CPU fallback disabled)")
+        return Check("offload", PASS, found["node_pct"], limit, "%",
+                     f"{share}{timed} (loaded with CPU fallback disabled)")
     ops = ", ".join(f"{op} x{n}" for op, n in (found.get("fallen_back") or {}).items()) or "none named"
     free = f"; free dimensions: {', '.join(found['free_dims'])}" if found.get("free_dims") else ""
     refused = f"; with CPU fallback disabled: {found['refused']}" if found.get("refused") else ""
@@ -278,7 +280,8 @@ def memory_change(baseline_mb: float | None, new_mb: float | None, max_increase_
         return None
     growth = (new_mb - baseline_mb) / baseline_mb * 100
     return {"figure": "peak_rss_mb", "baseline": baseline_mb, "new": new_mb, "change_pct": growth, "unit": "MB",
-            "limit": f"+{max_increase_pct} %", "verdict": Change.REGRESSION if growth > max_increase_pct else Change.SAME}
+            "limit": f"+{max_increase_pct} %",
+            "verdict": Change.REGRESSION if growth > max_increase_pct else Change.SAME}
 
 
 def _regression(variant: VariantResult, limits: dict, baseline: Baseline | None, model: ModelResult | None = None,
@@ -293,7 +296,8 @@ def _regression(variant: VariantResult, limits: dict, baseline: Baseline | None,
     details = []
     for figure, threshold in parse_rule(limits["rule"]):
         # The threshold grows to the noise seen between agent processes (rounds) of either run.
-        spreads = [x for x in (round_spread(base.rounds, figure), round_spread(variant.rounds, figure)) if x is not None]
+        spreads = [x for x in (round_spread(base.rounds, figure), round_spread(variant.rounds, figure))
+                   if x is not None]
         effective = max([threshold, *spreads])
         change = latency_change(base.samples_ms, variant.samples_ms, figure, effective, limits["alpha"])
         details.append({**change, "unit": "ms", "limit": f"+{effective:.1f} %",

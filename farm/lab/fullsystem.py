@@ -141,7 +141,8 @@ def _root_image(work: Path, out: Path, user: str) -> None:
     init.write_text(_BOARD_INIT)
     init.chmod(0o755)
     log.info("lab: writing the board image (ext4)")
-    run_checked(["mkfs.ext4", "-q", "-F", "-L", "farmroot", "-d", str(root), str(out / "root.img"), "1200M"], "mkfs.ext4")
+    run_checked(["mkfs.ext4", "-q", "-F", "-L", "farmroot", "-d", str(root), str(out / "root.img"), "1200M"],
+                "mkfs.ext4")
 
 
 def ensure_base(user: str) -> Path:

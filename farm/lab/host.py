@@ -55,7 +55,8 @@ def check_own_dir(path: Path, alternative: str = "") -> None:
 
 
 def own_dir(path: Path, alternative: str = "", mode: int = 0o755) -> Path:
-    """A folder farm trusts: made here by this user (not merely found), or found owned by it and writable by it alone."""
+    """A folder farm trusts: made here by this user (not merely found), or found owned by it and writable
+    by it alone."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         path.mkdir(mode=mode)

@@ -95,7 +95,8 @@ class Lab:
         entry = pwd.getpwnam(user)
         for folder in [self.dir.resolve(), *self.dir.resolve().parents]:
             mode = folder.stat()
-            bits = stat.S_IXUSR if mode.st_uid == entry.pw_uid else stat.S_IXGRP if mode.st_gid == entry.pw_gid else stat.S_IXOTH
+            bits = (stat.S_IXUSR if mode.st_uid == entry.pw_uid
+                    else stat.S_IXGRP if mode.st_gid == entry.pw_gid else stat.S_IXOTH)
             if not mode.st_mode & bits:
                 raise ConfigError(f"lab dir {self.dir}: the stand-ins' login user {user} cannot enter {folder} (mode "
                                   f"{stat.S_IMODE(mode.st_mode):04o}, e.g. a `mktemp -d`): key login would fail. Set "

@@ -6,7 +6,15 @@ a pytest session that does not use farm: it touches only tests whose fixture
 closure includes `farm_run`, and imports farm's heavy parts only when one runs.
 """
 
-from farm.pytestplugin.fixtures import board, board_connection, board_outcome, board_result, farm_run, verdict  # noqa: F401  (pytest finds fixtures and hooks as attributes)
+# pytest finds fixtures and hooks as attributes
+from farm.pytestplugin.fixtures import (  # noqa: F401
+    board,
+    board_connection,
+    board_outcome,
+    board_result,
+    farm_run,
+    verdict,
+)
 from farm.pytestplugin.hooks import (  # noqa: F401
     pytest_addoption,
     pytest_configure,

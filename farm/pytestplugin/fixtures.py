@@ -76,7 +76,8 @@ def board_result(board_outcome, variant: str):
     """That board x variant's figures (farm.results.VariantResult): latency_ms, samples_ms, peak_rss_mb..."""
     found = board_outcome.variants.get(variant)
     if found is None:
-        why = "not built" if board_outcome.ok else f"not measured: the board is {board_outcome.status}: {board_outcome.error}"
+        why = ("not built" if board_outcome.ok
+               else f"not measured: the board is {board_outcome.status}: {board_outcome.error}")
         raise BoardUnavailable(f"{board_outcome.name}: variant {variant} {why}")
     if found.status != BoardStatus.OK:
         raise BoardUnavailable(f"{board_outcome.name}: variant {variant} is {found.status}: {found.error}")

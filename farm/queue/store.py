@@ -55,7 +55,8 @@ DROP TRIGGER IF EXISTS farm_job_submitted ON procrastinate_jobs;
 CREATE TRIGGER farm_job_submitted AFTER INSERT ON procrastinate_jobs
     FOR EACH ROW WHEN (NEW.task_name = 'farm:run') EXECUTE FUNCTION farm_job_submitted();
 
--- Cancelling: one's own jobs; anyone's with farm_canceller, or as a role that may change the queue (a worker, the owner).
+-- Cancelling: one's own jobs; anyone's with farm_canceller, or as a role that may change the queue
+-- (a worker, the owner).
 CREATE OR REPLACE FUNCTION farm_cancel(_job_id BIGINT) RETURNS TEXT
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
@@ -65,7 +66,8 @@ BEGIN
        AND NOT has_table_privilege(session_user, 'procrastinate_jobs', 'UPDATE')
        AND NOT (EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'farm_canceller')
                 AND pg_has_role(session_user, 'farm_canceller', 'MEMBER')) THEN
-        RAISE EXCEPTION 'job % was submitted by %, not %: only its submitter or a member of farm_canceller may cancel it',
+        RAISE EXCEPTION
+            'job % was submitted by %, not %: only its submitter or a member of farm_canceller may cancel it',
             _job_id, _by, session_user USING ERRCODE = 'insufficient_privilege';
     END IF;
     IF procrastinate_cancel_job_v1(_job_id, false, false) IS NOT NULL THEN
@@ -132,7 +134,8 @@ class Store:
 
     def __init__(self, url: str):
         if not url.startswith(("postgresql://", "postgres://")):
-            raise ConfigError(f"queue {redact_url(url)!r}: expected a postgresql:// URL (the queue lives in PostgreSQL)")
+            raise ConfigError(f"queue {redact_url(url)!r}: expected a postgresql:// URL "
+                              "(the queue lives in PostgreSQL)")
         self.url = url
 
     @property

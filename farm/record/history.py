@@ -146,7 +146,8 @@ class History:
                 try:
                     import psycopg
                 except ImportError as exc:
-                    raise HistoryError("a postgresql:// history needs psycopg: pip install 'farm-hil[postgres]'") from exc
+                    raise HistoryError("a postgresql:// history needs psycopg: "
+                                       "pip install 'farm-hil[postgres]'") from exc
                 connection = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
             else:
                 connection = sqlite3.connect(self.path, timeout=60, isolation_level=None)
@@ -256,7 +257,8 @@ class History:
         now = utc_now()
         with self._store() as store, store.transaction():
             store.execute("DELETE FROM board_health WHERE board = ?", (board,))
-            store.execute("INSERT INTO board_health VALUES (?, ?, ?, ?, ?, ?)", (board, state, reason, now, now, run_id))
+            store.execute("INSERT INTO board_health VALUES (?, ?, ?, ?, ?, ?)",
+                          (board, state, reason, now, now, run_id))
             store.execute("INSERT INTO board_events VALUES (?, ?, ?, ?, ?)", (board, now, state, reason, run_id))
             if forget_figures:
                 store.execute("DELETE FROM health_figures WHERE board = ?", (board,))
@@ -278,7 +280,8 @@ class History:
         try:
             return {row["board"]: {**row, "state": HealthState(row["state"])} for row in rows}
         except ValueError as exc:
-            raise HistoryError(f"{self._where()}: board_health: {exc}: mark the board again (farm boards restore)") from exc
+            raise HistoryError(f"{self._where()}: board_health: {exc}: "
+                               "mark the board again (farm boards restore)") from exc
 
     def events(self, board: str | None = None, limit: int = 50) -> list[dict]:
         """Power cycles and health changes, newest first."""
@@ -310,7 +313,8 @@ class History:
         with self._store() as store:
             rows = store.execute(f"SELECT run_id, started, model_name, p50, p95, peak_rss_mb, top1"
                                  f"{', entry' if verdicts else ''} FROM measurements WHERE board = ? AND variant = ? "
-                                 f"{clause}ORDER BY started DESC, run_id DESC LIMIT ?", (board, variant, *params, limit))
+                                 f"{clause}ORDER BY started DESC, run_id DESC LIMIT ?",
+                                 (board, variant, *params, limit))
         for row in rows if verdicts else ():
             checks = _unpack(row.pop("entry")).get("checks") or []
             row["regression"] = next((c["status"] for c in checks if c["item"] == "regression"), None)

@@ -469,7 +469,8 @@ def _edits(path: Path, record: dict) -> list[Disagreement]:
             found.append(Disagreement("results.json", board.name, None, "board", "absent", "present",
                                       ("now", "signed")))
             continue
-        found += [replace(d, labels=("now", "signed")) for d in audit.board_disagreements(board, edited, "results.json")]
+        found += [replace(d, labels=("now", "signed"))
+                  for d in audit.board_disagreements(board, edited, "results.json")]
         for name, variant in board.variants.items():
             theirs = {c.item: c for c in (edited.variants.get(name) or VariantResult(name)).checks}
             for check in variant.checks:

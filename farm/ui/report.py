@@ -60,7 +60,8 @@ def offload_text(variant: VariantResult) -> str:
         return f"unknown: {found.get('refused') or 'not measured'}"
     text = f"{found['node_pct']:g} % of nodes, {found.get('time_pct', 0):g} % of time"
     fallen = ", ".join(f"{op} x{n}" for op, n in (found.get("fallen_back") or {}).items())
-    return text + (f"; fell back: {fallen}" if fallen else "; fallback disabled" if found.get("fallback_disabled") else "")
+    return text + (f"; fell back: {fallen}" if fallen
+                   else "; fallback disabled" if found.get("fallback_disabled") else "")
 
 
 def timing_text(variant: VariantResult, value) -> str:
@@ -187,7 +188,8 @@ def summary_matrix(result: RunResult) -> str:
         cells = []
         for name in variants:
             if not board.ok:
-                cells.append(f'<td style="color:{STATUS_COLOURS[CheckStatus.ERROR]}">error: {html.escape(str(board.status))}</td>')
+                cells.append(f'<td style="color:{STATUS_COLOURS[CheckStatus.ERROR]}">'
+                             f'error: {html.escape(str(board.status))}</td>')
                 continue
             entry = board.variants.get(name)
             marks = []
@@ -200,7 +202,8 @@ def summary_matrix(result: RunResult) -> str:
         rows.append(f"<tr><th>{html.escape(board.name)}</th>{''.join(cells)}</tr>")
     legend = "items, in order: " + ", ".join(items)
     return (f'<h2>Checklist: {html.escape(str(result.checklist.get("name")))}</h2><p>{html.escape(legend)}</p>'
-            f'<table class="farm-matrix" border="1" cellpadding="4"><tr><th>board</th>{head}</tr>{"".join(rows)}</table>')
+            f'<table class="farm-matrix" border="1" cellpadding="4"><tr><th>board</th>{head}</tr>'
+            f'{"".join(rows)}</table>')
 
 
 def model_section(result: RunResult) -> str:
@@ -215,7 +218,8 @@ def model_section(result: RunResult) -> str:
     for item in spec.get("outputs", []):
         limit = next((f"{k} {item[k]}" for k in ("max_loss_pct", "max_loss", "min_db") if item.get(k) is not None),
                      "the checklist's limit")
-        rows.append((f"output {item['name']}", f"{item['metric']}{' on labels' if item.get('labels') else ''}, {limit}"))
+        on_labels = " on labels" if item.get("labels") else ""
+        rows.append((f"output {item['name']}", f"{item['metric']}{on_labels}, {limit}"))
     for name, build in result.model.variants.items():
         ops = ", ".join(f"{op} x{n}" for op, n in build.quantized_op_types.items()) or "-"
         between = ", ".join(f"{op} x{n}" for op, n in build.float_between_qdq.items())
@@ -279,7 +283,8 @@ def notes(result: RunResult) -> str | None:
     lines += [f"{b.name}: {b.status}: {b.error}" for b in result.boards if not b.ok and not b.variants]
     if not lines:
         return None
-    return "<h2>Notes</h2><ul class=\"farm-notes\">" + "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>"
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    return "<h2>Notes</h2><ul class=\"farm-notes\">" + items + "</ul>"
 
 
 def provenance(result: RunResult) -> str:

@@ -35,7 +35,8 @@ SIDE, SEED = 128, 0
 
 def samples(greys: np.ndarray, scenes: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
     """NCHW in [-1, 1], at 8-bit levels."""
-    frames = [paste(scenes[i % len(scenes)], grey, SIDE, int(rng.integers(48, 111)), rng) for i, grey in enumerate(greys)]
+    frames = [paste(scenes[i % len(scenes)], grey, SIDE, int(rng.integers(48, 111)), rng)
+              for i, grey in enumerate(greys)]
     return eight_bit(np.stack(frames).transpose(0, 3, 1, 2)) * 2 - 1
 
 

@@ -5,8 +5,8 @@ upsampled to 32x32; 450 digits are held out for evaluation. Its balance of
 convolution work (which static INT8 speeds up) and matrix work in the head
 (all that dynamic INT8 quantizes: MatMul/Gemm) lets both INT8 variants pay at
 one and two threads: with a thin head dynamic INT8 was no faster than FP32,
-with thin convolutions static INT8 was 0.7-1.1x at two threads. Writes digits.onnx (opset 17) and digits.npz (calibration,
-evaluation, labels).
+with thin convolutions static INT8 was 0.7-1.1x at two threads. Writes digits.onnx (opset 17) and
+digits.npz (calibration, evaluation, labels).
 
     pip install -e '.[build-models]' && python models/digits/build.py
 """

@@ -86,7 +86,8 @@ def test_ssh_config_host_alias_is_honoured(lab, tmp_path, monkeypatch):
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True)
     (home / ".ssh" / "config").write_text(
-        f"Host bench-t1\n  HostName 127.0.0.1\n  Port {real.port}\n  User {real.user}\n  IdentityFile {real.identity_file}\n")
+        f"Host bench-t1\n  HostName 127.0.0.1\n  Port {real.port}\n  User {real.user}\n"
+        f"  IdentityFile {real.identity_file}\n")
     monkeypatch.setenv("HOME", str(home))
     inventory = tmp_path / "lab.yaml"
     inventory.write_text(f"boards:\n  - name: t1-alias\n    host: bench-t1\n    known_hosts: {real.known_hosts}\n")

@@ -109,7 +109,8 @@ def test_a_time_first_ctc_recognizer_is_0_against_itself_and_int8_equals_an_inde
     assert fp32["accuracy"]["outputs"]["logits"]["string_match"] == 1.0 and fp32["losses"][0]["loss"] == 0.0
     figures = found["int8_static"]["host"]["accuracy"]["outputs"]["logits"]
     reference = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    int8 = ort.InferenceSession(str(tmp_path / "out" / found["int8_static"]["file"]), providers=["CPUExecutionProvider"])
+    int8 = ort.InferenceSession(str(tmp_path / "out" / found["int8_static"]["file"]),
+                                providers=["CPUExecutionProvider"])
     same, edits, chars = 0, 0, 0
     for sample in features[120:]:
         want = greedy(reference.run(None, {"features": sample[None]})[0][:, 0])
@@ -133,7 +134,9 @@ def test_labels_that_are_not_boxes_are_refused_for_detection_naming_the_fix(tmp_
 
     model, _ = detector
     images, _ = detector_images(130)
-    np.savez(tmp_path / "flags.npz", calibration=images[:110], evaluation=images[110:], **{"labels:output0": np.ones(20)})
+    np.savez(tmp_path / "flags.npz", calibration=images[:110], evaluation=images[110:],
+             **{"labels:output0": np.ones(20)})
     (tmp_path / "model.farm.yaml").write_text(PACKED)
-    with pytest.raises(ModelError, match=r"labels:output0 has shape \[20\]; detection labels are boxes, \[N, boxes, 5\]"):
+    with pytest.raises(ModelError,
+                       match=r"labels:output0 has shape \[20\]; detection labels are boxes, \[N, boxes, 5\]"):
         load_model_and_data(model, tmp_path / "flags.npz", tmp_path / "model.farm.yaml")

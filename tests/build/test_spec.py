@@ -24,7 +24,8 @@ def error_of(tmp_path: Path, text: str) -> SpecError:
 
 
 @pytest.mark.parametrize(("outputs", "line", "field", "words"), [
-    ("outputs:\n  speach: {metric: binary}\n", 6, "outputs", "the model has no output 'speach' (its outputs: speech, hn)"),
+    ("outputs:\n  speach: {metric: binary}\n", 6, "outputs",
+     "the model has no output 'speach' (its outputs: speech, hn)"),
     ("outputs:\n  speech: {metric: top1, labels: true}\n", 6, "metric", "top1 needs a class axis of 2 or more"),
     ("outputs:\n  speech: {metric: binary, max_loss: 2}\n", 6, "max_loss", "max_loss does not apply to metric binary"),
     ("outputs:\n  speech: {metric: mae}\n", 6, "max_loss", "metric mae needs its limit max_loss"),

@@ -30,7 +30,8 @@ def test_toolchain_comes_from_the_class_and_the_inventory_overrides_it_and_adds_
   - {name: pi, host: h, class: cortex-a72}
 """)
     assert boards["q"].toolchain == "qnn" and dict(boards["q"].toolchain_options) == {"htp_performance_mode": "burst"}
-    assert dict(boards["q2"].toolchain_options) == {"htp_performance_mode": "burst", "soc_model": "60", "htp_arch": "73"}
+    assert dict(boards["q2"].toolchain_options) == {"htp_performance_mode": "burst", "soc_model": "60",
+                                                    "htp_arch": "73"}
     assert boards["j"].toolchain == "cpu" and boards["j"].toolchain_options == ()
     assert boards["pi"].toolchain == "cpu" and toolchain_for(boards["pi"]).agent_args(boards["pi"], {}, "/w") == []
 
@@ -75,9 +76,11 @@ def trt_runtime(tmp_path, monkeypatch, board, model, trt_version="10.3.0", gpu="
     return ort.opened[0], report
 
 
-def test_tensorrt_options_reach_the_provider_with_an_engine_cache_keyed_by_model_tensorrt_and_gpu(tmp_path, monkeypatch):
+def test_tensorrt_options_reach_the_provider_with_an_engine_cache_keyed_by_model_tensorrt_and_gpu(
+        tmp_path, monkeypatch):
     board = inventory(tmp_path, """boards:
-  - {name: j, host: h, class: jetson-orin, toolchain_options: {trt_int8_enable: "0", trt_max_workspace_size: "1073741824"}}
+  - {name: j, host: h, class: jetson-orin,
+     toolchain_options: {trt_int8_enable: "0", trt_max_workspace_size: "1073741824"}}
 """)["j"]
     model = tmp_path / "m.onnx"
     model.write_bytes(b"model one")

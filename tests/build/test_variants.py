@@ -156,7 +156,8 @@ def test_recipe_search_keeps_the_fastest_within_the_loss_target(tmp_path, digits
     within = [row for row in tried if row["within"]]
     assert all(r["loss"] < 1.0 for row in within for r in row["losses"])
     assert chosen[0]["p50_ms"] == min(row["p50_ms"] for row in within)
-    assert manifest["variants"]["int8_static"]["recipe"]["calibration_method"] == chosen[0]["recipe"]["calibration_method"]
+    method = chosen[0]["recipe"]["calibration_method"]
+    assert manifest["variants"]["int8_static"]["recipe"]["calibration_method"] == method
 
 
 @pytest.mark.slow  # a search over 16 static recipes, most of a minute: the default run skips it, CI runs it (-m slow locally)
@@ -206,7 +207,8 @@ def test_onet_is_judged_on_each_output_by_the_metric_its_spec_names(repo, tmp_pa
 def tiny_model(path: Path, nodes, initializers=(), inputs=(("x", ["batch", 16]),), output=("y", ["batch", 8])) -> Path:
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph(nodes, path.stem, [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
+    graph = helper.make_graph(nodes, path.stem,
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
                               [helper.make_tensor_value_info(output[0], TensorProto.FLOAT, output[1])],
                               initializer=list(initializers))
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

@@ -177,7 +177,8 @@ def test_regression_rule_is_validated_and_reaches_the_checklist(tmp_path):
 def test_full_system_needs_an_arm64_standin(tmp_path):
     err = error_of(write(tmp_path, "standins:\n  - name: vm\n    full_system: true\n"))
     assert (err.line, err.board, err.field) == (3, "vm", "full_system")
-    inventory = load_inventory(write(tmp_path, "standins:\n  - {name: vm, arch: arm64, full_system: true}\n", "ok.yaml"))
+    inventory = load_inventory(write(tmp_path, "standins:\n  - {name: vm, arch: arm64, full_system: true}\n",
+                                     "ok.yaml"))
     assert inventory.standins[0].full_system is True
 
 
@@ -222,13 +223,15 @@ def test_an_env_key_that_env1_could_read_as_an_option_or_a_command_is_refused_by
     line = next(s for s in checked.stderr.splitlines() if s.startswith("farm: error:"))
     assert f"{bad}:4, board 'b1', field 'env'" in line and "not an environment variable name" in line
     assert not planted.exists()
-    good = write(tmp_path, "boards:\n  - name: b1\n    host: h\n    env: {OMP_NUM_THREADS: 2, _X1: '-S x'}\n", "ok.yaml")
+    good = write(tmp_path, "boards:\n  - name: b1\n    host: h\n    env: {OMP_NUM_THREADS: 2, _X1: '-S x'}\n",
+                 "ok.yaml")
     assert load_inventory(good).boards[0].env == (("OMP_NUM_THREADS", "2"), ("_X1", "-S x"))
 
 
 @pytest.mark.real  # starts a process
 def test_a_board_s_env_reaches_the_command_after_env_s_own_double_dash(tmp_path):
-    """Through a real shell (the local transport runs what SSH would send): values that look like options stay values."""
+    """Through a real shell (the local transport runs what SSH would send): values that look like options
+    stay values."""
     import sys
 
     from farm.board.local import LocalTransport

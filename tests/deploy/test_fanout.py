@@ -94,7 +94,8 @@ def test_cancel_kills_remote_agents_releases_locks_and_keeps_results(lab, plan, 
     marker = f"farm-cancel-{uuid.uuid4().hex[:8]}"
     static_blob = plan.variants["int8_static"].sha256  # blobs are named by content, not by variant
     python = wrapper_python(shared_dir, "slow-python",
-                            f"case \"$*\" in *{static_blob}*) exec python3 -c 'import time; time.sleep(600)' {marker};; esac",
+                            f"case \"$*\" in *{static_blob}*) "
+                            f"exec python3 -c 'import time; time.sleep(600)' {marker};; esac",
                             boards["t3"].python)
     board = dataclasses.replace(fresh_workdir(boards["t3"], "cancel"), python=python)
     deployment = Fanout(plan, RunDir(tmp_path, RUN))

@@ -12,7 +12,8 @@ import pytest
 from detmodels import ctc_features, ctc_recognizer, detector_images, face_images, packed_detector, two_output_detector
 from helpers import farm
 
-pytestmark = pytest.mark.slow  # a minute or more of real stand-ins: the default run skips it, CI runs it (-m slow locally)
+# a minute or more of real stand-ins: the default run skips it, CI runs it (-m slow locally)
+pytestmark = pytest.mark.slow
 
 
 def run(lab, cwd: Path, model: Path, data: Path, spec: str) -> tuple:
@@ -64,8 +65,8 @@ def test_a_time_first_ctc_recognizer_is_judged_by_its_decoded_strings_on_the_boa
     built = json.loads((tmp_path / "results" / "latest" / "manifest.json").read_text())["variants"]["int8_static"]
     int8 = ort.InferenceSession(str(next(tmp_path.rglob(built["file"]))), providers=["CPUExecutionProvider"])
     fp32 = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    decode = lambda s, x: [c for c, _ in itertools.groupby(s.run(None, {"features": x[None]})[0][:, 0].argmax(-1))  # noqa: E731
-                           if c != 0]
+    decode = lambda s, x: [c for c, _ in  # noqa: E731
+                           itertools.groupby(s.run(None, {"features": x[None]})[0][:, 0].argmax(-1)) if c != 0]
     same = sum(decode(int8, x) == decode(fp32, x) for x in features[120:])
     assert figures["n"] == 40 and figures["string_match"] == pytest.approx(same / 40)
     assert checks["int8_static"]["accuracy"]["value"] == pytest.approx(round(100 * (1 - same / 40), 4))

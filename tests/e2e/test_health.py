@@ -10,7 +10,8 @@ from helpers import farm, fresh_workdir, write_inventory
 
 from farm.record.history import History
 
-pytestmark = pytest.mark.slow  # a minute or more of real stand-ins: the default run skips it, CI runs it (-m slow locally)
+# a minute or more of real stand-ins: the default run skips it, CI runs it (-m slow locally)
+pytestmark = pytest.mark.slow
 
 
 def _results(cwd) -> dict:
@@ -43,7 +44,8 @@ def test_a_board_failing_its_health_check_is_left_out_until_a_check_passes(lab, 
     assert [b["name"] for b in _results(tmp_path)["boards"]] == ["t1"]
 
     alone = farm("run", "--inventory", inventory, "--board", "t2", "--variants", "fp32", cwd=tmp_path)
-    assert alone.returncode == 1 and "every selected board is bad or retired (t2 bad since" in alone.stderr, alone.stderr
+    assert alone.returncode == 1, alone.stderr
+    assert "every selected board is bad or retired (t2 bad since" in alone.stderr, alone.stderr
     assert "health check: agent-error" in alone.stderr.splitlines()[-1], alone.stderr  # why, on the error's own line
 
     sick.unlink()  # repaired

@@ -30,7 +30,8 @@ def test_every_install_line_names_farm_s_own_distribution_not_the_pypi_project_c
     from importlib.metadata import distribution
 
     name = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["name"]
-    assert name == "farm-hil"  # `pip download --no-deps farm-hil` finds nothing: free on PyPI; `farm` is an NLP framework
+    # `pip download --no-deps farm-hil` finds nothing: free on PyPI; `farm` is an NLP framework
+    assert name == "farm-hil"
     installed = distribution(name)
     assert "farm" in installed.read_text("top_level.txt").split()  # the import package keeps its name...
     assert [e.value for e in installed.entry_points if e.name == "farm" and e.group == "console_scripts"] == \
@@ -93,7 +94,8 @@ def test_a_wheel_in_a_clean_venv_runs_init_then_run_from_an_empty_folder(tmp_pat
     # A sign-off from the installed farm: the allowed_signers `farm init` wrote, with the team's signer added;
     # the packaged dms-demo checklist (it extends the packaged dms.yaml) lets the stand-ins count.
     ssh_signer(project, "ada", "ada@example.com")
-    demo = subprocess.run([str(venv / "bin" / "python"), "-c", "import farm.resources as r; print(r.checklist('dms-demo'))"],
+    code = "import farm.resources as r; print(r.checklist('dms-demo'))"
+    demo = subprocess.run([str(venv / "bin" / "python"), "-c", code],
                           cwd=project, capture_output=True, text=True, env=env, timeout=60).stdout.strip()
     signed = subprocess.run([str(venv / "bin" / "farm"), "signoff", "sign", run_dir.name, "--checklist", demo,
                              "--signing-key", "ada"], cwd=project, capture_output=True, text=True, env=env, timeout=120)

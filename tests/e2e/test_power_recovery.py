@@ -29,8 +29,9 @@ from farm.lab.standins import Lab
 from farm.record.history import History
 
 PDUDAEMON = shutil.which("pdudaemon", path=str(Path(sys.executable).parent))
+# slow: a minute or more of real stand-ins: the default run skips it, CI runs it (-m slow locally)
 pytestmark = [pytest.mark.skipif(PDUDAEMON is None, reason="pdudaemon is not installed (the test extra)"),
-              pytest.mark.slow]  # a minute or more of real stand-ins: the default run skips it, CI runs it (-m slow locally)
+              pytest.mark.slow]
 
 
 def _free_port() -> int:
@@ -112,7 +113,9 @@ def test_a_board_that_hangs_mid_run_is_power_cycled_measured_and_the_cycle_recor
     python = scratch / "python"  # the first agent measures long enough to hang in; later ones do not
     python.write_text(f"""#!/bin/sh
 case "$*" in *--model*)
-  if [ ! -e {once} ]; then touch {once}; exec {real} "$@" --runs 999999999 --duration 600 --providers CPUExecutionProvider,{marker}; fi;;
+  if [ ! -e {once} ]; then
+    touch {once}; exec {real} "$@" --runs 999999999 --duration 600 --providers CPUExecutionProvider,{marker}
+  fi;;
 esac
 exec {real} "$@"
 """)

@@ -172,7 +172,8 @@ def test_stopped_board_gives_errors_not_failures_and_others_pass(tmp_path, lab, 
     inventory = own.dir / "inventory.yaml"
     own.down(["gone-1"])  # the inventory still lists it; its sshd is gone
     text = inventory.read_text()
-    stale = text.replace("boards:\n", "boards:\n- name: gone-1\n  host: 127.0.0.1\n  port: 1\n  workdir: /tmp/farm-boards/gone-1\n", 1)
+    stale = text.replace("boards:\n", "boards:\n- name: gone-1\n  host: 127.0.0.1\n  port: 1\n"
+                                       "  workdir: /tmp/farm-boards/gone-1\n", 1)
     inventory.write_text(stale)
     try:
         proc = farm("run", "--inventory", str(inventory), "--variants", "fp32", "--runs", "10",
@@ -195,7 +196,8 @@ def test_broken_inventory_exits_2_with_one_line(tmp_path):
     bad.write_text("boards:\n  - name: b1\n    host: h\n    cores: many\n")
     proc = farm("run", "--inventory", str(bad), cwd=tmp_path)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == f"farm: error: {bad}:4, board 'b1', field 'cores': expected a whole number, got str 'many'"
+    assert proc.stderr.strip() == (f"farm: error: {bad}:4, board 'b1', field 'cores': "
+                                   "expected a whole number, got str 'many'")
     assert not (tmp_path / "results").exists()
 
 

@@ -36,9 +36,11 @@ def test_emulated_timing_is_reported_not_judged():
     checklist = load_checklist(resources.checklist("dms"))
     manifest = {"model": {}, "spec": TOP1, "data": {"evaluation_samples": 10, "calibration_samples": 300},
                 "variants": {"fp32": {"host": {"accuracy": ACCURATE}}, "int8_static": {"float_op_types": {}}}}
-    variants = {"fp32": agent_doc("fp32", 80.0), "int8_static": agent_doc("int8_static", 200.0)}  # over budget, and slower
+    # over budget, and slower
+    variants = {"fp32": agent_doc("fp32", 80.0), "int8_static": agent_doc("int8_static", 200.0)}
     native = evaluate(checklist, Board(name="b", host="h"), variants, model_result(manifest))
-    emulated = evaluate(checklist, Board(name="b", host="h", emulated_cpu="cortex-a72"), variants, model_result(manifest))
+    emulated = evaluate(checklist, Board(name="b", host="h", emulated_cpu="cortex-a72"), variants,
+                        model_result(manifest))
     by_item = lambda checks: {c.item: c for c in checks}  # noqa: E731
     assert by_item(native["fp32"])["latency"].status == "fail"
     assert by_item(native["int8_static"])["speedup"].status == "fail"
@@ -54,7 +56,8 @@ def test_speedup_failure_says_what_to_fix():
     manifest = {"model": {}, "spec": TOP1, "data": {"evaluation_samples": 10, "calibration_samples": 300},
                 "variants": {"fp32": {}, "int8_dynamic": {"float_op_types": {"Conv": 5, "Relu": 6}},
                              "int8_static": {"float_op_types": {}}}}
-    variants = {"fp32": agent_doc("fp32", 1.0), "int8_dynamic": agent_doc("int8_dynamic", 2.0), "int8_static": agent_doc("int8_static", 1.5)}
+    variants = {"fp32": agent_doc("fp32", 1.0), "int8_dynamic": agent_doc("int8_dynamic", 2.0),
+                "int8_static": agent_doc("int8_static", 1.5)}
     verdicts = evaluate(checklist, Board(name="b", host="h"), variants, model_result(manifest))
     dynamic = next(c for c in verdicts["int8_dynamic"] if c.item == "speedup")
     static = next(c for c in verdicts["int8_static"] if c.item == "speedup")

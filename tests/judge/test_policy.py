@@ -32,7 +32,8 @@ def board(name: str, board_class: str, address: str, **extra) -> BoardResult:
 def run(*boards: BoardResult, finished: datetime = NOW - timedelta(days=1)) -> RunResult:
     model = ModelResult(name="digits", variants={v: VariantBuild(sha256="ab") for v in
                                                  ("fp32", "int8_dynamic", "int8_static")})
-    return RunResult("r1", started=finished.isoformat(), finished=finished.isoformat(), model=model, boards=list(boards))
+    return RunResult("r1", started=finished.isoformat(), finished=finished.isoformat(), model=model,
+                     boards=list(boards))
 
 
 def test_real_boards_of_every_required_class_meet_the_policy():

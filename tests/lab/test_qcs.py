@@ -64,7 +64,8 @@ def run_twice_on_the_stand_in(tmp_path, inventory, data, checklist, env):
         assert found["context_binary"]["size_bytes"] > 0 and found["load_ms_without_context"] > 0
     static = {c["item"]: c for c in variants["int8_static"]["checks"]}
     assert static["offload"]["status"] == "fail" and static["offload"]["value"] == 0.0
-    assert "DequantizeLinear x" in static["offload"]["why"] and "free dimensions: image ['batch'" in static["offload"]["why"]
+    why = static["offload"]["why"]
+    assert "DequantizeLinear x" in why and "free dimensions: image ['batch'" in why
     assert variants["int8_static"]["provider_used"] == "CPUExecutionProvider"
     assert {c["item"]: c for c in variants["fp32"]["checks"]}["offload"]["status"] == "fail"  # the HTP runs no float32
     assert first.returncode == 1  # int8_static's offload fails the run

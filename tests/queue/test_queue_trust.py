@@ -25,7 +25,8 @@ from farm.queue.app import ensure_schema, opened
 from farm.record.history import History
 from farm.util import utc_now
 
-pytestmark = pytest.mark.slow  # a minute or more of real PostgreSQL, workers and stand-ins: CI runs it (-m slow locally)
+# a minute or more of real PostgreSQL, workers and stand-ins: CI runs it (-m slow locally)
+pytestmark = pytest.mark.slow
 
 SECRET = "w0rker-Secret-7f3a"  # the workers' database password: never on a command line or in a log
 
@@ -179,7 +180,8 @@ def test_farm_config_and_error_messages_print_database_urls_without_their_passwo
 def roles(queue):
     made = queue.farm("queue", "roles")
     assert made.returncode == 0, made.stderr
-    queue.sql(*(f"CREATE ROLE {who} LOGIN IN ROLE farm_submitter" for who in ("trust_alice", "trust_bob", "trust_carol")),
+    submitters = ("trust_alice", "trust_bob", "trust_carol")
+    queue.sql(*(f"CREATE ROLE {who} LOGIN IN ROLE farm_submitter" for who in submitters),
               "CREATE ROLE trust_worker LOGIN IN ROLE farm_worker")
     return queue
 

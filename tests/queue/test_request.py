@@ -46,8 +46,8 @@ def test_the_childs_flags_are_fixed_names_each_with_its_value_attached(tmp_path)
     config = WorkerConfig("w", "postgresql://q", tmp_path / "lab.yaml", tmp_path / "out", "unused", 5.0, ("east",))
     req = request(options={"board": "-x", "runs": 5})
     check(req, 7, "farm-pool-east", ("east",))
-    argv = child_argv(config, req, "RUN", {"model": tmp_path / "m", "data": tmp_path / "d", "checklist": tmp_path / "c"},
-                      "postgresql://u@h/db")
+    paths = {"model": tmp_path / "m", "data": tmp_path / "d", "checklist": tmp_path / "c"}
+    argv = child_argv(config, req, "RUN", paths, "postgresql://u@h/db")
     flags = argv[4:]
     assert all(a.startswith("--") and "=" in a for a in flags), flags
     assert f"--inventory={tmp_path / 'lab.yaml'}" in flags and "--board=-x" in flags

@@ -68,7 +68,8 @@ def test_the_old_farm_signoff_run_id_form_is_one_line_saying_how_to_sign_now(pro
 
 def test_every_usage_error_is_one_line_naming_the_command_and_its_help(project, capsys):
     for argv, said in ((["signoff", "20261122T020000Z-1a2b"], "farm signoff sign RUN_ID"),
-                       (["run", "--no-such-option"], "`farm --help`"), (["history", "--limit", "x"], "`farm history --help`")):
+                       (["run", "--no-such-option"], "`farm --help`"),
+                       (["history", "--limit", "x"], "`farm history --help`")):
         with pytest.raises(SystemExit):
             main(argv)
         err = capsys.readouterr().err

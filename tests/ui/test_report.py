@@ -37,7 +37,8 @@ def test_a_row_shows_the_toolchain_the_provider_used_the_offload_and_marks_simul
     from farm.ui.report import row_properties
 
     offloaded = VariantResult("int8_qnn", provider_used="QNNExecutionProvider", toolchain="qnn",
-                              simulated="HTP simulated on x86_64", latency_ms={"p50": 875.7, "p95": 898.2, "p99": 901.0},
+                              simulated="HTP simulated on x86_64",
+                              latency_ms={"p50": 875.7, "p95": 898.2, "p99": 901.0},
                               offload={"provider": "QNNExecutionProvider", "fallback_disabled": True, "nodes": 44,
                                        "on_accelerator": 44, "node_pct": 100.0, "time_pct": 100.0, "fallen_back": {}})
     refused = VariantResult("int8_static", provider_used="CPUExecutionProvider", toolchain="qnn",

@@ -30,7 +30,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
                            for r in host.get("losses", []) if r["loss"] is not None)
         print(f"{name:<14}{entry['status']:<8}{size:>9}{p50:>13}  {ops if name != 'fp32' else '-'} / {losses or '-'}")
         if entry.get("float_between_qdq"):
-            print("  float between QDQ pairs: " + ", ".join(f"{op} x{n}" for op, n in entry["float_between_qdq"].items()))
+            pairs = ", ".join(f"{op} x{n}" for op, n in entry["float_between_qdq"].items())
+            print("  float between QDQ pairs: " + pairs)
         if entry["reason"]:
             print(f"  {entry['reason']}")
         if entry.get("origin"):

@@ -89,7 +89,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if not pools:
         raise ConfigError("farm worker serves one or more pools: give --pool P (repeatable)")
     loaded = load_inventory(inventory)
-    known = {p for b in loaded.boards for p in b.pools} | {p for s in loaded.standins for p in s.values.get("pools", ())}
+    known = ({p for b in loaded.boards for p in b.pools}
+             | {p for s in loaded.standins for p in s.values.get("pools", ())})
     if unknown := [p for p in pools if p not in known]:
         raise ConfigError(f"{inventory}: no board of pool {unknown[0]!r} (pools here: {', '.join(sorted(known))})")
     history = found["history"].value or store.url
@@ -182,7 +183,8 @@ def cmd_schedule_nightly(args: argparse.Namespace) -> int:
     request = _request(args, store, "nightly")
     ensure_schema(store.url)
     store.add_schedule(name, request["pool"], args.cron, request)
-    print(f"schedule {name}: farm nightly on pool {request['pool']} at '{args.cron}' (UTC), run by a worker of the pool")
+    print(f"schedule {name}: farm nightly on pool {request['pool']} at '{args.cron}' (UTC), "
+          "run by a worker of the pool")
     return 0
 
 

@@ -37,7 +37,8 @@ class LabCollector:
             for board in lab["boards"]:
                 if pool in board["pools"]:
                     status = board["last_status"]
-                    counts["up" if status == BoardStatus.OK else "busy" if status == BoardStatus.BUSY else "failing"] += 1
+                    kind = "up" if status == BoardStatus.OK else "busy" if status == BoardStatus.BUSY else "failing"
+                    counts[kind] += 1
             for state, count in counts.items():
                 states.add_metric([pool, state], count)
         for board in lab["boards"]:
