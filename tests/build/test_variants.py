@@ -142,7 +142,7 @@ def test_a_variant_that_cannot_be_built_is_recorded_and_others_go_on(tmp_path, d
     assert manifest["variants"]["int8_static"]["status"] == "ok"
 
 
-@pytest.mark.slow  # a search over 16 static recipes, most of a minute: the default run skips it, CI runs it (-m slow locally)
+@pytest.mark.slow  # a search over 16 static recipes, most of a minute (CI runs it)
 @pytest.mark.real
 def test_recipe_search_keeps_the_fastest_within_the_loss_target(tmp_path, digits_model, digits_data):
     manifest = build(digits_model, digits_data, tmp_path, variants=["fp32", "int8_static"],
@@ -160,7 +160,7 @@ def test_recipe_search_keeps_the_fastest_within_the_loss_target(tmp_path, digits
     assert manifest["variants"]["int8_static"]["recipe"]["calibration_method"] == method
 
 
-@pytest.mark.slow  # a search over 16 static recipes, most of a minute: the default run skips it, CI runs it (-m slow locally)
+@pytest.mark.slow  # a search over 16 static recipes, most of a minute (CI runs it)
 @pytest.mark.real
 def test_a_failed_recipe_search_writes_the_manifest_it_points_at(tmp_path, digits_model, digits_data):
     with pytest.raises(ModelError, match="no static INT8 recipe keeps every judged output within -1.0 %") as caught:

@@ -47,7 +47,7 @@ def run_demo(lab, tmp_path_factory):
     return run
 
 
-@pytest.mark.slow  # real models quantized and measured on stand-ins, half a minute: the default run skips it, CI runs it (-m slow locally)
+@pytest.mark.slow  # real models quantized and measured on stand-ins, half a minute (CI runs it)
 def test_a_detector_is_judged_by_the_faces_it_finds_and_its_collapsed_static_int8_fails(run_demo):
     proc, results = run_demo("blazeface")
     assert results["boards"][0]["status"] == "ok", results["boards"][0]["error"]
@@ -72,7 +72,7 @@ def test_a_detector_is_judged_by_the_faces_it_finds_and_its_collapsed_static_int
     assert row["verdict"] == "fail" and row["limit"] == 10.0
 
 
-@pytest.mark.slow  # real models quantized and measured on stand-ins, half a minute: the default run skips it, CI runs it (-m slow locally)
+@pytest.mark.slow  # real models quantized and measured on stand-ins, half a minute (CI runs it)
 def test_landmarks_are_judged_by_nme_and_static_int8_keeps_them(run_demo):
     _, results = run_demo("facemesh")
     static = checks_of(results, "int8_static")["accuracy"]
@@ -110,7 +110,7 @@ def test_a_stream_carries_its_state_and_farms_figure_is_the_carried_runs(run_dem
     assert static["status"] == "fail" and "accuracy drop on labels" in static["why"]
 
 
-@pytest.mark.slow  # real models quantized and measured on stand-ins, half a minute: the default run skips it, CI runs it (-m slow locally)
+@pytest.mark.slow  # real models quantized and measured on stand-ins, half a minute (CI runs it)
 def test_the_models_memory_does_not_grow_with_the_evaluation_set(lab, tmp_path):
     lab_obj, _ = lab
     data = dict(np.load(MODELS / "digits" / "digits.npz"))
@@ -130,7 +130,7 @@ def test_the_models_memory_does_not_grow_with_the_evaluation_set(lab, tmp_path):
     assert abs(peaks[300] - peaks[10]) / peaks[10] < 0.10, peaks
 
 
-@pytest.mark.slow  # real models quantized and measured on stand-ins, half a minute: the default run skips it, CI runs it (-m slow locally)
+@pytest.mark.slow  # real models quantized and measured on stand-ins, half a minute (CI runs it)
 def test_reused_variants_are_checked_and_a_broken_int8_variant_fails_accuracy_by_its_metric(lab, tmp_path):
     """`farm run --variants-dir` takes what `farm quantize` built; a variant with wrecked weights is caught."""
     import onnx

@@ -83,7 +83,7 @@ def test_sigterm_mid_measure_stops_in_seconds_and_keeps_everything_collected(slo
     assert not Path(board.workdir, "farm.lock").exists()
 
 
-@pytest.mark.slow  # a static INT8 build slowed on purpose, a minute: the default run skips it, CI runs it (-m slow locally)
+@pytest.mark.slow  # a static INT8 build slowed on purpose, a minute (CI runs it)
 def test_a_second_interrupt_still_writes_what_was_collected(slow_static, tmp_path):
     board, inventory, marker = slow_static
     proc = start_farm("run", "--inventory", inventory, "--variants", "fp32,int8_static", "--runs", "10",

@@ -32,7 +32,7 @@ def test_board_class_inheritance_and_override(tmp_path):
     assert boards["tda4-tuned"].cores == 2  # still inherited
 
 
-@pytest.mark.slow  # an accelerator-class stand-in measured, half a minute: the default run skips it, CI runs it (-m slow locally)
+@pytest.mark.slow  # an accelerator-class stand-in measured, half a minute (CI runs it)
 def test_standin_of_an_accelerator_class_says_it_ran_on_cpu(tmp_path, shared_dir):
     inventory = tmp_path / "orin.yaml"
     inventory.write_text("standins:\n  - name: orin-sim\n    class: jetson-orin\n    cores: 1\n")

@@ -113,7 +113,7 @@ def queue(tmp_path_factory, shared_dir, postgres_server):
         yield q
 
 
-@pytest.mark.slow  # two workers and four queued runs, about a minute: the default run skips it, CI runs it (-m slow locally)
+@pytest.mark.slow  # two workers and four queued runs, about a minute (CI runs it)
 def test_workers_take_only_their_pools_jobs_and_a_pools_jobs_run_one_after_another(queue):
     east = [queue.submit("east", *FAST) for _ in range(3)]
     west = queue.submit("west", *FAST)
@@ -130,7 +130,7 @@ def test_workers_take_only_their_pools_jobs_and_a_pools_jobs_run_one_after_anoth
         assert [b.status for b in run.boards] == ["ok", "ok"], [b.error for b in run.boards]  # no `busy`
 
 
-@pytest.mark.slow  # two queued runs followed to their end, half a minute: the default run skips it, CI runs it (-m slow locally)
+@pytest.mark.slow  # two queued runs followed to their end, half a minute (CI runs it)
 def test_submit_wait_exits_with_the_runs_code(queue):
     passed = queue.farm("submit", "--pool", "west", *FAST, "--wait")
     assert passed.returncode == 0, passed.stderr
@@ -194,7 +194,7 @@ def test_a_job_whose_model_blob_is_gone_fails_with_a_clear_error(queue):
     assert f"blob {sha[:16]}... is not in the queue's store" in row["message"]
 
 
-@pytest.mark.slow  # a worker killed and a job retried, most of a minute: the default run skips it, CI runs it (-m slow locally)
+@pytest.mark.slow  # a worker killed and a job retried, most of a minute (CI runs it)
 def test_a_worker_killed_mid_job_hands_it_to_another_and_the_history_keeps_one_run(queue):
     job = queue.submit("east", *SLOW)
     first = queue.wait_until(job, lambda r: r["state"] == "doing")
