@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 from helpers import closed_port
+
+# Started in the background by a non-interactive shell (`cmd &`, nohup), pytest inherits SIGINT ignored,
+# and so would every `farm` it starts: the Ctrl-C tests would test the shell, not farm (seen: a full run
+# launched that way failed them, the same tests passed in the foreground). A handler here is reset to the
+# default in each child at exec, so each `farm` takes Ctrl-C as a user's terminal gives it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parent.parent
 pytest_plugins = ["pytester"]

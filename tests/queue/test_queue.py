@@ -110,6 +110,7 @@ def queue(tmp_path_factory, shared_dir, postgres_server):
         q.start_worker("east-a", "east")
         q.start_worker("east-b", "east")
         q.start_worker("west-a", "west")
+        ensure_schema(q.url)  # the workers are still starting: the tests read the queue before any submit
         yield q
 
 
