@@ -73,56 +73,55 @@ def test_speedup_failure_says_what_to_fix():
                           "20 %, Cast 5 % of run time; quantize / dequantize / cast overhead is 55 % of it")
 
 
+SPEEDUP_MANIFEST = {"model": {}, "spec": TOP1, "data": {"evaluation_samples": 10, "calibration_samples": 300},
+                    "variants": {"fp32": {}, "int8_static": {"float_op_types": {}}}}
+FOREIGN_FLAG = "foreign load after: 5 other runnable tasks for 2 usable cores"
+
+
+def timed_pair(int8_p50: float, fp32_flag: str) -> dict:
+    """FP32 at 1 ms, flagged; int8_static at `int8_p50` ms."""
+    variants = {"fp32": agent_doc("fp32", 1.0), "int8_static": agent_doc("int8_static", int8_p50)}
+    variants["fp32"].board_state = {"flags": [fp32_flag]}
+    return variants
+
+
+def speedup_of(board: Board, variants: dict, checklist=None):
+    checklist = checklist or load_checklist(resources.checklist("dms"))
+    return next(c for c in evaluate(checklist, board, variants, model_result(SPEEDUP_MANIFEST))["int8_static"]
+                if c.item == "speedup")
+
+
 def test_speedup_under_foreign_load_on_either_latency_run_is_an_error_with_the_reason():
-    checklist = load_checklist(resources.checklist("dms"))
-    manifest = {"model": {}, "spec": TOP1, "data": {"evaluation_samples": 10, "calibration_samples": 300},
-                "variants": {"fp32": {}, "int8_static": {"float_op_types": {}}}}
-    variants = {"fp32": agent_doc("fp32", 1.0), "int8_static": agent_doc("int8_static", 1.2)}  # slower: a fail...
-    variants["fp32"].board_state = {"flags": ["foreign load after: 5 other runnable tasks for 2 usable cores"]}
-    speedup = lambda: next(c for c in evaluate(checklist, Board(name="b", host="h"), variants,  # noqa: E731
-                                               model_result(manifest))["int8_static"] if c.item == "speedup")
+    variants = timed_pair(1.2, FOREIGN_FLAG)  # slower: a fail...
+    speedup = lambda: speedup_of(Board(name="b", host="h"), variants)  # noqa: E731
     check = speedup()  # ...unless FP32 was timed under another process's load
     assert check.status == "error" and check.value == 0.833
-    assert "fp32: foreign load after: 5 other runnable tasks for 2 usable cores" in check.why
+    assert f"fp32: {FOREIGN_FLAG}" in check.why
     variants["fp32"].board_state, variants["int8_static"].board_state = None, {"flags": ["below max frequency: x"]}
     assert speedup().status == "error" and "int8_static: below max frequency: x" in speedup().why
     variants["int8_static"].board_state = None
     assert speedup().status == "fail"
 
 
-
 def test_an_emulated_boards_speedup_under_foreign_load_is_informational_not_an_error():
-    checklist = load_checklist(resources.checklist("dms"))
-    manifest = {"model": {}, "spec": TOP1, "data": {"evaluation_samples": 10, "calibration_samples": 300},
-                "variants": {"fp32": {}, "int8_static": {"float_op_types": {}}}}
-    variants = {"fp32": agent_doc("fp32", 1.0), "int8_static": agent_doc("int8_static", 1.2)}
-    variants["fp32"].board_state = {"flags": ["foreign load after: 5 other runnable tasks for 2 usable cores"]}
-    board = Board(name="b", host="h", emulated_cpu="cortex-a72")
-    check = next(c for c in evaluate(checklist, board, variants, model_result(manifest))["int8_static"]
-                 if c.item == "speedup")
+    check = speedup_of(Board(name="b", host="h", emulated_cpu="cortex-a72"), timed_pair(1.2, FOREIGN_FLAG))
     assert check.status == "skip" and "emulated board (QEMU cortex-a72)" in check.why and check.value == 0.833
 
+
 def test_a_stand_ins_speedup_under_foreign_load_alone_is_a_warning_and_under_any_other_flag_an_error():
-    checklist = load_checklist(resources.checklist("dms"))
-    manifest = {"model": {}, "spec": TOP1, "data": {"evaluation_samples": 10, "calibration_samples": 300},
-                "variants": {"fp32": {}, "int8_static": {"float_op_types": {}}}}
-    variants = {"fp32": agent_doc("fp32", 1.0), "int8_static": agent_doc("int8_static", 0.5)}
-    variants["fp32"].board_state = {"flags": ["foreign load after: 3 other runnable tasks for 1 usable cores"]}
-    speedup = lambda board: next(c for c in evaluate(checklist, board, variants,  # noqa: E731
-                                                     model_result(manifest))["int8_static"] if c.item == "speedup")
+    variants = timed_pair(0.5, "foreign load after: 3 other runnable tasks for 1 usable cores")
     standin, real = Board(name="b", host="127.0.0.1", standin=True), Board(name="b", host="h")
-    warned = speedup(standin)  # the other runnable tasks are farm's own work for the other stand-ins
+    warned = speedup_of(standin, variants)  # the other runnable tasks are farm's own work for the other stand-ins
     assert warned.status == "pass" and warned.value == 2.0
     assert "warning: fp32: foreign load after: 3 other runnable tasks" in warned.why
     assert "a stand-in shares the controller's cores" in warned.why
-    assert speedup(real).status == "error"  # a real board under foreign load is unfit to be timed
+    assert speedup_of(real, variants).status == "error"  # a real board under foreign load is unfit to be timed
     strict = load_checklist(resources.checklist("dms"))
     strict = dataclasses.replace(strict, explicit=strict.explicit | {("speedup", "board_state")})
-    insisted = next(c for c in evaluate(strict, standin, variants, model_result(manifest))["int8_static"]
-                    if c.item == "speedup")
+    insisted = speedup_of(standin, variants, strict)
     assert insisted.status == "error"  # a checklist that writes board_state: error down means it, stand-in or not
     variants["int8_static"].board_state = {"flags": ["hot after: cpu-thermal at 86.0 C, passive trip 85.0 C"]}
-    assert speedup(standin).status == "error"  # heat is not farm's own work
+    assert speedup_of(standin, variants).status == "error"  # heat is not farm's own work
 
 
 def test_fp32_losing_against_itself_on_the_host_makes_every_accuracy_check_an_error():
