@@ -15,16 +15,14 @@ from farm.statuses import BoardStatus
 PROBE_SCRIPT = r'''
 import json, os, sys, time
 facts = {"python": "%d.%d.%d" % sys.version_info[:3], "machine": os.uname()[4], "missing": [], "now": int(time.time())}
-try:  # what changes when the board reboots (a stand-in's: when its sshd restarts)
-    facts["boot_id"] = os.environ.get("FARM_BOOT_ID") or open("/proc/sys/kernel/random/boot_id").read().strip()
-except OSError:
-    facts["boot_id"] = None
-workdir = sys.argv[1] if len(sys.argv) > 1 else None
 try:  # one per kernel boot: a board that shares the controller's kernel is the controller
     with open("/proc/sys/kernel/random/boot_id") as handle:
         facts["kernel_boot_id"] = handle.read().strip()
 except OSError:
     facts["kernel_boot_id"] = None
+# what changes when the board reboots (a stand-in's: when its sshd restarts)
+facts["boot_id"] = os.environ.get("FARM_BOOT_ID") or facts["kernel_boot_id"]
+workdir = sys.argv[1] if len(sys.argv) > 1 else None
 try:
     with open(os.path.join(workdir, "farm.lock")) as handle:
         facts["lock"] = handle.read().strip()
