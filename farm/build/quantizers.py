@@ -36,7 +36,7 @@ from farm.build.modelfile import LAYOUT_OPS, ModelInfo, default_opset, graphs, q
 from farm.build.spec import ModelSpec
 from farm.build.toolchains import builder, built_for
 from farm.config.checklist import ITEMS
-from farm.config.settings import FLOAT_VARIANTS, Measurement
+from farm.config.settings import FLOAT_VARIANTS, STATIC_VARIANTS, Measurement
 from farm.errors import AgentError
 from farm.judge.accuracy import output_rows
 from farm.statuses import BuildStatus, CheckStatus
@@ -48,7 +48,6 @@ CALIBRATION_CHUNK = 8  # steps onnxruntime collects before merging: 149 MB a 640
 # Pseudo op type for recipes: Conv nodes with group > 1 (depthwise), which quantize badly.
 DEPTHWISE = "DepthwiseConv"
 HOST_MEASUREMENT = Measurement(warmup=10, runs=50, threads=1)
-STATIC_VARIANTS = ("int8_static", "int8_mixed")  # calibrated QDQ; int8_mixed keeps its most sensitive layers in float
 
 log = logging.getLogger(__name__)
 

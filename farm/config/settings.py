@@ -15,6 +15,7 @@ DEFAULT_VARIANTS = VARIANTS[:3]
 TOOLCHAIN_VARIANTS = ("fp16", "int8_qnn", "a16w8_qnn", "int8_trt")
 ALL_VARIANTS = VARIANTS + TOOLCHAIN_VARIANTS
 FLOAT_VARIANTS = ("fp32", "fp16")  # not quantized: never a no-op for quantizing nothing
+STATIC_VARIANTS = ("int8_static", "int8_mixed")  # calibrated QDQ; int8_mixed keeps its most sensitive layers in float
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 

@@ -12,6 +12,7 @@ from typing import Callable
 
 from farm.config.checklist import Checklist, parse_rule
 from farm.config.inventory import Board
+from farm.config.settings import STATIC_VARIANTS
 from farm.judge.accuracy import fp32_self_loss, output_rows, quality
 from farm.judge.changes import recent_change
 from farm.judge.stats import latency_change, percentile_of, quantile_bounds, round_spread, runs_needed
@@ -92,7 +93,7 @@ def _opset(variant: VariantResult, limits: dict, **_) -> Check:
 
 def _calibration(variant: VariantResult, limits: dict, model: ModelResult, **_) -> Check:
     build = model.variants.get(variant.name)
-    calibrated = (variant.name in ("int8_static", "int8_mixed")
+    calibrated = (variant.name in STATIC_VARIANTS
                   or build is not None and "calibration_samples" in build.recipe)
     if not calibrated:  # static INT8, and the toolchains' calibrated variants (int8_qnn...) record their count
         return Check("calibration", SKIP, why="applies to statically calibrated INT8 only")
